@@ -1,0 +1,143 @@
+// quanto/quantize/affine.hpp: affine quantization of qint2/qint4: quanto's MaxOptimizer
+// (scale and float shift from min/max), `quantize_affine` with a float shift or an integer
+// zero-point, and dequantization. Codes are unsigned, in [0, 2^bits - 1].
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+#include "quanto/core/config.hpp"
+#include "quanto/core/qtype.hpp"
+#include "quanto/core/tensor.hpp"
+#include "quanto/quantize/axis.hpp"
+#include "quanto/quantize/checks.hpp"
+#include "quanto/quantize/model_arith.hpp"
+
+QUANTO_BEGIN_NAMESPACE
+
+/// A scale and a float shift in the model dtype (quanto stores `shift = -min`).
+template <ModelFloat T>
+struct scale_shift {
+  tensor<T> scale;
+  tensor<T> shift;
+};
+
+namespace detail {
+
+constexpr float code_max(int bits) noexcept { return static_cast<float>((1 << bits) - 1); }
+
+/// `clamp(round(q), 0, 2^bits-1).to(uint8)`, with the 0/0 case (a zero scale, NaN quotient)
+/// giving code 0: dequantization then yields `-shift`, which is exactly the value of every
+/// element of a constant group (quanto leaves this to an implementation-defined cast).
+constexpr std::uint8_t to_code(float q, int bits) noexcept {
+  if (is_nan_bits(q)) return 0;
+  return static_cast<std::uint8_t>(static_cast<int>(std::clamp(q, 0.0f, code_max(bits))));
+}
+
+/// One element of quanto's `quantize_affine` with a float shift:
+/// `round((x + shift) / scale)` with both the sum and the quotient rounded to the model dtype.
+template <ModelFloat T>
+constexpr std::uint8_t quantize_affine_value(T x, T scale, T shift, int bits) noexcept {
+  return to_code(round_half_even(widen(t_div(t_add(x, shift), scale))), bits);
+}
+
+/// With an integer zero-point: `round(x / scale) + zero_point` (the sum in the model dtype).
+template <ModelFloat T>
+constexpr std::uint8_t quantize_affine_value(T x, T scale, std::uint8_t zero_point, int bits) noexcept {
+  const T r = narrow<T>(round_half_even(widen(t_div(x, scale))));
+  return to_code(widen(narrow<T>(widen(r) + static_cast<float>(zero_point))), bits);
+}
+
+/// quanto's QBitsDequantizer with a float shift: `scale * q - shift`, two roundings.
+template <ModelFloat T>
+constexpr T dequantize_affine_value(std::uint8_t q, T scale, T shift) noexcept {
+  return t_sub(narrow<T>(widen(scale) * static_cast<float>(q)), shift);
+}
+
+/// With a zero-point: `scale * (int8(q) - int8(zero_point))`, one rounding.
+template <ModelFloat T>
+constexpr T dequantize_affine_value(std::uint8_t q, T scale, std::uint8_t zero_point) noexcept {
+  const int d = static_cast<int>(static_cast<std::int8_t>(q)) - static_cast<int>(static_cast<std::int8_t>(zero_point));
+  return narrow<T>(widen(scale) * static_cast<float>(static_cast<std::int8_t>(d)));
+}
+
+template <class Shift>
+concept AffineShift = ModelFloat<Shift> || std::is_same_v<Shift, std::uint8_t>;
+
+}  // namespace detail
+
+/// quanto's `MaxOptimizer.optimize(base, qtype, axis)` on an already grouped tensor:
+/// `scale = (max - min) / (2^bits - 1)` and `shift = -min`, in the model dtype. Axis 0 reduces
+/// each row; axis -1 — and, as in quanto, axis None (a single row) — reduces each column.
+template <LowBitQType Q, ModelFloat T>
+scale_shift<T> max_scale_shift(tensor_view<const T> base, qaxis axis) {
+  const param_map pm = map_params(base.shape(), axis == qaxis::first ? qaxis::first : qaxis::last);
+  const auto n = static_cast<std::size_t>(pm.count());
+  std::vector<float> lo(n, 0.0f), hi(n, 0.0f);
+  std::vector<bool> seen(n, false);
+  for (std::int64_t i = 0; i < base.numel(); ++i) {
+    const float v = detail::widen(base[static_cast<std::size_t>(i)]);
+    const auto j = static_cast<std::size_t>(pm.index(i));
+    if (!seen[j]) {
+      lo[j] = hi[j] = v;
+      seen[j] = true;
+    } else if (is_nan_bits(v)) {
+      lo[j] = hi[j] = v;  // amin/amax propagate NaN
+    } else if (!is_nan_bits(lo[j])) {
+      lo[j] = std::min(lo[j], v);
+      hi[j] = std::max(hi[j], v);
+    }
+  }
+  scale_shift<T> out{tensor<T>(pm.param_shape), tensor<T>(pm.param_shape)};
+  const float levels = detail::code_max(Q::bits);  // qmax - qmin
+  for (std::size_t j = 0; j < n; ++j) {
+    const T rmin = detail::narrow<T>(lo[j]), rmax = detail::narrow<T>(hi[j]);
+    out.scale[j] = detail::t_div_scalar(detail::t_sub(rmax, rmin), levels);
+    out.shift[j] = detail::t_neg(rmin);
+  }
+  return out;
+}
+
+/// quanto's `zeropoint=True` conversion of a float shift: `clamp(round(shift / scale), 0,
+/// 2^bits - 1)` as uint8 (0/0 gives 0).
+template <LowBitQType Q, ModelFloat T>
+tensor<std::uint8_t> to_zero_point(tensor_view<const T> scale, tensor_view<const T> shift) {
+  detail::require_shape(shift.shape(), scale.shape(), "the shift");
+  tensor<std::uint8_t> zp(scale.shape());
+  for (std::size_t j = 0; j < zp.size(); ++j)
+    zp[j] = detail::to_code(round_half_even(detail::widen(detail::t_div(shift[j], scale[j]))), Q::bits);
+  return zp;
+}
+
+/// quanto's `quantize_affine` on an already grouped tensor (`group_size` handled by the
+/// caller): `scale` and `shift` broadcast over `base` per row, per column or per tensor.
+/// `Shift` is the model dtype (float shift) or uint8 (zero-point).
+template <LowBitQType Q, ModelFloat T, detail::AffineShift Shift>
+tensor<std::uint8_t> quantize_affine(tensor_view<const T> base, tensor_view<const T> scale,
+                                     tensor_view<const Shift> shift) {
+  const param_map pm = broadcast_params(base.shape(), scale.shape());
+  detail::require_shape(shift.shape(), scale.shape(), "the shift");
+  tensor<std::uint8_t> codes(base.shape());
+  for (std::int64_t i = 0; i < base.numel(); ++i) {
+    const auto u = static_cast<std::size_t>(i), j = static_cast<std::size_t>(pm.index(i));
+    codes[u] = detail::quantize_affine_value(base[u], scale[j], shift[j], Q::bits);
+  }
+  return codes;
+}
+
+/// Dequantizes codes laid out as `quantize_affine` produced them (grouped shape).
+template <ModelFloat T, detail::AffineShift Shift>
+tensor<T> dequantize_affine(tensor_view<const std::uint8_t> codes, tensor_view<const T> scale,
+                            tensor_view<const Shift> shift) {
+  const param_map pm = broadcast_params(codes.shape(), scale.shape());
+  detail::require_shape(shift.shape(), scale.shape(), "the shift");
+  tensor<T> out(codes.shape());
+  for (std::int64_t i = 0; i < codes.numel(); ++i) {
+    const auto u = static_cast<std::size_t>(i), j = static_cast<std::size_t>(pm.index(i));
+    out[u] = detail::dequantize_affine_value(codes[u], scale[j], shift[j]);
+  }
+  return out;
+}
+
+QUANTO_END_NAMESPACE

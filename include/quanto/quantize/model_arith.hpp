@@ -1,0 +1,77 @@
+// quanto/quantize/model_arith.hpp: arithmetic in the model dtype with PyTorch's rounding steps.
+//
+// PyTorch computes an element-wise op on float16/bfloat16 tensors in float32 and rounds the result
+// once to the tensor's dtype (round to nearest even); on float32 tensors it is plain float32
+// arithmetic. Reproducing quanto bit for bit means doing exactly that, one op at a time, in the
+// order quanto's Python code writes them. These helpers make each rounding step visible.
+// IEEE float arithmetic is assumed: do not build code that needs bit-exactness with -ffast-math.
+#pragma once
+
+#include <cstdint>
+#include <type_traits>
+
+#include "quanto/core/config.hpp"
+#include "quanto/core/float_bits.hpp"
+#include "quanto/core/qtype.hpp"
+
+QUANTO_BEGIN_NAMESPACE
+namespace detail {
+
+/// Returns `x`, rounded to float and opaque to the optimizer: it stops the compiler from fusing
+/// a multiply and an add into one FMA across our statements (GCC does that under its default
+/// -ffp-contract=fast in GNU mode, e.g. CMake's -std=gnu++20 with -march=native), which would
+/// skip a rounding PyTorch performs. Costs nothing but the lost fusion.
+QUANTO_ALWAYS_INLINE float rounded(float x) noexcept {
+#if defined(__GNUC__) && (defined(__SSE2__) || defined(__x86_64__))
+  __asm__("" : "+x"(x));
+#elif defined(__GNUC__) && defined(__aarch64__)
+  __asm__("" : "+w"(x));
+#else
+  volatile float v = x;
+  x = v;
+#endif
+  return x;
+}
+
+/// Exact widening of a model-dtype value to float.
+template <ModelFloat T>
+constexpr float widen(T x) noexcept {
+  return static_cast<float>(x);
+}
+/// One rounding of a float result to the model dtype (the identity for float).
+template <ModelFloat T>
+constexpr T narrow(float x) noexcept {
+  if constexpr (std::is_same_v<T, float>) {
+    if (!std::is_constant_evaluated()) return rounded(x);
+    return x;
+  } else {
+    return static_cast<T>(x);  // the conversion itself rounds, from a materialized float
+  }
+}
+
+template <ModelFloat T>
+constexpr T t_add(T a, T b) noexcept { return narrow<T>(widen(a) + widen(b)); }
+template <ModelFloat T>
+constexpr T t_sub(T a, T b) noexcept { return narrow<T>(widen(a) - widen(b)); }
+template <ModelFloat T>
+constexpr T t_mul(T a, T b) noexcept { return narrow<T>(widen(a) * widen(b)); }
+template <ModelFloat T>
+constexpr T t_div(T a, T b) noexcept { return narrow<T>(widen(a) / widen(b)); }
+/// `tensor / python_number`: the number becomes the float opmath scalar.
+template <ModelFloat T>
+constexpr T t_div_scalar(T a, float b) noexcept { return narrow<T>(widen(a) / b); }
+template <ModelFloat T>
+constexpr T t_neg(T a) noexcept { return narrow<T>(-widen(a)); }
+template <ModelFloat T>
+constexpr T t_abs(T a) noexcept {
+  return narrow<T>(bits_to_float(float_to_bits(widen(a)) & 0x7fffffffu));
+}
+
+/// True when `x` is NaN or ±Inf; tests the bits, so it also works under -ffast-math.
+template <ModelFloat T>
+constexpr bool t_is_finite(T x) noexcept {
+  return is_finite_bits(widen(x));
+}
+
+}  // namespace detail
+QUANTO_END_NAMESPACE

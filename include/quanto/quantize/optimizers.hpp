@@ -1,0 +1,153 @@
+// quanto/quantize/optimizers.hpp: the scale/shift optimizers as policy types: `absmax` for the
+// symmetric 8-bit qtypes, `max_optimizer` and `hqq_optimizer` for the affine 2/4-bit qtypes.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <string_view>
+#include <vector>
+
+#include "quanto/core/config.hpp"
+#include "quanto/core/qtype.hpp"
+#include "quanto/core/tensor.hpp"
+#include "quanto/quantize/affine.hpp"
+#include "quanto/quantize/axis.hpp"
+#include "quanto/quantize/model_arith.hpp"
+#include "quanto/quantize/symmetric.hpp"
+#include "quanto/quantize/torch_sum.hpp"
+
+QUANTO_BEGIN_NAMESPACE
+
+/// quanto's `AbsmaxOptimizer`: `scale = max|x| / qmax` per axis. Symmetric: 8-bit qtypes only.
+struct absmax_optimizer {
+  static constexpr std::string_view name = "absmax";
+  static constexpr bool is_affine = false;
+
+  template <ByteQType Q, ModelFloat T>
+  tensor<T> operator()(tensor_view<const T> base, qaxis axis) const {
+    return absmax_scale<Q>(base, effective_axis(base.shape(), axis));
+  }
+};
+
+/// quanto's `MaxOptimizer`: `scale = (max - min) / (2^bits - 1)`, `shift = -min`. Affine:
+/// qint2/qint4 only. The default optimizer of the low-bit qtypes.
+struct max_optimizer {
+  static constexpr std::string_view name = "max";
+  static constexpr bool is_affine = true;
+
+  /// `base` is already grouped; `axis` as quanto's AffineOptimizer receives it.
+  template <LowBitQType Q, ModelFloat T>
+  scale_shift<T> operator()(tensor_view<const T> base, qaxis axis) const {
+    return max_scale_shift<Q>(base, effective_axis(base.shape(), axis));
+  }
+};
+
+/// quanto's `HqqOptimizer` (Half-Quadratic Quantization, after mobiusml/hqq): starts from
+/// MaxOptimizer's scale and shift, keeps the scale, and refines the shift by proximal steps on
+/// an Lp (p < 1) error, stopping at the first step that does not lower the mean absolute error.
+/// Same parameters, same loop, same early stop, same rounding steps as quanto.
+struct hqq_optimizer {
+  static constexpr std::string_view name = "hqq";
+  static constexpr bool is_affine = true;
+
+  double lp_norm = 0.7;
+  double beta = 10.0;
+  double kappa = 1.01;
+  int iters = 20;
+  /// The summation order of the PyTorch build to match (see torch_sum.hpp).
+  torch_sum_order sum_order = torch_sum_order::avx2;
+
+  template <LowBitQType Q, ModelFloat T>
+  scale_shift<T> operator()(tensor_view<const T> base, qaxis axis) const;
+};
+
+namespace detail {
+
+/// `torch.pow(t, exponent)` for a model-dtype tensor and a Python-float exponent: PyTorch
+/// rounds the exponent to the tensor's dtype, computes in float, rounds the result.
+template <ModelFloat T>
+inline T t_pow(T x, T exponent) noexcept {
+  return narrow<T>(static_cast<float>(std::pow(static_cast<double>(widen(x)), static_cast<double>(widen(exponent)))));
+}
+
+/// `float(torch.abs(a - b).mean())`.
+template <ModelFloat T>
+double mean_abs_error(std::span<const T> a, std::span<const T> b, torch_sum_order order) {
+  std::vector<float> d(a.size());
+  for (std::size_t i = 0; i < a.size(); ++i) d[i] = widen(t_abs(t_sub(a[i], b[i])));
+  const float sum = torch_sum_all(d.data(), static_cast<std::int64_t>(d.size()), order);
+  return static_cast<double>(widen(narrow<T>(sum / static_cast<float>(d.size()))));
+}
+
+}  // namespace detail
+
+template <LowBitQType Q, ModelFloat T>
+scale_shift<T> hqq_optimizer::operator()(tensor_view<const T> base, qaxis axis) const {
+  using namespace detail;
+  axis = effective_axis(base.shape(), axis);
+  scale_shift<T> best = max_scale_shift<Q>(base, axis);
+  // quanto cannot run HQQ along a single row or column (its quantize_weight rejects axis=None);
+  // Max's per-column parameters already reproduce such a tensor exactly, so keep them.
+  if (axis == qaxis::none) return best;
+
+  const tensor_view<const T> scale = best.scale.view();
+  tensor<std::uint8_t> codes = quantize_affine<Q>(base, scale, best.shift.view());
+  tensor<T> dq = dequantize_affine<T>(codes.view(), scale, best.shift.view());
+  double best_error = mean_abs_error<T>(base.span(), dq.span(), sum_order);
+
+  const param_map pm = broadcast_params(base.shape(), scale.shape());
+  const T exponent = narrow<T>(static_cast<float>(lp_norm - 1.0));
+  double b = beta;
+  std::vector<float> target(base.size());
+  for (int it = 0; it < iters; ++it) {
+    const float inv_beta = static_cast<float>(1.0 / b);
+    for (std::size_t i = 0; i < base.size(); ++i) {
+      // e = shrink_lp(base - dequant(base_q)) = sign(x) * relu(|x| - (1/beta) * |x|^(p-1))
+      const T err = t_sub(base[i], dq[i]);
+      const T a = t_abs(err);
+      const T shrunk = t_sub(a, narrow<T>(inv_beta * widen(t_pow(a, exponent))));
+      const T r = widen(shrunk) > 0.0f ? shrunk : T(0.0f);
+      const float ev = widen(err) > 0.0f ? widen(r) : widen(err) < 0.0f ? -widen(r) : 0.0f;
+      // q * scale - (base - e)
+      const T qs = narrow<T>(static_cast<float>(codes[i]) * widen(scale[static_cast<std::size_t>(pm.index(static_cast<std::int64_t>(i)))]));
+      target[i] = widen(t_sub(qs, t_sub(base[i], narrow<T>(ev))));
+    }
+    // hqq_shift = mean(target) per group, summed in float in PyTorch's order, rounded to T.
+    const std::int64_t rows = pm.rows, cols = pm.cols;
+    const bool per_row = pm.k == param_map::kind::per_row;
+    const std::vector<float> sums = per_row ? torch_sum_rows(target.data(), rows, cols, sum_order)
+                                            : torch_sum_cols(target.data(), rows, cols, sum_order);
+    const float count = static_cast<float>(per_row ? cols : rows);
+    tensor<T> shift(scale.shape());
+    for (std::size_t j = 0; j < shift.size(); ++j) shift[j] = narrow<T>(sums[j] / count);
+
+    tensor<std::uint8_t> codes2 = quantize_affine<Q>(base, scale, shift.view());
+    tensor<T> dq2 = dequantize_affine<T>(codes2.view(), scale, shift.view());
+    const double err2 = mean_abs_error<T>(base.span(), dq2.span(), sum_order);
+    if (!(err2 < best_error)) break;
+    best_error = err2;
+    best.shift = std::move(shift);
+    codes = std::move(codes2);
+    dq = std::move(dq2);
+    b *= kappa;
+  }
+  return best;
+}
+
+/// An optimizer that can quantize qtype `Q`: absmax for the 8-bit qtypes, an affine one
+/// (max, hqq) for qint2/qint4.
+template <class Opt, class Q>
+concept OptimizerFor = QType<Q> && (Opt::is_affine ? LowBitQType<Q> : ByteQType<Q>);
+
+/// The optimizer quanto uses by default: absmax for 8-bit qtypes, max for qint2/qint4.
+template <QType Q>
+using default_optimizer_t = std::conditional_t<(Q::bits == 8), absmax_optimizer, max_optimizer>;
+
+/// The optimizers, as a run-time value.
+enum class optimizer_id : std::uint8_t { absmax, max, hqq };
+
+constexpr std::string_view to_string(optimizer_id o) noexcept {
+  return o == optimizer_id::absmax ? "absmax" : o == optimizer_id::max ? "max" : "hqq";
+}
+
+QUANTO_END_NAMESPACE

@@ -1,0 +1,106 @@
+// quanto/quantize/symmetric.hpp: symmetric quantization of 8-bit qtypes (qint8, qfloat8*):
+// the absmax scale and quanto's `quantize_symmetric`, per tensor or per axis, and dequantization.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+
+#include "quanto/core/config.hpp"
+#include "quanto/core/float8.hpp"
+#include "quanto/core/qtype.hpp"
+#include "quanto/core/tensor.hpp"
+#include "quanto/quantize/axis.hpp"
+#include "quanto/quantize/checks.hpp"
+#include "quanto/quantize/model_arith.hpp"
+
+QUANTO_BEGIN_NAMESPACE
+namespace detail {
+
+/// The largest value the storage type holds, used by quanto's clamp: iinfo(int8) = [-128, 127]
+/// (asymmetric, although the scale divides by 127), finfo(fp8).max for the float8 types.
+template <ByteQType Q>
+constexpr float storage_max() noexcept {
+  if constexpr (Q::is_floating_point) return Q::qmax;
+  else return 127.0f;
+}
+template <ByteQType Q>
+constexpr float storage_min() noexcept {
+  if constexpr (Q::is_floating_point) return Q::qmin;
+  else return -128.0f;
+}
+
+/// One element of quanto's `quantize_symmetric`: `q = x / s` in the model dtype, then
+/// `round` (integer qtypes only), clamp to the storage range, cast. A NaN quotient can only come
+/// from 0/0 (a zero scale over a zero value, inputs being finite): quanto leaves that to an
+/// implementation-defined cast; here it gives the zero code, so the element dequantizes to 0,
+/// exactly its value.
+template <ByteQType Q, ModelFloat T>
+constexpr typename Q::storage quantize_symmetric_value(T x, T s) noexcept {
+  using S = typename Q::storage;
+  const float q = widen(t_div(x, s));
+  if (is_nan_bits(q)) return S{};
+  if constexpr (Q::is_floating_point) {
+    const float c = std::clamp(q, storage_min<Q>(), storage_max<Q>());
+    return S(c);
+  } else {
+    const float r = std::clamp(round_half_even(q), storage_min<Q>(), storage_max<Q>());
+    return static_cast<S>(static_cast<int>(r));
+  }
+}
+
+/// One element of quanto's symmetric dequantization: `scale * data`, one rounding to T.
+template <ByteQType Q, ModelFloat T>
+constexpr T dequantize_symmetric_value(typename Q::storage q, T s) noexcept {
+  return narrow<T>(widen(s) * static_cast<float>(q));
+}
+
+}  // namespace detail
+
+/// quanto's `AbsmaxOptimizer`: `scale = max|x| / qmax` over the reduced dimensions, in the model
+/// dtype, with quanto's keepdim shape ([d0,1,..] for axis 0, [1,..,dl] for axis -1, [] for none).
+/// `axis` is taken as given: apply `effective_axis` first for quanto's size-1 rule.
+template <ByteQType Q, ModelFloat T>
+tensor<T> absmax_scale(tensor_view<const T> base, qaxis axis) {
+  const param_map pm = map_params(base.shape(), axis);
+  std::vector<float> rmax(static_cast<std::size_t>(pm.count()), 0.0f);
+  for (std::int64_t i = 0; i < base.numel(); ++i) {
+    const float a = detail::widen(detail::t_abs(base[static_cast<std::size_t>(i)]));
+    float& m = rmax[static_cast<std::size_t>(pm.index(i))];
+    if (is_nan_bits(a) || (!is_nan_bits(m) && a > m)) m = a;  // amax propagates NaN
+  }
+  tensor<T> scale(pm.param_shape);
+  for (std::size_t j = 0; j < rmax.size(); ++j)
+    scale[j] = detail::t_div_scalar(detail::narrow<T>(rmax[j]), static_cast<float>(Q::qmax));
+  return scale;
+}
+
+/// quanto's `quantize_symmetric(base, dtype, axis, scale)`: `scale` must have the keepdim shape
+/// that `absmax_scale` returns for this axis.
+template <ByteQType Q, ModelFloat T>
+tensor<typename Q::storage> quantize_symmetric(tensor_view<const T> base, qaxis axis,
+                                               tensor_view<const T> scale) {
+  const param_map pm = map_params(base.shape(), axis);
+  detail::require_shape(scale.shape(), pm.param_shape, "the scale");
+  tensor<typename Q::storage> out(base.shape());
+  for (std::int64_t i = 0; i < base.numel(); ++i) {
+    const auto u = static_cast<std::size_t>(i);
+    out[u] = detail::quantize_symmetric_value<Q>(base[u], scale[static_cast<std::size_t>(pm.index(i))]);
+  }
+  return out;
+}
+
+/// `scale * data` in the model dtype, in the data's shape.
+template <ByteQType Q, ModelFloat T>
+tensor<T> dequantize_symmetric(tensor_view<const typename Q::storage> data, qaxis axis,
+                               tensor_view<const T> scale) {
+  const param_map pm = map_params(data.shape(), axis);
+  detail::require_shape(scale.shape(), pm.param_shape, "the scale");
+  tensor<T> out(data.shape());
+  for (std::int64_t i = 0; i < data.numel(); ++i) {
+    const auto u = static_cast<std::size_t>(i);
+    out[u] = detail::dequantize_symmetric_value<Q>(data[u], scale[static_cast<std::size_t>(pm.index(i))]);
+  }
+  return out;
+}
+
+QUANTO_END_NAMESPACE

@@ -1,0 +1,22 @@
+// quanto/quanto.hpp: the umbrella header of the core library (everything but file I/O).
+#pragma once
+
+#include "quanto/core/bfloat16.hpp"
+#include "quanto/core/config.hpp"
+#include "quanto/core/dtype.hpp"
+#include "quanto/core/error.hpp"
+#include "quanto/core/float16.hpp"
+#include "quanto/core/float8.hpp"
+#include "quanto/core/float_bits.hpp"
+#include "quanto/core/qtype.hpp"
+#include "quanto/core/shape.hpp"
+#include "quanto/core/tensor.hpp"
+#include "quanto/quantize/affine.hpp"
+#include "quanto/quantize/axis.hpp"
+#include "quanto/quantize/group.hpp"
+#include "quanto/quantize/optimizers.hpp"
+#include "quanto/quantize/packing.hpp"
+#include "quanto/quantize/qtensor.hpp"
+#include "quanto/quantize/runtime.hpp"
+#include "quanto/quantize/symmetric.hpp"
+#include "quanto/quantize/torch_sum.hpp"
