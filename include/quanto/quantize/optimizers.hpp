@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdint>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 #include "quanto/core/config.hpp"
@@ -14,6 +15,7 @@
 #include "quanto/quantize/axis.hpp"
 #include "quanto/quantize/model_arith.hpp"
 #include "quanto/quantize/symmetric.hpp"
+#include "quanto/quantize/torch_pow.hpp"
 #include "quanto/quantize/torch_sum.hpp"
 
 QUANTO_BEGIN_NAMESPACE
@@ -54,7 +56,9 @@ struct hqq_optimizer {
   double beta = 10.0;
   double kappa = 1.01;
   int iters = 20;
-  /// The summation order of the PyTorch build to match (see torch_sum.hpp).
+  /// The PyTorch CPU build to match: its vector width sets the summation order (torch_sum.hpp)
+  /// and which elements of `pow` take the scalar path. Matching assumes PyTorch ran those ops in
+  /// one chunk: one thread, or tensors under 32768 elements (its parallel grain).
   torch_sum_order sum_order = torch_sum_order::avx2;
 
   template <LowBitQType Q, ModelFloat T>
@@ -64,10 +68,19 @@ struct hqq_optimizer {
 namespace detail {
 
 /// `torch.pow(t, exponent)` for a model-dtype tensor and a Python-float exponent: PyTorch
-/// rounds the exponent to the tensor's dtype, computes in float, rounds the result.
+/// rounds the exponent to the tensor's dtype, computes in float with its vectorized pow (SLEEF's,
+/// not correctly rounded: see torch_pow.hpp), and rounds the result to the dtype.
 template <ModelFloat T>
 inline T t_pow(T x, T exponent) noexcept {
-  return narrow<T>(static_cast<float>(std::pow(static_cast<double>(widen(x)), static_cast<double>(widen(exponent)))));
+  return narrow<T>(torch_powf(widen(x), widen(exponent)));
+}
+
+/// The same op on the elements PyTorch's vectorized loop leaves over (the last `numel % 16` of a
+/// float32 tensor with AVX2, `% 32` with AVX-512, when it runs in one chunk): there it calls
+/// `std::pow(float, double)` with the unrounded Python exponent. For float16/bfloat16 the two
+/// paths agree once rounded to the dtype, so only float32 needs this.
+inline float t_pow_tail(float x, double exponent) noexcept {
+  return rounded(static_cast<float>(std::pow(static_cast<double>(x), exponent)));
 }
 
 /// `float(torch.abs(a - b).mean())`.
@@ -97,6 +110,8 @@ scale_shift<T> hqq_optimizer::operator()(tensor_view<const T> base, qaxis axis) 
 
   const param_map pm = broadcast_params(base.shape(), scale.shape());
   const T exponent = narrow<T>(static_cast<float>(lp_norm - 1.0));
+  const std::size_t vector_step = sum_order == torch_sum_order::avx2 ? 16 : 32;
+  const std::size_t tail_begin = std::is_same_v<T, float> ? base.size() - base.size() % vector_step : base.size();
   double b = beta;
   std::vector<float> target(base.size());
   for (int it = 0; it < iters; ++it) {
@@ -105,7 +120,8 @@ scale_shift<T> hqq_optimizer::operator()(tensor_view<const T> base, qaxis axis) 
       // e = shrink_lp(base - dequant(base_q)) = sign(x) * relu(|x| - (1/beta) * |x|^(p-1))
       const T err = t_sub(base[i], dq[i]);
       const T a = t_abs(err);
-      const T shrunk = t_sub(a, narrow<T>(inv_beta * widen(t_pow(a, exponent))));
+      const float p = i < tail_begin ? widen(t_pow(a, exponent)) : t_pow_tail(widen(a), lp_norm - 1.0);
+      const T shrunk = t_sub(a, narrow<T>(inv_beta * p));
       const T r = widen(shrunk) > 0.0f ? shrunk : T(0.0f);
       const float ev = widen(err) > 0.0f ? widen(r) : widen(err) < 0.0f ? -widen(r) : 0.0f;
       // q * scale - (base - e)
