@@ -998,14 +998,15 @@ inline std::filesystem::path temp_path_for(const std::filesystem::path& target) 
   if (plan.data_size > std::numeric_limits<std::size_t>::max() - 8 - plan.header.size())
     throw size_error("cannot serialize safetensors: the file would be too large for memory");
   const std::uint64_t total = 8 + plan.header.size() + plan.data_size;
-  std::vector<std::byte> out;
-  out.reserve(static_cast<std::size_t>(total));  // filled by appending: no zeroing pass
-  std::byte prefix[8];
-  detail::store_u64_le(prefix, plan.header.size());
-  out.insert(out.end(), prefix, prefix + 8);
-  const auto* header = reinterpret_cast<const std::byte*>(plan.header.data());
-  out.insert(out.end(), header, header + plan.header.size());
-  for (const tensor_to_write* t : plan.order) out.insert(out.end(), t->data.begin(), t->data.end());
+  std::vector<std::byte> out(static_cast<std::size_t>(total));
+  detail::store_u64_le(out.data(), plan.header.size());
+  std::size_t at = 8;
+  if (!plan.header.empty()) std::memcpy(out.data() + at, plan.header.data(), plan.header.size());
+  at += plan.header.size();
+  for (const tensor_to_write* t : plan.order) {
+    if (!t->data.empty()) std::memcpy(out.data() + at, t->data.data(), t->data.size());
+    at += t->data.size();
+  }
   return out;
 }
 
