@@ -3,6 +3,7 @@
 
 #include <bit>
 #include <cstdint>
+#include <type_traits>
 #include <limits>
 
 #include "quanto/core/config.hpp"
@@ -44,6 +45,13 @@ constexpr bool sign_bit(float f) noexcept { return (float_to_bits(f) >> 31) != 0
 /// bits untouched. Integer arithmetic on the bit pattern only: exact under -ffast-math (no
 /// `(x + 2^23) - 2^23` for the optimiser to fold away) and independent of the FPU rounding mode.
 constexpr float round_half_even(float x) noexcept {
+#if defined(__has_builtin)
+#if __has_builtin(__builtin_roundevenf)
+  // The same function as below, as one instruction where the target has it (roundss on SSE4.1,
+  // frintn on Arm): exact and independent of the rounding mode, like the bit version.
+  if (!std::is_constant_evaluated() && !is_nan_bits(x)) return __builtin_roundevenf(x);  // NaN bits: below
+#endif
+#endif
   const std::uint32_t u = float_to_bits(x);
   const std::uint32_t sign = u & UINT32_C(0x80000000);
   const std::uint32_t mag = u ^ sign;

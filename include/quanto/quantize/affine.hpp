@@ -76,9 +76,8 @@ scale_shift<T> max_scale_shift(tensor_view<const T> base, qaxis axis) {
   const auto n = static_cast<std::size_t>(pm.count());
   std::vector<float> lo(n, 0.0f), hi(n, 0.0f);
   std::vector<bool> seen(n, false);
-  for (std::int64_t i = 0; i < base.numel(); ++i) {
-    const float v = detail::widen(base[static_cast<std::size_t>(i)]);
-    const auto j = static_cast<std::size_t>(pm.index(i));
+  pm.for_each([&](std::size_t i, std::size_t j) {
+    const float v = detail::widen(base[i]);
     if (!seen[j]) {
       lo[j] = hi[j] = v;
       seen[j] = true;
@@ -88,7 +87,7 @@ scale_shift<T> max_scale_shift(tensor_view<const T> base, qaxis axis) {
       lo[j] = std::min(lo[j], v);
       hi[j] = std::max(hi[j], v);
     }
-  }
+  });
   scale_shift<T> out{tensor<T>(pm.param_shape), tensor<T>(pm.param_shape)};
   const float levels = detail::code_max(Q::bits);  // qmax - qmin
   for (std::size_t j = 0; j < n; ++j) {
@@ -119,10 +118,7 @@ tensor<std::uint8_t> quantize_affine(tensor_view<const T> base, tensor_view<cons
   const param_map pm = broadcast_params(base.shape(), scale.shape());
   detail::require_shape(shift.shape(), scale.shape(), "the shift");
   tensor<std::uint8_t> codes(base.shape());
-  for (std::int64_t i = 0; i < base.numel(); ++i) {
-    const auto u = static_cast<std::size_t>(i), j = static_cast<std::size_t>(pm.index(i));
-    codes[u] = detail::quantize_affine_value(base[u], scale[j], shift[j], Q::bits);
-  }
+  pm.for_each([&](std::size_t i, std::size_t j) { codes[i] = detail::quantize_affine_value(base[i], scale[j], shift[j], Q::bits); });
   return codes;
 }
 
@@ -133,10 +129,7 @@ tensor<T> dequantize_affine(tensor_view<const std::uint8_t> codes, tensor_view<c
   const param_map pm = broadcast_params(codes.shape(), scale.shape());
   detail::require_shape(shift.shape(), scale.shape(), "the shift");
   tensor<T> out(codes.shape());
-  for (std::int64_t i = 0; i < codes.numel(); ++i) {
-    const auto u = static_cast<std::size_t>(i), j = static_cast<std::size_t>(pm.index(i));
-    out[u] = detail::dequantize_affine_value(codes[u], scale[j], shift[j]);
-  }
+  pm.for_each([&](std::size_t i, std::size_t j) { out[i] = detail::dequantize_affine_value(codes[i], scale[j], shift[j]); });
   return out;
 }
 

@@ -33,6 +33,25 @@ struct param_map {
   quanto::shape param_shape;  ///< quanto's scale shape: [d0,1,..,1], [1,..,1,dl] or []
 
   std::int64_t count() const noexcept { return param_shape.numel(); }
+
+  /// Calls `f(i, j)` for every element, in flat order: `i` its flat index, `j` its parameter's
+  /// index. The same walk as `index(i)`, without a division per element.
+  template <class F>
+  void for_each(F&& f) const {
+    switch (k) {
+      case kind::per_row:
+        for (std::int64_t r = 0; r < rows; ++r)
+          for (std::int64_t c = 0; c < cols; ++c) f(static_cast<std::size_t>(r * cols + c), static_cast<std::size_t>(r));
+        break;
+      case kind::per_column:
+        for (std::int64_t r = 0; r < rows; ++r)
+          for (std::int64_t c = 0; c < cols; ++c) f(static_cast<std::size_t>(r * cols + c), static_cast<std::size_t>(c));
+        break;
+      case kind::per_tensor:
+        for (std::int64_t i = 0; i < rows * cols; ++i) f(static_cast<std::size_t>(i), std::size_t{0});
+        break;
+    }
+  }
   /// The parameter index of the element at flat index `i`.
   std::int64_t index(std::int64_t i) const noexcept {
     switch (k) {

@@ -116,7 +116,7 @@ scale_shift<T> hqq_optimizer::operator()(tensor_view<const T> base, qaxis axis) 
   std::vector<float> target(base.size());
   for (int it = 0; it < iters; ++it) {
     const float inv_beta = static_cast<float>(1.0 / b);
-    for (std::size_t i = 0; i < base.size(); ++i) {
+    pm.for_each([&](std::size_t i, std::size_t j) {
       // e = shrink_lp(base - dequant(base_q)) = sign(x) * relu(|x| - (1/beta) * |x|^(p-1))
       const T err = t_sub(base[i], dq[i]);
       const T a = t_abs(err);
@@ -125,9 +125,9 @@ scale_shift<T> hqq_optimizer::operator()(tensor_view<const T> base, qaxis axis) 
       const T r = widen(shrunk) > 0.0f ? shrunk : T(0.0f);
       const float ev = widen(err) > 0.0f ? widen(r) : widen(err) < 0.0f ? -widen(r) : 0.0f;
       // q * scale - (base - e)
-      const T qs = narrow<T>(static_cast<float>(codes[i]) * widen(scale[static_cast<std::size_t>(pm.index(static_cast<std::int64_t>(i)))]));
+      const T qs = narrow<T>(static_cast<float>(codes[i]) * widen(scale[j]));
       target[i] = widen(t_sub(qs, t_sub(base[i], narrow<T>(ev))));
-    }
+    });
     // hqq_shift = mean(target) per group, summed in float in PyTorch's order, rounded to T.
     const std::int64_t rows = pm.rows, cols = pm.cols;
     const bool per_row = pm.k == param_map::kind::per_row;

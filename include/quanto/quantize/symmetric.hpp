@@ -63,11 +63,11 @@ template <ByteQType Q, ModelFloat T>
 tensor<T> absmax_scale(tensor_view<const T> base, qaxis axis) {
   const param_map pm = map_params(base.shape(), axis);
   std::vector<float> rmax(static_cast<std::size_t>(pm.count()), 0.0f);
-  for (std::int64_t i = 0; i < base.numel(); ++i) {
-    const float a = detail::widen(detail::t_abs(base[static_cast<std::size_t>(i)]));
-    float& m = rmax[static_cast<std::size_t>(pm.index(i))];
+  pm.for_each([&](std::size_t i, std::size_t j) {
+    const float a = detail::widen(detail::t_abs(base[i]));
+    float& m = rmax[j];
     if (is_nan_bits(a) || (!is_nan_bits(m) && a > m)) m = a;  // amax propagates NaN
-  }
+  });
   tensor<T> scale(pm.param_shape);
   for (std::size_t j = 0; j < rmax.size(); ++j)
     scale[j] = detail::t_div_scalar(detail::narrow<T>(rmax[j]), static_cast<float>(Q::qmax));
@@ -82,10 +82,7 @@ tensor<typename Q::storage> quantize_symmetric(tensor_view<const T> base, qaxis 
   const param_map pm = map_params(base.shape(), axis);
   detail::require_shape(scale.shape(), pm.param_shape, "the scale");
   tensor<typename Q::storage> out(base.shape());
-  for (std::int64_t i = 0; i < base.numel(); ++i) {
-    const auto u = static_cast<std::size_t>(i);
-    out[u] = detail::quantize_symmetric_value<Q>(base[u], scale[static_cast<std::size_t>(pm.index(i))]);
-  }
+  pm.for_each([&](std::size_t i, std::size_t j) { out[i] = detail::quantize_symmetric_value<Q>(base[i], scale[j]); });
   return out;
 }
 
@@ -96,10 +93,7 @@ tensor<T> dequantize_symmetric(tensor_view<const typename Q::storage> data, qaxi
   const param_map pm = map_params(data.shape(), axis);
   detail::require_shape(scale.shape(), pm.param_shape, "the scale");
   tensor<T> out(data.shape());
-  for (std::int64_t i = 0; i < data.numel(); ++i) {
-    const auto u = static_cast<std::size_t>(i);
-    out[u] = detail::dequantize_symmetric_value<Q>(data[u], scale[static_cast<std::size_t>(pm.index(i))]);
-  }
+  pm.for_each([&](std::size_t i, std::size_t j) { out[i] = detail::dequantize_symmetric_value<Q>(data[i], scale[j]); });
   return out;
 }
 
