@@ -39,6 +39,16 @@ void check_weight(const fixture_case& c) {
   const tensor<T> dq = q.dequantize();
   const tensor<T> ref_dq = fixtures::read<T>(d, c.id + ".dequant");
   EXPECT_EQ(fixtures::count_bit_mismatches<T>("dequant", dq.view(), ref_dq.view(), zero_scale), 0u);
+  // quanto's own codes and scale, used in place through a view, dequantize to quanto's values.
+  tensor<typename Q::storage> their_codes(w.shape());
+  std::memcpy(their_codes.data(), ref.data(), ref.size());
+  const qbytes_weight_view<Q, T> theirs{their_codes.view(), ref_scale.view(), q.axis};
+  EXPECT_NO_THROW(theirs.validate());
+  const tensor<T> their_dq = theirs.dequantize();
+  EXPECT_EQ(fixtures::count_bit_mismatches<T>("dequantize(quanto's tensors)", their_dq.view(), ref_dq.view(),
+                                             [&](std::size_t i) { return is_nan_bits(static_cast<float>(ref_dq[i])); }),
+            0u);
+
   std::size_t skipped = 0;
   for (std::size_t i = 0; i < w.size(); ++i) {
     if (!zero_scale(i)) continue;

@@ -61,6 +61,16 @@ void check(const fixture_case& c, const Optimizer& optimizer) {
                 "unpack(quanto packed)", unpack(ref_packed.view(), Q::bits, q.codes_shape()).view(), ref_codes.view()),
             0u);
 
+  // quanto's own tensors, used in place through a view (as from a mapped file), dequantize to
+  // quanto's values: our reader of its layout agrees with its writer.
+  const qbits_weight_view<Q, T, Shift> theirs{ref_packed.view(), ref_scale.view(), ref_shift.view(), w.shape(),
+                                              axis, q.group_size};
+  EXPECT_NO_THROW(theirs.validate());
+  const tensor<T> their_dq = theirs.dequantize();
+  EXPECT_EQ(fixtures::count_bit_mismatches<T>("dequantize(quanto's tensors)", their_dq.view(),
+                                             fixtures::read<T>(d, c.id + ".dequant").view()),
+            0u);
+
   const tensor<T> dq = grouped(q.dequantize(), axis, q.group_size);
   const tensor<T> ref_dq = grouped(fixtures::read<T>(d, c.id + ".dequant"), axis, q.group_size);
   EXPECT_EQ(fixtures::count_bit_mismatches<T>("dequant", dq.view(), ref_dq.view(), zero_zero), 0u);
