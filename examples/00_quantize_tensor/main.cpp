@@ -128,12 +128,20 @@ int main(int argc, char** argv) {
     }
   }
 
+  int failures = 0;
   std::printf("%-36s %-17s %-7s %10s %12s %9s %9s\n", "tensor", "qtype", "optim", "bf16 bytes", "quant bytes",
               "SQNR dB", "ms");
   for (const auto& nw : weights) {
     for (const auto& c : configs) {
       const auto t0 = std::chrono::steady_clock::now();
-      const quanto::any_qweight q = quanto::quantize_weight(quanto::any_float_view(nw.w.view()), c.spec);
+      quanto::any_qweight q;
+      try {
+        q = quanto::quantize_weight(quanto::any_float_view(nw.w.view()), c.spec);
+      } catch (const quanto::error& e) {  // e.g. NaN in a weight: report it, go on with the next
+        std::fprintf(stderr, "%s: %s\n", nw.name.c_str(), e.what());
+        ++failures;
+        break;
+      }
       const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
       std::visit(
           [&](const auto& qw) {
@@ -149,5 +157,5 @@ int main(int argc, char** argv) {
           q);
     }
   }
-  return 0;
+  return failures == 0 ? 0 : 1;
 }
