@@ -801,7 +801,7 @@ TEST(SafetensorsReference, ReadsAFileWrittenByPythonSafetensorsAndWritesItBackId
 #ifndef QUANTO_TEST_DATA_DIR
   GTEST_SKIP() << "QUANTO_TEST_DATA_DIR is not defined";
 #else
-  // tests/data/io/make_python_small.py wrote this with safetensors 0.8.0.
+  // tools/make_io_fixture.py wrote this with safetensors 0.8.0.
   const fs::path path = fs::path(QUANTO_TEST_DATA_DIR) / "io" / "python_small.safetensors";
   const auto f = io::safetensors_file::open(path);
   EXPECT_EQ(f.metadata(), (std::map<std::string, std::string>{{"format", "pt"}}));

@@ -1,4 +1,4 @@
-"""Writes python_small.safetensors with the reference writer (pip package `safetensors`, 0.8.0).
+"""Writes tests/data/io/python_small.safetensors with the reference writer (pip package `safetensors`, 0.8.0).
 
 tests/io/test_safetensors.cpp reads it back, checks every value, and checks that quanto's writer
 reproduces it byte for byte. Needs only the standard library and safetensors (no torch/numpy).
@@ -31,7 +31,7 @@ def main() -> None:
         keep.append(buf)
         specs[name] = TensorSpec(dtype=dtype, shape=shape, data_ptr=ctypes.addressof(buf), data_len=len(data))
     out = serialize(specs, {"format": "pt"})  # one metadata key: the reference's map order is random
-    Path(__file__).with_name("python_small.safetensors").write_bytes(out)
+    (Path(__file__).resolve().parent.parent / "tests" / "data" / "io" / "python_small.safetensors").write_bytes(out)
 
 
 if __name__ == "__main__":
