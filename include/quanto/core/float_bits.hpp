@@ -73,6 +73,25 @@ constexpr float round_half_even(float x) noexcept {
 
 namespace detail {
 
+/// Returns `x` unchanged as a rounded float that the optimizer cannot see through: a product
+/// passed through it is never fused with a later addition into an FMA (GCC does that under its
+/// default -ffp-contract=fast in GNU mode, e.g. CMake's -std=gnu++20 with -march=native), and
+/// `(a + b) - a` is never simplified to `b`. Code that must reproduce another library's roundings
+/// one operation at a time routes each result through here; it costs only the lost fusion.
+QUANTO_ALWAYS_INLINE float opaque(float x) noexcept {
+#if defined(__GNUC__) && (defined(__x86_64__) || (defined(__i386__) && defined(__SSE2__)))
+  __asm__("" : "+x"(x));
+#elif defined(__GNUC__) && defined(__aarch64__)
+  __asm__("" : "+w"(x));
+#elif defined(__GNUC__)
+  __asm__("" : "+m"(x));
+#else
+  volatile float v = x;  // other compilers: a store and a load round and hide the value
+  x = v;
+#endif
+  return x;
+}
+
 /// `v / 2^s` rounded to nearest, ties to even, for 1 <= s <= 31 and v + 2^(s-1) < 2^32.
 constexpr std::uint32_t rne_shift_right(std::uint32_t v, unsigned s) noexcept {
   const std::uint32_t odd = (v >> s) & 1u;

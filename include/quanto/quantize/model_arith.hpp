@@ -17,22 +17,6 @@
 QUANTO_BEGIN_NAMESPACE
 namespace detail {
 
-/// Returns `x`, rounded to float and opaque to the optimizer: it stops the compiler from fusing
-/// a multiply and an add into one FMA across our statements (GCC does that under its default
-/// -ffp-contract=fast in GNU mode, e.g. CMake's -std=gnu++20 with -march=native), which would
-/// skip a rounding PyTorch performs. Costs nothing but the lost fusion.
-QUANTO_ALWAYS_INLINE float rounded(float x) noexcept {
-#if defined(__GNUC__) && (defined(__SSE2__) || defined(__x86_64__))
-  __asm__("" : "+x"(x));
-#elif defined(__GNUC__) && defined(__aarch64__)
-  __asm__("" : "+w"(x));
-#else
-  volatile float v = x;
-  x = v;
-#endif
-  return x;
-}
-
 /// Exact widening of a model-dtype value to float.
 template <ModelFloat T>
 constexpr float widen(T x) noexcept {
@@ -42,7 +26,7 @@ constexpr float widen(T x) noexcept {
 template <ModelFloat T>
 constexpr T narrow(float x) noexcept {
   if constexpr (std::is_same_v<T, float>) {
-    if (!std::is_constant_evaluated()) return rounded(x);
+    if (!std::is_constant_evaluated()) return opaque(x);  // no FMA across our steps
     return x;
   } else {
     return static_cast<T>(x);  // the conversion itself rounds, from a materialized float
@@ -53,8 +37,6 @@ template <ModelFloat T>
 constexpr T t_add(T a, T b) noexcept { return narrow<T>(widen(a) + widen(b)); }
 template <ModelFloat T>
 constexpr T t_sub(T a, T b) noexcept { return narrow<T>(widen(a) - widen(b)); }
-template <ModelFloat T>
-constexpr T t_mul(T a, T b) noexcept { return narrow<T>(widen(a) * widen(b)); }
 template <ModelFloat T>
 constexpr T t_div(T a, T b) noexcept { return narrow<T>(widen(a) / widen(b)); }
 /// `tensor / python_number`: the number becomes the float opmath scalar.

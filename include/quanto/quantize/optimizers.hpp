@@ -80,7 +80,7 @@ inline T t_pow(T x, T exponent) noexcept {
 /// `std::pow(float, double)` with the unrounded Python exponent. For float16/bfloat16 the two
 /// paths agree once rounded to the dtype, so only float32 needs this.
 inline float t_pow_tail(float x, double exponent) noexcept {
-  return rounded(static_cast<float>(std::pow(static_cast<double>(x), exponent)));
+  return opaque(static_cast<float>(std::pow(static_cast<double>(x), exponent)));
 }
 
 /// `float(torch.abs(a - b).mean())`.

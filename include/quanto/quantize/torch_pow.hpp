@@ -27,9 +27,9 @@
 //
 // Every fused multiply-add of the AVX2 build is a `std::fma` here, and every other operation is
 // one IEEE float operation in the same order. The plain products and sums go through an empty asm
-// barrier (`fp_opaque`) so that a compiler allowed to contract (GCC's default -ffp-contract=fast
-// with -mfma / -march=native) or to reassociate (-ffast-math) cannot fuse or re-order them: the
-// double-float arithmetic depends on every individual rounding.
+// barrier (`detail::opaque`, core/float_bits.hpp) so that a compiler allowed to contract (GCC's
+// default -ffp-contract=fast with -mfma / -march=native) or to reassociate (-ffast-math) cannot
+// fuse or re-order them: the double-float arithmetic depends on every individual rounding.
 //
 // The AVX-512 build of SLEEF differs only in how logkf splits |x| (vgetexp/vgetmant, no
 // subnormal pre-scaling, instead of the exponent-bits arithmetic): for every finite x > 0 the
@@ -57,26 +57,11 @@ QUANTO_BEGIN_NAMESPACE
 namespace detail {
 namespace sleef_pow {
 
-/// Returns `v` unchanged, but the compiler cannot see through it: a product passed through here
-/// is never fused with a later addition, and `(a + b) - a` is never simplified to `b`.
-QUANTO_ALWAYS_INLINE float fp_opaque(float v) noexcept {
-#if defined(__GNUC__) && (defined(__x86_64__) || (defined(__i386__) && defined(__SSE2__)))
-  __asm__("" : "+x"(v));
-#elif defined(__GNUC__) && defined(__aarch64__)
-  __asm__("" : "+w"(v));
-#elif defined(__GNUC__)
-  __asm__("" : "+m"(v));
-#else
-  // MSVC: /fp:precise neither contracts (unless /fp:contract) nor reassociates.
-#endif
-  return v;
-}
-
 // One rounded IEEE operation each, never fused or reassociated.
-QUANTO_ALWAYS_INLINE float add(float a, float b) noexcept { return fp_opaque(a + b); }
-QUANTO_ALWAYS_INLINE float sub(float a, float b) noexcept { return fp_opaque(a - b); }
-QUANTO_ALWAYS_INLINE float mul(float a, float b) noexcept { return fp_opaque(a * b); }
-QUANTO_ALWAYS_INLINE float div(float a, float b) noexcept { return fp_opaque(a / b); }
+QUANTO_ALWAYS_INLINE float add(float a, float b) noexcept { return opaque(a + b); }
+QUANTO_ALWAYS_INLINE float sub(float a, float b) noexcept { return opaque(a - b); }
+QUANTO_ALWAYS_INLINE float mul(float a, float b) noexcept { return opaque(a * b); }
+QUANTO_ALWAYS_INLINE float div(float a, float b) noexcept { return opaque(a / b); }
 /// a * b + c with a single rounding (the build's `vfmadd`).
 QUANTO_ALWAYS_INLINE float fma(float a, float b, float c) noexcept { return std::fma(a, b, c); }
 
@@ -322,7 +307,7 @@ inline float torch_powf(float x, float y) noexcept {
   if (y == 0.0f) return 1.0f;
   if (y == 1.0f) return x;
   if (y == 0.5f) return std::sqrt(x);
-  if (y == -0.5f) return div(1.0f, fp_opaque(std::sqrt(x)));
+  if (y == -0.5f) return div(1.0f, opaque(std::sqrt(x)));
   if (y == -1.0f) return div(1.0f, x);
   if (y == 2.0f) return mul(x, x);
   if (y == 3.0f) return mul(mul(x, x), x);
