@@ -83,6 +83,14 @@ inline float t_pow_tail(float x, double exponent) noexcept {
   return opaque(static_cast<float>(std::pow(static_cast<double>(x), exponent)));
 }
 
+/// Where that tail starts in a contiguous tensor of `n` elements of T (n for float16/bfloat16).
+template <ModelFloat T>
+constexpr std::size_t pow_tail_begin(std::size_t n, torch_sum_order order) noexcept {
+  if constexpr (!std::is_same_v<T, float>) return n;
+  const std::size_t step = order == torch_sum_order::avx2 ? 16 : 32;  // two vectors per iteration
+  return n - n % step;
+}
+
 /// `float(torch.abs(a - b).mean())`.
 template <ModelFloat T>
 double mean_abs_error(std::span<const T> a, std::span<const T> b, torch_sum_order order) {
@@ -110,8 +118,7 @@ scale_shift<T> hqq_optimizer::operator()(tensor_view<const T> base, qaxis axis) 
 
   const param_map pm = broadcast_params(base.shape(), scale.shape());
   const T exponent = narrow<T>(static_cast<float>(lp_norm - 1.0));
-  const std::size_t vector_step = sum_order == torch_sum_order::avx2 ? 16 : 32;
-  const std::size_t tail_begin = std::is_same_v<T, float> ? base.size() - base.size() % vector_step : base.size();
+  const std::size_t tail_begin = pow_tail_begin<T>(base.size(), sum_order);
   double b = beta;
   std::vector<float> target(base.size());
   for (int it = 0; it < iters; ++it) {
