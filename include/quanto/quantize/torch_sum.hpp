@@ -19,6 +19,8 @@
 QUANTO_BEGIN_NAMESPACE
 
 /// The summation order of the PyTorch build that produced a reference: vector lanes of float.
+/// `avx2` is verified against PyTorch's own sums (tests/quantize/test_torch_ops.cpp); `avx512`
+/// applies the same algorithm with 16 lanes and has not been run against an AVX-512 PyTorch.
 enum class torch_sum_order : std::uint8_t { avx2 = 8, avx512 = 16 };
 
 namespace detail {
