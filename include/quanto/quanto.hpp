@@ -10,6 +10,7 @@
 #include "quanto/core/float_bits.hpp"
 #include "quanto/core/qtype.hpp"
 #include "quanto/core/shape.hpp"
+#include "quanto/core/small_float.hpp"
 #include "quanto/core/tensor.hpp"
 #include "quanto/quantize/affine.hpp"
 #include "quanto/quantize/axis.hpp"

@@ -6,6 +6,7 @@
 
 #include "quanto/core/config.hpp"
 #include "quanto/core/float_bits.hpp"
+#include "quanto/core/small_float.hpp"
 
 QUANTO_BEGIN_NAMESPACE
 
@@ -19,56 +20,27 @@ QUANTO_BEGIN_NAMESPACE
 /// (`tensor.to(torch.bfloat16)` with AVX2/AVX-512) returns 0xFFFF for NaN instead; the two agree
 /// on every other input. bfloat16 -> float is exact (the bits shifted left by 16, NaN payloads
 /// kept). Integer-only and constexpr: exact under -ffast-math and flush-to-zero too.
-struct bfloat16 {
+struct bfloat16 : detail::small_float<bfloat16, std::uint16_t> {
   /// Uninitialised, like `float x;`.
   bfloat16() = default;
 
   /// `f` rounded to nearest even (see the class for NaN).
-  explicit constexpr bfloat16(float f) noexcept : bits_(encode(f)) {}
-
-  /// The value with raw encoding `bits`.
-  static constexpr bfloat16 from_bits(std::uint16_t bits) noexcept { return bfloat16(raw_tag{}, bits); }
-
-  /// Same as `bfloat16(f)`.
-  static constexpr bfloat16 from_float(float f) noexcept { return bfloat16(f); }
-
-  /// `f` clamped to [-max, max] (max = 0x7F7F, about 3.39e38) and then converted: finite overflow
-  /// and infinities become +-max; NaN stays NaN (0x7FC0).
-  static constexpr bfloat16 from_float_saturate(float f) noexcept {
-    const std::uint32_t u = float_to_bits(f);
-    const std::uint32_t abs = u & UINT32_C(0x7FFFFFFF);
-    if (abs <= UINT32_C(0x7F7F0000) || abs > UINT32_C(0x7F800000)) return bfloat16(f);
-    return from_bits(static_cast<std::uint16_t>(((u >> 16) & 0x8000u) | max_bits));
-  }
-
-  /// The raw encoding.
-  constexpr std::uint16_t to_bits() const noexcept { return bits_; }
-
-  /// The exact value as a float.
-  explicit constexpr operator float() const noexcept {
-    return bits_to_float(static_cast<std::uint32_t>(bits_) << 16);
-  }
+  explicit constexpr bfloat16(float f) noexcept : small_float(encode(f)) {}
 
   /// True for the NaN encodings (exponent all ones, mantissa non-zero).
   constexpr bool is_nan() const noexcept { return (bits_ & 0x7FFFu) > 0x7F80u; }
   /// True for +-inf (0x7F80, 0xFF80).
   constexpr bool is_inf() const noexcept { return (bits_ & 0x7FFFu) == 0x7F80u; }
-  /// True for every encoding that is neither NaN nor inf.
-  constexpr bool is_finite() const noexcept { return (bits_ & 0x7FFFu) < 0x7F80u; }
-
-  /// IEEE equality of the values: NaN equals nothing, +0 == -0. Bit-based, so it holds under
-  /// -ffast-math. Use `bits_equal` for identity of encodings.
-  friend constexpr bool operator==(bfloat16 a, bfloat16 b) noexcept {
-    if (a.is_nan() || b.is_nan()) return false;
-    return a.bits_ == b.bits_ || ((a.bits_ | b.bits_) & 0x7FFFu) == 0;
-  }
-
   /// Largest finite encoding magnitude (about 3.3895e38).
   static constexpr std::uint16_t max_bits = 0x7F7F;
 
  private:
-  struct raw_tag {};
-  constexpr bfloat16(raw_tag, std::uint16_t bits) noexcept : bits_(bits) {}
+  friend small_float;
+  /// Float bits of the largest finite bfloat16: `from_float_saturate` clamps to it.
+  static constexpr std::uint32_t max_float_bits = 0x7F7F0000;
+
+  /// Exact: the float with these top 16 bits.
+  static constexpr std::uint32_t decode(std::uint16_t b) noexcept { return static_cast<std::uint32_t>(b) << 16; }
 
   static constexpr std::uint16_t encode(float f) noexcept {
     const std::uint32_t u = float_to_bits(f);
@@ -80,14 +52,7 @@ struct bfloat16 {
     return static_cast<std::uint16_t>(sign | detail::round_magnitude_to_code<7, 127>(abs));
   }
 
-  std::uint16_t bits_;
 };
-
-/// The exact value of `b` as a float.
-constexpr float to_float(bfloat16 b) noexcept { return static_cast<float>(b); }
-
-/// True when `a` and `b` have the same encoding.
-constexpr bool bits_equal(bfloat16 a, bfloat16 b) noexcept { return a.to_bits() == b.to_bits(); }
 
 QUANTO_END_NAMESPACE
 

@@ -6,6 +6,7 @@
 
 #include "quanto/core/config.hpp"
 #include "quanto/core/float_bits.hpp"
+#include "quanto/core/small_float.hpp"
 
 QUANTO_BEGIN_NAMESPACE
 
@@ -19,54 +20,24 @@ QUANTO_BEGIN_NAMESPACE
 /// payload (sign | 0x7FC00000 | mantissa << 13), as torch's F16C path returns it. All
 /// conversions are integer-only and constexpr, so they are exact under -ffast-math and
 /// flush-to-zero too.
-struct float16 {
+struct float16 : detail::small_float<float16, std::uint16_t> {
   /// Uninitialised, like `float x;`.
   float16() = default;
 
   /// `f` rounded to nearest even (torch `tensor.to(torch.float16)` semantics, see the class).
-  explicit constexpr float16(float f) noexcept : bits_(encode(f)) {}
-
-  /// The value with raw encoding `bits`.
-  static constexpr float16 from_bits(std::uint16_t bits) noexcept { return float16(raw_tag{}, bits); }
-
-  /// Same as `float16(f)`.
-  static constexpr float16 from_float(float f) noexcept { return float16(f); }
-
-  /// `f` clamped to [-65504, 65504] and then converted (what `x.clamp(min, max).to(float16)`
-  /// gives): finite overflow and infinities become +-max; NaN stays NaN (0x7E00 | sign).
-  static constexpr float16 from_float_saturate(float f) noexcept {
-    const std::uint32_t u = float_to_bits(f);
-    const std::uint32_t abs = u & UINT32_C(0x7FFFFFFF);
-    if (abs <= UINT32_C(0x477FE000) || abs > UINT32_C(0x7F800000)) return float16(f);
-    return from_bits(static_cast<std::uint16_t>(((u >> 16) & 0x8000u) | max_bits));
-  }
-
-  /// The raw encoding.
-  constexpr std::uint16_t to_bits() const noexcept { return bits_; }
-
-  /// The exact value as a float.
-  explicit constexpr operator float() const noexcept { return bits_to_float(decode(bits_)); }
+  explicit constexpr float16(float f) noexcept : small_float(encode(f)) {}
 
   /// True for the 2046 NaN encodings (exponent all ones, mantissa non-zero).
   constexpr bool is_nan() const noexcept { return (bits_ & 0x7FFFu) > 0x7C00u; }
   /// True for +-inf (0x7C00, 0xFC00).
   constexpr bool is_inf() const noexcept { return (bits_ & 0x7FFFu) == 0x7C00u; }
-  /// True for every encoding that is neither NaN nor inf.
-  constexpr bool is_finite() const noexcept { return (bits_ & 0x7FFFu) < 0x7C00u; }
-
-  /// IEEE equality of the values: NaN equals nothing, +0 == -0. Bit-based, so it holds under
-  /// -ffast-math. Use `bits_equal` for identity of encodings.
-  friend constexpr bool operator==(float16 a, float16 b) noexcept {
-    if (a.is_nan() || b.is_nan()) return false;
-    return a.bits_ == b.bits_ || ((a.bits_ | b.bits_) & 0x7FFFu) == 0;
-  }
-
   /// Largest finite encoding magnitude (65504).
   static constexpr std::uint16_t max_bits = 0x7BFF;
 
  private:
-  struct raw_tag {};
-  constexpr float16(raw_tag, std::uint16_t bits) noexcept : bits_(bits) {}
+  friend small_float;
+  /// Float bits of 65504: `from_float_saturate` clamps to [-65504, 65504].
+  static constexpr std::uint32_t max_float_bits = 0x477FE000;
 
   static constexpr std::uint16_t encode(float f) noexcept {
     const std::uint32_t u = float_to_bits(f);
@@ -88,14 +59,7 @@ struct float16 {
     return sign | detail::code_to_float_magnitude<10, 15>(code);
   }
 
-  std::uint16_t bits_;
 };
-
-/// The exact value of `h` as a float.
-constexpr float to_float(float16 h) noexcept { return static_cast<float>(h); }
-
-/// True when `a` and `b` have the same encoding.
-constexpr bool bits_equal(float16 a, float16 b) noexcept { return a.to_bits() == b.to_bits(); }
 
 QUANTO_END_NAMESPACE
 

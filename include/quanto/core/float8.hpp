@@ -6,6 +6,7 @@
 
 #include "quanto/core/config.hpp"
 #include "quanto/core/float_bits.hpp"
+#include "quanto/core/small_float.hpp"
 
 QUANTO_BEGIN_NAMESPACE
 
@@ -99,63 +100,33 @@ struct e4m3fnuz {
 /// mantissa for e4m3fn / e5m2, 0x7F800001 for e4m3fnuz). Integer-only and constexpr: exact
 /// under -ffast-math.
 template <class Format>
-struct float8 {
+struct float8 : detail::small_float<float8<Format>, std::uint8_t> {
   /// The format descriptor.
   using format = Format;
 
   /// Uninitialised, like `float x;`.
   float8() = default;
 
-  /// `f` rounded to nearest even, non-saturating (see the class).
-  explicit constexpr float8(float f) noexcept : bits_(encode(f)) {}
-
-  /// The value with raw encoding `bits`.
-  static constexpr float8 from_bits(std::uint8_t bits) noexcept { return float8(raw_tag{}, bits); }
-
-  /// Same as `float8(f)`.
-  static constexpr float8 from_float(float f) noexcept { return float8(f); }
-
-  /// `f` clamped to [-max, max] and then converted: finite overflow and infinities become +-max,
-  /// NaN stays NaN (as `float8(NaN)`).
-  static constexpr float8 from_float_saturate(float f) noexcept {
-    const std::uint32_t u = float_to_bits(f);
-    const std::uint32_t abs = u & UINT32_C(0x7FFFFFFF);
-    if (abs <= max_float_bits || abs > UINT32_C(0x7F800000)) return float8(f);
-    return from_bits(static_cast<std::uint8_t>(((u >> 24) & 0x80u) | Format::max_bits));
-  }
-
-  /// The raw encoding.
-  constexpr std::uint8_t to_bits() const noexcept { return bits_; }
-
-  /// The exact value as a float.
-  explicit constexpr operator float() const noexcept { return bits_to_float(decode(bits_)); }
+  /// `f` rounded to nearest even, non-saturating (see the class); `from_float_saturate` clamps.
+  explicit constexpr float8(float f) noexcept : detail::small_float<float8, std::uint8_t>(encode(f)) {}
 
   /// True for the format's NaN encodings.
   constexpr bool is_nan() const noexcept {
     if constexpr (Format::nan_encoding == float8_nan_encoding::negative_zero) {
-      return bits_ == 0x80u;
+      return this->bits_ == 0x80u;
     } else if constexpr (Format::nan_encoding == float8_nan_encoding::all_ones) {
-      return (bits_ & 0x7Fu) == 0x7Fu;
+      return (this->bits_ & 0x7Fu) == 0x7Fu;
     } else {
-      return (bits_ & 0x7Fu) > inf_code;
+      return (this->bits_ & 0x7Fu) > inf_code;
     }
   }
   /// True for +-inf (only formats that have it).
   constexpr bool is_inf() const noexcept {
     if constexpr (Format::has_inf) {
-      return (bits_ & 0x7Fu) == inf_code;
+      return (this->bits_ & 0x7Fu) == inf_code;
     } else {
       return false;
     }
-  }
-  /// True for every encoding that is neither NaN nor inf.
-  constexpr bool is_finite() const noexcept { return !is_nan() && !is_inf(); }
-
-  /// IEEE equality of the values: NaN equals nothing, +0 == -0. Bit-based, so it holds under
-  /// -ffast-math. Use `bits_equal` for identity of encodings.
-  friend constexpr bool operator==(float8 a, float8 b) noexcept {
-    if (a.is_nan() || b.is_nan()) return false;
-    return a.bits_ == b.bits_ || ((a.bits_ | b.bits_) & 0x7Fu) == 0;
   }
 
  private:
@@ -170,8 +141,8 @@ struct float8 {
   static_assert(max_float_bits == float_to_bits(Format::max_value),
                 "descriptor max_bits and max_value disagree");
 
-  struct raw_tag {};
-  constexpr float8(raw_tag, std::uint8_t bits) noexcept : bits_(bits) {}
+  friend detail::small_float<float8, std::uint8_t>;
+  static constexpr std::uint8_t max_bits = Format::max_bits;
 
   static constexpr std::uint8_t encode(float f) noexcept {
     const std::uint32_t u = float_to_bits(f);
@@ -214,7 +185,6 @@ struct float8 {
     return sign | detail::code_to_float_magnitude<mbits, bias>(code);
   }
 
-  std::uint8_t bits_;
 };
 
 /// torch.float8_e4m3fn: 4 exponent bits, 3 mantissa bits, bias 7, no inf, max 448.
@@ -223,18 +193,6 @@ using float8_e4m3fn = float8<float8_formats::e4m3fn>;
 using float8_e5m2 = float8<float8_formats::e5m2>;
 /// torch.float8_e4m3fnuz: 4 exponent bits, 3 mantissa bits, bias 8, no inf, no -0, max 240.
 using float8_e4m3fnuz = float8<float8_formats::e4m3fnuz>;
-
-/// The exact value of `x` as a float.
-template <class Format>
-constexpr float to_float(float8<Format> x) noexcept {
-  return static_cast<float>(x);
-}
-
-/// True when `a` and `b` have the same encoding.
-template <class Format>
-constexpr bool bits_equal(float8<Format> a, float8<Format> b) noexcept {
-  return a.to_bits() == b.to_bits();
-}
 
 QUANTO_END_NAMESPACE
 
