@@ -7,6 +7,10 @@ command -v g++ >/dev/null || need+=(g++)
 [ -f /usr/include/gtest/gtest.h ] || need+=(libgtest-dev)
 [ -f /usr/include/benchmark/benchmark.h ] || need+=(libbenchmark-dev)
 [ -f /usr/include/nlohmann/json.hpp ] || need+=(nlohmann-json3-dev)
+[ -f /usr/include/tbb/parallel_for.h ] || need+=(libtbb-dev)
+[ -f /usr/include/eigen3/Eigen/Core ] || need+=(libeigen3-dev)
+# libopenblas-dev puts cblas.h under the multiarch triplet (x86_64-linux-gnu, aarch64-linux-gnu, ...)
+compgen -G '/usr/include/*/openblas-pthread/cblas.h' >/dev/null || need+=(libopenblas-dev)
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
   $SUDO apt-get update -qq
