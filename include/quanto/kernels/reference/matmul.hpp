@@ -1,0 +1,117 @@
+// quanto/kernels/reference/matmul.hpp: the scalar reference matmul kernels. Always compiled; every
+// SIMD path is tested against them. Plain loops in the order the math is written:
+//
+//   exact:    y[i,r] = sum_g ( scale[r,g] * sum_{e in g} w(code[r,e]) * x[i,e]  -  shift[r,g] * xsum[i,g] )
+//   dynamic:  y[i,r] = sum_b scale[r,g(b)] * xscale[i,b] * sum_{e in b} code[r,e] * xq[i,e]  -  shift term
+//   int8:     y[i,r] = float(sum_e code[r,e] * xq[i,e])            (int32, exact; scales in the epilogue)
+//
+// where w(c) is the code's value (int8, fp8, or an unsigned 2/4-bit code).
+#pragma once
+
+#include <cstdint>
+#include <type_traits>
+
+#include "quanto/core/config.hpp"
+#include "quanto/core/qtype.hpp"
+#include "quanto/kernels/activations.hpp"
+#include "quanto/kernels/isa.hpp"
+#include "quanto/kernels/layout.hpp"
+
+QUANTO_BEGIN_NAMESPACE
+namespace kernels {
+inline namespace QUANTO_TARGET_NS {
+namespace reference {
+
+/// The reference reads activations in logical order.
+template <QType Q>
+constexpr std::int64_t position(std::int64_t e) noexcept {
+  return e;
+}
+
+/// The value of a code as a float (exact).
+template <QType Q>
+inline float code_value(std::uint8_t c) noexcept {
+  if constexpr (FloatQType<Q>) return to_float(Q::storage::from_bits(c));
+  else if constexpr (ByteQType<Q>) return static_cast<float>(static_cast<std::int8_t>(c));
+  else return static_cast<float>(c);
+}
+
+template <QType Q>
+inline std::int32_t code_int(std::uint8_t c) noexcept {
+  if constexpr (ByteQType<Q>) return static_cast<std::int8_t>(c);
+  else return c;
+}
+
+/// Weight-only matmul with float activations, rows [n0, n1) of the weight.
+template <QType Q, ModelFloat T, class S>
+void gemm_exact(const packed_weight<Q, T, S>& w, const detail::prepared_activations& xp, std::int64_t n0,
+                std::int64_t n1, float* y, std::int64_t ldy) {
+  const std::int64_t groups = w.groups();
+  for (std::int64_t r = n0; r < n1; ++r) {
+    const std::uint8_t* codes = w.row(r);
+    for (std::int64_t i = 0; i < xp.m; ++i) {
+      const float* x = xp.row(i);
+      float acc = 0.0f;
+      for (std::int64_t g = 0; g < groups; ++g) {
+        float dot = 0.0f;
+        for (std::int64_t e = g * w.group; e < (g + 1) * w.group; ++e)
+          dot += code_value<Q>(kernels::detail::get_code<Q::bits>(codes, e)) * x[e];
+        acc += w.scale_row(r)[g] * dot;
+        if constexpr (LowBitQType<Q>) acc -= w.shift_row(r)[g] * xp.sums(i)[g];
+      }
+      y[i * ldy + r] = acc;
+    }
+  }
+}
+
+/// The centre of 2/4-bit codes: the dynamic path multiplies (q - centre) so that the rounding error
+/// of the int8 activations is weighted by small numbers.
+template <QType Q>
+inline constexpr std::int32_t code_centre = LowBitQType<Q> ? (1 << (Q::bits - 1)) : 0;
+
+/// Weight-only matmul with activations quantized per block to int8 (integer qtypes only):
+/// sum_b ws * xs_b * (sum q*xq - c * sum xq)  -  sum_g (shift_g - c * ws_g) * xsum_g.
+template <IntegerQType Q, ModelFloat T, class S>
+void gemm_dynamic(const packed_weight<Q, T, S>& w, const detail::prepared_activations& xp, std::int64_t n0,
+                  std::int64_t n1, float* y, std::int64_t ldy) {
+  constexpr std::int32_t c = code_centre<Q>;
+  for (std::int64_t r = n0; r < n1; ++r) {
+    const std::uint8_t* codes = w.row(r);
+    for (std::int64_t i = 0; i < xp.m; ++i) {
+      const std::int8_t* xq = xp.qrow(i);
+      float acc = 0.0f;
+      for (std::int64_t b = 0; b < xp.xblocks; ++b) {
+        const std::int64_t lo = b * xp.xblock, hi = b + 1 == xp.xblocks ? xp.k_padded : lo + xp.xblock;
+        std::int32_t dot = 0;
+        for (std::int64_t e = lo; e < hi; ++e) dot += code_int<Q>(kernels::detail::get_code<Q::bits>(codes, e)) * xq[e];
+        const float ws = w.scale_row(r)[LowBitQType<Q> ? lo / w.group : 0];
+        acc += ws * xp.scales(i)[b] * static_cast<float>(dot - c * xp.qsums(i)[b]);
+      }
+      if constexpr (LowBitQType<Q>)
+        for (std::int64_t g = 0; g < w.groups(); ++g)
+          acc -= (w.shift_row(r)[g] - static_cast<float>(c) * w.scale_row(r)[g]) * xp.sums(i)[g];
+      y[i * ldy + r] = acc;
+    }
+  }
+}
+
+/// int8 activations x int8 weights: exact int32 dot products, converted to float (scales are the
+/// epilogue's).
+template <ModelFloat T>
+void gemm_int8(const packed_weight<qint8, T>& w, const detail::prepared_activations& xp, std::int64_t n0,
+               std::int64_t n1, float* y, std::int64_t ldy) {
+  for (std::int64_t r = n0; r < n1; ++r) {
+    const auto* codes = reinterpret_cast<const std::int8_t*>(w.row(r));
+    for (std::int64_t i = 0; i < xp.m; ++i) {
+      const std::int8_t* xq = xp.qrow(i);
+      std::int32_t dot = 0;
+      for (std::int64_t e = 0; e < w.k; ++e) dot += static_cast<std::int32_t>(codes[e]) * xq[e];
+      y[i * ldy + r] = static_cast<float>(dot) * w.scale_row(r)[0];
+    }
+  }
+}
+
+}  // namespace reference
+}  // namespace QUANTO_TARGET_NS
+}  // namespace kernels
+QUANTO_END_NAMESPACE

@@ -1,0 +1,351 @@
+// quanto/kernels/x86/avx2/matmul.hpp: AVX2 + FMA + F16C matmul kernels (compiled when the
+// translation unit targets them; see isa.hpp).
+//
+// Every kernel reads a row's codes 32 bytes at a time (a "chunk": 32 int8/fp8 codes, 64 4-bit codes
+// or 128 2-bit codes, see layout.hpp) and splits it with shifts and masks into "units" of 32 codes.
+// A unit's codes come out in the order the byte layout gives them, not in k order; the activations
+// were stored in that same order by `position<Q>` when they were prepared, so no shuffle is needed.
+//
+// - exact:   codes -> float (int8: sign extension; 2/4-bit: zero extension; fp8: re-biased to
+//            float16 bits and converted with F16C), FMA with float activations, scale per group.
+// - dynamic: 2/4-bit: pmaddubsw(unsigned codes, int8 x) -> int16, summed a few times, pmaddwd -> int32;
+//            int8: sign trick (|w| x sign(x, w)), since pmaddubsw needs one unsigned side.
+// - int8:    int8 x int8 sign-extended to int16, pmaddwd -> int32 (exact for every code, -128 too).
+//
+// Work is tiled MR (<= 4) activation rows x 1 weight row, over blocks of 8 weight rows, so that a
+// weight row is decoded once per 4 activation rows and a tile of activations stays in cache.
+#pragma once
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <type_traits>
+
+#include "quanto/core/config.hpp"
+#include "quanto/core/qtype.hpp"
+#include "quanto/kernels/activations.hpp"
+#include "quanto/kernels/isa.hpp"
+#include "quanto/kernels/layout.hpp"
+
+QUANTO_BEGIN_NAMESPACE
+namespace kernels {
+inline namespace QUANTO_TARGET_NS {
+namespace avx2 {
+
+/// Where logical element e of a row goes in the activations this ISA reads (see the file comment).
+template <QType Q>
+constexpr std::int64_t position(std::int64_t e) noexcept {
+  if constexpr (Q::bits == 8) {
+    return e;
+  } else {
+    constexpr std::int64_t chunk = 32 * 8 / Q::bits;          // elements per 32-byte load
+    constexpr std::int64_t block_bytes = block_k * Q::bits / 8;  // bytes per 32-element block
+    const std::int64_t base = e / chunk * chunk, j = e % chunk;
+    const std::int64_t b = j / block_k, jj = j % block_k;
+    const std::int64_t plane = jj / block_bytes, byte = b * block_bytes + jj % block_bytes;
+    return base + plane * 32 + byte;
+  }
+}
+
+/// Whether these kernels take the weight: its groups must be whole chunks (or a single group).
+template <QType Q, ModelFloat T, class S>
+bool supports(const packed_weight<Q, T, S>& w) noexcept {
+  constexpr std::int64_t chunk = 32 * 8 / Q::bits;
+  return w.groups() <= 1 || w.group % chunk == 0;
+}
+
+namespace detail {
+
+QUANTO_ALWAYS_INLINE float hsum(__m256 v) noexcept {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+  return _mm_cvtss_f32(s);
+}
+
+QUANTO_ALWAYS_INLINE std::int32_t hsum(__m256i v) noexcept {
+  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 1));
+  return _mm_cvtsi128_si32(s);
+}
+
+/// The 32 codes of unit `u` of a chunk (unsigned for 2/4-bit, the raw bytes for 8-bit).
+template <int Bits>
+QUANTO_ALWAYS_INLINE __m256i unit_codes(__m256i raw, int u) noexcept {
+  if constexpr (Bits == 8) {
+    (void)u;
+    return raw;
+  } else {
+    const __m256i mask = _mm256_set1_epi8(static_cast<char>((1 << Bits) - 1));
+    return _mm256_and_si256(_mm256_srli_epi16(raw, Bits * u), mask);
+  }
+}
+
+/// 32 unsigned or signed byte codes to 4 x 8 floats, in byte order.
+template <bool Signed>
+QUANTO_ALWAYS_INLINE void bytes_to_f32(__m256i c, __m256 f[4]) noexcept {
+  const __m128i lo = _mm256_castsi256_si128(c), hi = _mm256_extracti128_si256(c, 1);
+  const __m128i parts[4] = {lo, _mm_srli_si128(lo, 8), hi, _mm_srli_si128(hi, 8)};
+  for (int j = 0; j < 4; ++j)
+    f[j] = _mm256_cvtepi32_ps(Signed ? _mm256_cvtepi8_epi32(parts[j]) : _mm256_cvtepu8_epi32(parts[j]));
+}
+
+/// fp8 codes to float16 bits. The value of the result is the code's value times 2^-fp8_exponent_shift<Q>
+/// (exactly: the re-biasing is folded into the row scale).
+template <class F>
+QUANTO_ALWAYS_INLINE __m256i fp8_to_f16_bits(__m256i v16) noexcept {
+  if constexpr (std::is_same_v<F, float8_e5m2>) {
+    return _mm256_slli_epi16(v16, 8);  // e5m2 is the top byte of a float16
+  } else {
+    // e4m3fn / e4m3fnuz: |code| << 7 puts exponent and mantissa in float16's fields with float16's
+    // bias (15) instead of 7 or 8; subnormals land on float16 subnormals with the same factor.
+    const __m256i mag = _mm256_and_si256(_mm256_slli_epi16(v16, 7), _mm256_set1_epi16(0x3F80));
+    const __m256i sign = _mm256_and_si256(_mm256_slli_epi16(v16, 8), _mm256_set1_epi16(static_cast<short>(0x8000)));
+    return _mm256_or_si256(mag, sign);
+  }
+}
+
+/// The power of two the fp8 decoding above divides by: 2^8 (e4m3fn, bias 7), 2^7 (e4m3fnuz, bias 8), 1 (e5m2).
+template <class F>
+constexpr float fp8_rescale() noexcept {
+  if constexpr (std::is_same_v<F, float8_e5m2>) return 1.0f;
+  else if constexpr (std::is_same_v<F, float8_e4m3fnuz>) return 128.0f;
+  else return 256.0f;
+}
+
+/// The 4 x 8 floats of unit `u` of a chunk, in the order `position<Q>` gives.
+template <QType Q>
+QUANTO_ALWAYS_INLINE void unit_floats(__m256i raw, int u, __m256 f[4]) noexcept {
+  if constexpr (FloatQType<Q>) {
+    (void)u;
+    using F = typename Q::storage;
+    const __m256i h0 = fp8_to_f16_bits<F>(_mm256_cvtepu8_epi16(_mm256_castsi256_si128(raw)));
+    const __m256i h1 = fp8_to_f16_bits<F>(_mm256_cvtepu8_epi16(_mm256_extracti128_si256(raw, 1)));
+    f[0] = _mm256_cvtph_ps(_mm256_castsi256_si128(h0));
+    f[1] = _mm256_cvtph_ps(_mm256_extracti128_si256(h0, 1));
+    f[2] = _mm256_cvtph_ps(_mm256_castsi256_si128(h1));
+    f[3] = _mm256_cvtph_ps(_mm256_extracti128_si256(h1, 1));
+  } else {
+    bytes_to_f32<ByteQType<Q>>(unit_codes<Q::bits>(raw, u), f);
+  }
+}
+
+QUANTO_ALWAYS_INLINE __m256i load32(const void* p) noexcept {
+  return _mm256_loadu_si256(static_cast<const __m256i*>(p));
+}
+
+/// Float accumulators per activation row, so that a 4-FMA unit has 4 independent chains.
+template <int MR>
+inline constexpr int chains = MR >= 4 ? 1 : (MR == 1 ? 4 : 2);
+
+/// Exact path: MR activation rows (from i0) x weight row r.
+template <int MR, QType Q, ModelFloat T, class S>
+QUANTO_ALWAYS_INLINE void tile_exact(const packed_weight<Q, T, S>& w, const kernels::detail::prepared_activations& xp,
+                                     std::int64_t r, std::int64_t i0, float* y, std::int64_t ldy) noexcept {
+  constexpr std::int64_t chunk = 32 * 8 / Q::bits, units = chunk / 32;
+  constexpr int A = chains<MR>;
+  float rescale = 1.0f;
+  if constexpr (FloatQType<Q>) rescale = fp8_rescale<typename Q::storage>();
+  const std::int64_t groups = std::max<std::int64_t>(w.groups(), 1);
+  const std::int64_t chunks_per_group = (w.groups() <= 1 ? w.k_padded : w.group) / chunk;
+  const std::uint8_t* codes = w.row(r);
+  const float* scale = w.scale_row(r);
+  const float* x[MR];
+  for (int ii = 0; ii < MR; ++ii) x[ii] = xp.row(i0 + ii);
+  __m256 total[MR];
+  for (int ii = 0; ii < MR; ++ii) total[ii] = _mm256_setzero_ps();
+  for (std::int64_t g = 0; g < groups; ++g) {
+    __m256 acc[MR][A];
+    for (int ii = 0; ii < MR; ++ii)
+      for (int a = 0; a < A; ++a) acc[ii][a] = _mm256_setzero_ps();
+    for (std::int64_t c = 0; c < chunks_per_group; ++c) {
+      const std::int64_t base = (g * chunks_per_group + c) * chunk;
+      const __m256i raw = load32(codes + base * Q::bits / 8);
+      for (int u = 0; u < static_cast<int>(units); ++u) {
+        __m256 f[4];
+        unit_floats<Q>(raw, u, f);
+        for (int j = 0; j < 4; ++j)
+          for (int ii = 0; ii < MR; ++ii)
+            acc[ii][j % A] = _mm256_fmadd_ps(f[j], _mm256_loadu_ps(x[ii] + base + 32 * u + 8 * j), acc[ii][j % A]);
+      }
+    }
+    const __m256 s = _mm256_set1_ps(w.groups() == 0 ? 0.0f : scale[g] * rescale);
+    for (int ii = 0; ii < MR; ++ii) {
+      __m256 sum = acc[ii][0];
+      for (int a = 1; a < A; ++a) sum = _mm256_add_ps(sum, acc[ii][a]);
+      total[ii] = _mm256_fmadd_ps(sum, s, total[ii]);
+    }
+  }
+  for (int ii = 0; ii < MR; ++ii) {
+    float v = hsum(total[ii]);
+    if constexpr (LowBitQType<Q>) {
+      const float* shift = w.shift_row(r);
+      const float* sums = xp.sums(i0 + ii);
+      for (std::int64_t g = 0; g < w.groups(); ++g) v -= shift[g] * sums[g];
+    }
+    y[(i0 + ii) * ldy + r] = v;
+  }
+}
+
+/// Dynamic path for 2/4-bit weights: unsigned codes x int8 activations, one x block per group.
+template <int MR, LowBitQType Q, ModelFloat T, class S>
+QUANTO_ALWAYS_INLINE void tile_dynamic_lowbit(const packed_weight<Q, T, S>& w,
+                                              const kernels::detail::prepared_activations& xp, std::int64_t r,
+                                              std::int64_t i0, float* y, std::int64_t ldy) noexcept {
+  constexpr std::int64_t chunk = 32 * 8 / Q::bits, units = chunk / 32;
+  // int16 partial sums: each pmaddubsw lane is at most 2 * (2^bits - 1) * 127; flush to int32
+  // before 8 of them could overflow (8 * 3810 < 32767 for 4 bits).
+  constexpr int flush_every = 8;
+  const std::int64_t groups = xp.xblocks;  // one x block per weight group (or one per row)
+  const std::int64_t chunks_per_group = (w.groups() <= 1 ? w.k_padded : w.group) / chunk;
+  const std::uint8_t* codes = w.row(r);
+  const float* scale = w.scale_row(r);
+  const std::int8_t* xq[MR];
+  for (int ii = 0; ii < MR; ++ii) xq[ii] = xp.qrow(i0 + ii);
+  const __m256i ones = _mm256_set1_epi16(1);
+  __m256 total[MR];
+  for (int ii = 0; ii < MR; ++ii) total[ii] = _mm256_setzero_ps();
+  for (std::int64_t g = 0; g < groups; ++g) {
+    __m256i acc32[MR], acc16[MR];
+    for (int ii = 0; ii < MR; ++ii) acc32[ii] = acc16[ii] = _mm256_setzero_si256();
+    int pending = 0;
+    for (std::int64_t c = 0; c < chunks_per_group; ++c) {
+      const std::int64_t base = (g * chunks_per_group + c) * chunk;
+      const __m256i raw = load32(codes + base * Q::bits / 8);
+      for (int u = 0; u < static_cast<int>(units); ++u) {
+        const __m256i q = unit_codes<Q::bits>(raw, u);
+        for (int ii = 0; ii < MR; ++ii)
+          acc16[ii] = _mm256_add_epi16(acc16[ii], _mm256_maddubs_epi16(q, load32(xq[ii] + base + 32 * u)));
+        if (++pending == flush_every) {
+          for (int ii = 0; ii < MR; ++ii) {
+            acc32[ii] = _mm256_add_epi32(acc32[ii], _mm256_madd_epi16(acc16[ii], ones));
+            acc16[ii] = _mm256_setzero_si256();
+          }
+          pending = 0;
+        }
+      }
+    }
+    for (int ii = 0; ii < MR; ++ii) {
+      acc32[ii] = _mm256_add_epi32(acc32[ii], _mm256_madd_epi16(acc16[ii], ones));
+      const __m256 s = _mm256_set1_ps(scale[w.groups() <= 1 ? 0 : g] * xp.scales(i0 + ii)[g]);
+      total[ii] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc32[ii]), s, total[ii]);
+    }
+  }
+  // the centring (see reference::gemm_dynamic) and the shift, per group
+  constexpr float c = static_cast<float>(1 << (Q::bits - 1));
+  const float* shift = w.shift_row(r);
+  for (int ii = 0; ii < MR; ++ii) {
+    float v = hsum(total[ii]);
+    const float* sums = xp.sums(i0 + ii);
+    const float* xs = xp.scales(i0 + ii);
+    const std::int32_t* qs = xp.qsums(i0 + ii);
+    for (std::int64_t g = 0; g < w.groups(); ++g)
+      v -= scale[g] * xs[g] * c * static_cast<float>(qs[g]) + (shift[g] - c * scale[g]) * sums[g];
+    y[(i0 + ii) * ldy + r] = v;
+  }
+}
+
+/// Dynamic path for int8 weights: |w| x sign(x, w) through pmaddubsw (x is in [-127, 127]).
+template <int MR, ModelFloat T>
+QUANTO_ALWAYS_INLINE void tile_dynamic_int8(const packed_weight<qint8, T>& w,
+                                            const kernels::detail::prepared_activations& xp, std::int64_t r,
+                                            std::int64_t i0, float* y, std::int64_t ldy) noexcept {
+  const std::int64_t chunks_per_block = xp.xblock / 32;
+  const std::uint8_t* codes = w.row(r);
+  const std::int8_t* xq[MR];
+  for (int ii = 0; ii < MR; ++ii) xq[ii] = xp.qrow(i0 + ii);
+  const __m256i ones = _mm256_set1_epi16(1);
+  __m256 total[MR];
+  for (int ii = 0; ii < MR; ++ii) total[ii] = _mm256_setzero_ps();
+  for (std::int64_t b = 0; b < xp.xblocks; ++b) {
+    __m256i acc[MR];
+    for (int ii = 0; ii < MR; ++ii) acc[ii] = _mm256_setzero_si256();
+    const std::int64_t end = b + 1 == xp.xblocks ? w.k_padded / 32 : (b + 1) * chunks_per_block;
+    for (std::int64_t c = b * chunks_per_block; c < end; ++c) {
+      const __m256i wq = load32(codes + 32 * c);
+      const __m256i aw = _mm256_abs_epi8(wq);
+      for (int ii = 0; ii < MR; ++ii) {
+        const __m256i sx = _mm256_sign_epi8(load32(xq[ii] + 32 * c), wq);
+        acc[ii] = _mm256_add_epi32(acc[ii], _mm256_madd_epi16(_mm256_maddubs_epi16(aw, sx), ones));
+      }
+    }
+    for (int ii = 0; ii < MR; ++ii)
+      total[ii] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[ii]), _mm256_set1_ps(xp.scales(i0 + ii)[b]), total[ii]);
+  }
+  for (int ii = 0; ii < MR; ++ii) y[(i0 + ii) * ldy + r] = hsum(total[ii]) * w.scale_row(r)[0];
+}
+
+/// w8a8: int8 x int8 widened to int16, pmaddwd into int32: exact, bit-identical to the reference.
+template <int MR, ModelFloat T>
+QUANTO_ALWAYS_INLINE void tile_int8(const packed_weight<qint8, T>& w, const kernels::detail::prepared_activations& xp,
+                                    std::int64_t r, std::int64_t i0, float* y, std::int64_t ldy) noexcept {
+  const std::uint8_t* codes = w.row(r);
+  const std::int8_t* xq[MR];
+  for (int ii = 0; ii < MR; ++ii) xq[ii] = xp.qrow(i0 + ii);
+  __m256i acc[MR][2];
+  for (int ii = 0; ii < MR; ++ii) acc[ii][0] = acc[ii][1] = _mm256_setzero_si256();
+  for (std::int64_t e = 0; e < w.k_padded; e += 32) {
+    const __m256i w0 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(codes + e)));
+    const __m256i w1 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(codes + e + 16)));
+    for (int ii = 0; ii < MR; ++ii) {
+      const __m256i x0 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(xq[ii] + e)));
+      const __m256i x1 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(xq[ii] + e + 16)));
+      acc[ii][0] = _mm256_add_epi32(acc[ii][0], _mm256_madd_epi16(w0, x0));
+      acc[ii][1] = _mm256_add_epi32(acc[ii][1], _mm256_madd_epi16(w1, x1));
+    }
+  }
+  for (int ii = 0; ii < MR; ++ii)
+    y[(i0 + ii) * ldy + r] = static_cast<float>(hsum(_mm256_add_epi32(acc[ii][0], acc[ii][1]))) * w.scale_row(r)[0];
+}
+
+/// Rows [n0, n1) x all activation rows: blocks of 8 weight rows, tiles of up to 4 activation rows.
+template <class Tile>
+QUANTO_ALWAYS_INLINE void for_tiles(std::int64_t m, std::int64_t n0, std::int64_t n1, Tile&& tile) {
+  constexpr std::int64_t row_block = 8;
+  for (std::int64_t rb = n0; rb < n1; rb += row_block) {
+    const std::int64_t re = std::min(n1, rb + row_block);
+    std::int64_t i0 = 0;
+    for (; i0 + 4 <= m; i0 += 4)
+      for (std::int64_t r = rb; r < re; ++r) tile(std::integral_constant<int, 4>{}, r, i0);
+    const std::int64_t left = m - i0;
+    for (std::int64_t r = rb; r < re; ++r) {
+      if (left == 3) tile(std::integral_constant<int, 3>{}, r, i0);
+      else if (left == 2) tile(std::integral_constant<int, 2>{}, r, i0);
+      else if (left == 1) tile(std::integral_constant<int, 1>{}, r, i0);
+    }
+  }
+}
+
+}  // namespace detail
+
+template <QType Q, ModelFloat T, class S>
+void gemm_exact(const packed_weight<Q, T, S>& w, const kernels::detail::prepared_activations& xp, std::int64_t n0,
+                std::int64_t n1, float* y, std::int64_t ldy) {
+  detail::for_tiles(xp.m, n0, n1, [&](auto mr, std::int64_t r, std::int64_t i0) {
+    detail::tile_exact<decltype(mr)::value>(w, xp, r, i0, y, ldy);
+  });
+}
+
+template <IntegerQType Q, ModelFloat T, class S>
+void gemm_dynamic(const packed_weight<Q, T, S>& w, const kernels::detail::prepared_activations& xp, std::int64_t n0,
+                  std::int64_t n1, float* y, std::int64_t ldy) {
+  detail::for_tiles(xp.m, n0, n1, [&](auto mr, std::int64_t r, std::int64_t i0) {
+    if constexpr (LowBitQType<Q>) detail::tile_dynamic_lowbit<decltype(mr)::value>(w, xp, r, i0, y, ldy);
+    else detail::tile_dynamic_int8<decltype(mr)::value>(w, xp, r, i0, y, ldy);
+  });
+}
+
+template <ModelFloat T>
+void gemm_int8(const packed_weight<qint8, T>& w, const kernels::detail::prepared_activations& xp, std::int64_t n0,
+               std::int64_t n1, float* y, std::int64_t ldy) {
+  detail::for_tiles(xp.m, n0, n1, [&](auto mr, std::int64_t r, std::int64_t i0) {
+    detail::tile_int8<decltype(mr)::value>(w, xp, r, i0, y, ldy);
+  });
+}
+
+}  // namespace avx2
+}  // namespace QUANTO_TARGET_NS
+}  // namespace kernels
+QUANTO_END_NAMESPACE

@@ -1,0 +1,155 @@
+// Quantized activations: the dynamic int8 policy (per-block int8 activations, integer dot products),
+// w8a8 (int8 codes x int8 codes, exact int32: bit-identical on every ISA, -128 included) and float8
+// activations. Each ISA this machine runs is checked against the scalar reference.
+#include <gtest/gtest.h>
+
+#include <cstring>
+
+#include "matmul_support.hpp"
+
+namespace {
+
+using namespace kt;
+
+using Isas = ::testing::Types<qk::isa::scalar, qk::isa::avx2>;
+
+template <class I>
+class QuantizedMatmul : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!runnable<I>()) GTEST_SKIP() << "ISA " << I::name << " is not compiled in or not supported by this CPU";
+    std::printf("[ running ISA %s ]\n", std::string(I::name).c_str());
+  }
+};
+TYPED_TEST_SUITE(QuantizedMatmul, Isas);
+
+double rel_l2(const std::vector<float>& a, const std::vector<float>& b) {
+  double num = 0, den = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    num += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
+    den += double(b[i]) * b[i];
+  }
+  return std::sqrt(num / den);
+}
+
+/// dynamic on ISA I vs (1) the reference's dynamic result: same int8 activations and integer dots,
+/// only the float combination order differs; (2) the exact path: the accuracy cost of int8
+/// activations, which must stay small on normal data.
+template <class I, class Q, class T, class S = default_scheme_t<Q>>
+void check_dynamic(std::int64_t m, std::int64_t n, std::int64_t k, S scheme = {}, double max_rel = 0.02) {
+  if constexpr (qk::UsableIsa<I>) {
+    SCOPED_TRACE(std::string(Q::name) + " m=" + std::to_string(m) + " n=" + std::to_string(n) + " k=" + std::to_string(k));
+    const auto w = make_weight<Q, T>(n, k, static_cast<unsigned>(n + 3 * k), scheme);
+    const auto p = qk::pack_weight(w);
+    const std::vector<float> x = random_x<float>(m * k, 11);
+    std::vector<float> dyn(static_cast<std::size_t>(m * n)), ref(dyn.size()), exact(dyn.size());
+    qk::matmul<qk::dynamic_int8_activations, I>(p, x.data(), m, k, dyn.data(), n);
+    qk::matmul<qk::dynamic_int8_activations, qk::isa::scalar>(p, x.data(), m, k, ref.data(), n);
+    qk::matmul<qk::exact_activations, qk::isa::scalar>(p, x.data(), m, k, exact.data(), n);
+    const auto r64 = reference_matmul(w, x, m, nullptr);
+    for (std::size_t i = 0; i < dyn.size(); ++i)
+      ASSERT_NEAR(dyn[i], ref[i], float_bound(k, r64.magnitude[i])) << "output " << i;
+    const double rel = rel_l2(dyn, exact);
+    std::printf("[ dynamic int8 vs exact, %s m=%lld n=%lld k=%lld group=%lld: relative L2 error %.4f ]\n", std::string(Q::name).c_str(),
+                static_cast<long long>(m), static_cast<long long>(n), static_cast<long long>(k), static_cast<long long>(p.group), rel);
+    EXPECT_LT(rel, max_rel);
+    EXPECT_GT(rel, 0.0);  // it is an approximation: identical results would mean the policy did nothing
+  }
+}
+
+TYPED_TEST(QuantizedMatmul, DynamicInt8EveryIntegerQtype) {
+  using I = TypeParam;
+  for (auto [m, n, k] : {std::tuple<int, int, int>{1, 7, 128}, {3, 17, 256}, {5, 9, 384}, {4, 33, 1024}, {2, 5, 130}}) {
+    check_dynamic<I, qint8, float>(m, n, k);
+    check_dynamic<I, qint8, bfloat16>(m, n, k);
+    check_dynamic<I, qint4, bfloat16>(m, n, k);
+    check_dynamic<I, qint4, float>(m, n, k, group_affine<true>{});
+    check_dynamic<I, qint2, bfloat16>(m, n, k, {}, 0.05);
+  }
+  check_dynamic<I, qint4, bfloat16>(3, 12, 768, group_affine<>{64});
+  check_dynamic<I, qint4, bfloat16>(3, 12, 768, group_affine<>{32});
+  check_dynamic<I, qint4, bfloat16>(3, 12, 4096, group_affine<>{no_group}, 0.03);  // one x block per row
+}
+
+TYPED_TEST(QuantizedMatmul, DynamicNanAndZeroBlocks) {
+  using I = TypeParam;
+  if constexpr (qk::UsableIsa<I>) {
+    const auto p = qk::pack_weight(make_weight<qint4, float>(4, 256, 1));
+    std::vector<float> x(3 * 256, 0.0f);  // row 0: zeros
+    for (int e = 0; e < 256; ++e) x[static_cast<std::size_t>(256 + e)] = float(e % 7) - 3.0f;
+    for (int e = 0; e < 256; ++e) x[static_cast<std::size_t>(512 + e)] = 1.0f;
+    x[600] = std::numeric_limits<float>::infinity();  // row 2: an Inf
+    std::vector<float> y(12);
+    qk::matmul<qk::dynamic_int8_activations, I>(p, x.data(), 3, 256, y.data(), 4);
+    for (int r = 0; r < 4; ++r) {
+      EXPECT_EQ(y[static_cast<std::size_t>(r)], 0.0f);
+      EXPECT_TRUE(std::isfinite(y[static_cast<std::size_t>(4 + r)]));
+      EXPECT_TRUE(std::isnan(y[static_cast<std::size_t>(8 + r)]));
+    }
+  }
+}
+
+TYPED_TEST(QuantizedMatmul, W8A8IsExactAndBitIdenticalToTheReference) {
+  using I = TypeParam;
+  if constexpr (qk::UsableIsa<I>) {
+    for (auto [m, n, k] : {std::tuple<int, int, int>{1, 1, 1}, {1, 9, 100}, {5, 13, 257}, {6, 40, 2048}}) {
+      auto w = make_weight<qint8, bfloat16>(n, k, static_cast<unsigned>(k));
+      w.data[0] = -128;  // the corner a pmaddubsw sign trick gets wrong
+      const auto p = qk::pack_weight(w);
+      std::vector<std::int8_t> xq(static_cast<std::size_t>(m * k));
+      std::mt19937 rng(static_cast<unsigned>(m));
+      for (auto& v : xq) v = static_cast<std::int8_t>(static_cast<int>(rng() % 256) - 128);
+      xq[0] = -128;
+      const float sx = 0.0123f;
+      std::vector<float> bias = random_x<float>(n, 2);
+      std::vector<float> y(static_cast<std::size_t>(m * n)), yr(y.size());
+      qk::matmul_quantized<qint8, I>(p, xq.data(), sx, m, k, y.data(), n, bias.data());
+      qk::matmul_quantized<qint8, qk::isa::scalar>(p, xq.data(), sx, m, k, yr.data(), n, bias.data());
+      ASSERT_EQ(0, std::memcmp(y.data(), yr.data(), y.size() * sizeof(float)));
+      for (int i = 0; i < m; ++i)
+        for (int r = 0; r < n; ++r) {
+          std::int64_t dot = 0;
+          for (int e = 0; e < k; ++e) dot += std::int64_t{w.data[static_cast<std::size_t>(r * k + e)]} * xq[static_cast<std::size_t>(i * k + e)];
+          const float want = std::fma(static_cast<float>(dot) * to_float(w.scale[static_cast<std::size_t>(r)]), sx, bias[static_cast<std::size_t>(r)]);
+          ASSERT_EQ(y[static_cast<std::size_t>(i * n + r)], want) << i << "," << r;
+        }
+    }
+  }
+}
+
+template <class I, class QX, class Q>
+void check_float8(std::int64_t m, std::int64_t n, std::int64_t k) {
+  if constexpr (qk::UsableIsa<I>) {
+    const auto w = make_weight<Q, float>(n, k, 5);
+    const auto p = qk::pack_weight(w);
+    const std::vector<float> xf = random_x<float>(m * k, 3);
+    tensor<float> xt(shape{m, k});
+    std::memcpy(xt.data(), xf.data(), xf.size() * sizeof(float));
+    const float sx = activation_scale<QX>(xt.view());
+    const auto qa = quantize_activation<QX>(xt.view(), sx);
+    std::vector<float> y(static_cast<std::size_t>(m * n));
+    qk::matmul_quantized<QX, I>(p, qa.data.data(), sx, m, k, y.data(), n);
+    // reference: the activation's dequantized values through the float64 product
+    const tensor<float> xd = qa.dequantize();
+    const std::vector<float> xdv(xd.data(), xd.data() + xd.size());
+    const auto ref = reference_matmul(w, xdv, m, nullptr);
+    for (std::size_t i = 0; i < y.size(); ++i) ASSERT_NEAR(y[i], ref.y[i], float_bound(k, ref.magnitude[i]) * 2) << i;
+  }
+}
+
+TYPED_TEST(QuantizedMatmul, Float8Activations) {
+  using I = TypeParam;
+  check_float8<I, qfloat8_e4m3fn, qfloat8_e4m3fn>(3, 17, 256);
+  check_float8<I, qfloat8_e4m3fn, qint8>(2, 9, 130);
+  check_float8<I, qfloat8_e5m2, qfloat8_e5m2>(4, 8, 512);
+  check_float8<I, qint8, qfloat8_e4m3fn>(1, 8, 64);
+}
+
+TEST(QuantizedMatmulApi, W8A8RefusesAnOverflowingK) {
+  const auto p = qk::pack_weight(make_weight<qint8, float>(1, (1 << 17) + 32, 1));
+  std::vector<std::int8_t> x(static_cast<std::size_t>(p.k));
+  std::vector<float> y(1);
+  EXPECT_THROW(qk::matmul_quantized<qint8>(p, x.data(), 1.0f, 1, p.k, y.data(), 1), unsupported_error);
+}
+
+}  // namespace
