@@ -3,7 +3,9 @@
 // activations. Each ISA this machine runs is checked against the scalar reference.
 #include <gtest/gtest.h>
 
+#include <bit>
 #include <cstring>
+#include <limits>
 
 #include "matmul_support.hpp"
 
@@ -144,6 +146,30 @@ TYPED_TEST(QuantizedMatmul, Float8Activations) {
   check_float8<I, qfloat8_e5m2, qfloat8_e5m2>(4, 8, 512);
   check_float8<I, qint8, qfloat8_e4m3fn>(1, 8, 64);
 }
+
+#if QUANTO_HAS_AVX2
+// The dynamic policy quantizes activations with AVX2 where it can; it must give the plain C++
+// block's codes, sum and scale exactly, ties, clamps, zeros, NaN and Inf included.
+TEST(DynamicActivationBlocks, Avx2EqualsScalar) {
+  if (!qk::cpu_supports<qk::isa::avx2>()) GTEST_SKIP() << "no AVX2 on this CPU";
+  std::mt19937 rng(4);
+  for (int trial = 0; trial < 200; ++trial) {
+    std::vector<float> x = random_x<float>(128, static_cast<unsigned>(trial), trial % 3 == 0 ? 1e-30f : 2.0f);
+    if (trial % 5 == 1) for (int e = 0; e < 128; e += 3) x[static_cast<std::size_t>(e)] = float(e % 11) * 0.5f - 2.5f;  // ties at .5
+    if (trial == 7) x.assign(128, 0.0f);
+    if (trial == 8) x[40] = std::nanf("");
+    if (trial == 9) x[127] = -std::numeric_limits<float>::infinity();
+    if (trial == 10) x[3] = std::numeric_limits<float>::max();
+    std::int8_t a[128], b[128];
+    std::int32_t sa = -1, sb = -2;
+    const float da = qk::prep::quantize_block_scalar(x.data(), 128, a, sa);
+    const float db = qk::prep::quantize_block_avx2(x.data(), 128, b, sb);
+    ASSERT_EQ(std::bit_cast<std::uint32_t>(da), std::bit_cast<std::uint32_t>(db)) << trial;
+    ASSERT_EQ(sa, sb) << trial;
+    ASSERT_EQ(0, std::memcmp(a, b, 128)) << trial;
+  }
+}
+#endif
 
 TEST(QuantizedMatmulApi, W8A8RefusesAnOverflowingK) {
   const auto p = qk::pack_weight(make_weight<qint8, float>(1, (1 << 17) + 32, 1));

@@ -78,7 +78,8 @@ class tensor {
  public:
   using value_type = T;
 
-  tensor() = default;
+  /// An empty tensor: shape [0], no elements (not a rank-0 scalar, which has one element).
+  tensor() : shape_{0} {}
   explicit tensor(quanto::shape s) : shape_(s), data_(allocate(s.numel())) {}
   tensor(quanto::shape s, std::span<const T> values) : tensor(s) {
     if (static_cast<std::int64_t>(values.size()) != s.numel())

@@ -20,6 +20,10 @@
 #include "quanto/kernels/isa.hpp"
 #include "quanto/kernels/layout.hpp"
 
+#if QUANTO_HAS_AVX2
+#include <immintrin.h>
+#endif
+
 QUANTO_BEGIN_NAMESPACE
 namespace kernels {
 
@@ -62,6 +66,7 @@ struct prepared_activations {
   tensor<std::int8_t> xq;                ///< [m, k_padded]: dynamic policy
   tensor<float> xscale;                  ///< [m, xblocks]: dynamic policy (NaN for a non-finite block)
   tensor<std::int32_t> xqsum;            ///< [m, xblocks]: dynamic policy, the sum of each block's codes
+  tensor<float> centring;                ///< [m, groups]: dynamic 2/4-bit, c * (xscale * xqsum - group_sum)
   float out_scale = 1.0f;                ///< applied in the epilogue (an activation's quantization scale)
 
   const float* row(std::int64_t i) const noexcept { return x.data() + i * k_padded; }
@@ -69,81 +74,179 @@ struct prepared_activations {
   const std::int8_t* qrow(std::int64_t i) const noexcept { return xq.data() + i * k_padded; }
   const float* scales(std::int64_t i) const noexcept { return xscale.data() + i * xblocks; }
   const std::int32_t* qsums(std::int64_t i) const noexcept { return xqsum.data() + i * xblocks; }
+  const float* centrings(std::int64_t i) const noexcept { return centring.data() + i * groups; }
 };
+
+}  // namespace detail
+
+// The preparation functions are compiled per target (they use AVX2 where the TU has it), so they
+// live in the per-target namespace like the kernels.
+inline namespace QUANTO_TARGET_NS {
+namespace prep {
 
 /// Identity: the element order a scalar kernel reads.
 struct logical_order {
   constexpr std::int64_t operator()(std::int64_t e) const noexcept { return e; }
 };
 
-/// Shared part of the preparation: float rows and group sums. `decode(i, e)` returns x[i, e];
-/// `position(e)` is where a kernel wants logical element e within its row (a permutation of
-/// [0, k_padded) that only moves elements within 128-element chunks). Sums are taken in logical
-/// order, so they are the same for every ISA.
+/// Float rows (in the kernel's element order) and per-group sums (in logical order, so they are the
+/// same for every ISA). `decode(i, e)` returns x[i, e]; `position(e)` is where a kernel wants
+/// logical element e: a permutation that only moves elements within 128-element chunks.
 template <class Decode, class Position = logical_order>
-prepared_activations prepare_float(std::int64_t m, std::int64_t k, std::int64_t k_padded, std::int64_t group,
-                                   bool need_sums, Decode&& decode, Position position = {}) {
-  prepared_activations p;
+detail::prepared_activations prepare_float(std::int64_t m, std::int64_t k, std::int64_t k_padded, std::int64_t group,
+                                           bool need_sums, Decode&& decode, Position position = {}) {
+  detail::prepared_activations p;
   p.m = m;
   p.k = k;
   p.k_padded = k_padded;
   p.groups = group == 0 ? 0 : k / group;
   p.x = tensor<float>(shape{m, k_padded});
   if (need_sums) p.group_sum = tensor<float>(shape{m, p.groups});
-  std::vector<float> logical(static_cast<std::size_t>(k));
+  // The permutation repeats every 128 elements (row_align) and moves runs of consecutive elements:
+  // copy run by run (one run of 128 for the identity, 8 of 16 for 4-bit, 16 of 8 for 2-bit).
+  constexpr std::int64_t period = 128;
+  struct run {
+    std::int64_t src, dst, len;
+  };
+  run runs[period];
+  std::int64_t nruns = 0;
+  for (std::int64_t j = 0; j < period; ++j) {
+    const std::int64_t to = position(j);
+    if (nruns > 0 && runs[nruns - 1].dst + runs[nruns - 1].len == to) ++runs[nruns - 1].len;
+    else runs[nruns++] = run{j, to, 1};
+  }
   for (std::int64_t i = 0; i < m; ++i) {
-    for (std::int64_t e = 0; e < k; ++e) logical[static_cast<std::size_t>(e)] = decode(i, e);
     float* dst = p.x.data() + i * k_padded;
-    for (std::int64_t e = 0; e < k; ++e) dst[position(e)] = logical[static_cast<std::size_t>(e)];
+    for (std::int64_t base = 0; base < k; base += period)
+      for (std::int64_t t = 0; t < nruns; ++t) {
+        const std::int64_t from = base + runs[t].src, len = std::min(runs[t].len, k - from);
+        float* out = dst + base + runs[t].dst;
+        for (std::int64_t j = 0; j < len; ++j) out[j] = decode(i, from + j);
+      }
     if (!need_sums) continue;
+    // 8 interleaved partial sums, added pairwise: a fixed order (the same on every ISA) without a
+    // serial dependency chain through one accumulator
     for (std::int64_t g = 0; g < p.groups; ++g) {
-      float s = 0.0f;
-      for (std::int64_t e = g * group; e < (g + 1) * group; ++e) s += logical[static_cast<std::size_t>(e)];
+      float lanes[8] = {};
+      const std::int64_t lo = g * group, hi = lo + group;
+      std::int64_t e = lo;
+      for (; e + 8 <= hi; e += 8)
+        for (int l = 0; l < 8; ++l) lanes[l] += decode(i, e + l);
+      for (int l = 0; e < hi; ++e, ++l) lanes[l] += decode(i, e);
+      const float s = ((lanes[0] + lanes[4]) + (lanes[2] + lanes[6])) + ((lanes[1] + lanes[5]) + (lanes[3] + lanes[7]));
       p.group_sum[static_cast<std::size_t>(i * p.groups + g)] = s;
     }
   }
   return p;
 }
 
-/// The dynamic policy's quantization of the prepared float rows: per block of `xblock` elements
-/// (in the kernel's order; the last block runs to k_padded, whose padding is 0), scale =
-/// absmax / 127 and codes round(x / scale) in [-127, 127]. A block of zeros has scale 0 and
-/// codes 0; a block holding NaN or Inf gets a NaN scale, so the outputs it feeds are NaN.
-inline void quantize_rows_int8(prepared_activations& p, std::int64_t xblock) {
+/// One block of the dynamic quantization, plain C++: codes round(x * 127 / absmax) clamped to
+/// [-127, 127] (round half to even), their sum, and the block scale absmax / 127 (0 for a zero
+/// block, NaN if the block holds NaN or Inf, whose codes are then 0).
+inline float quantize_block_scalar(const float* x, std::int64_t n, std::int8_t* q, std::int32_t& sum) noexcept {
+  float amax = 0.0f;
+  bool finite = true;
+  for (std::int64_t e = 0; e < n; ++e) {
+    finite = finite && is_finite_bits(x[e]);
+    amax = std::max(amax, std::fabs(x[e]));
+  }
+  sum = 0;
+  if (!finite) {
+    for (std::int64_t e = 0; e < n; ++e) q[e] = 0;
+    return bits_to_float(0x7FC00000u);
+  }
+  if (amax == 0.0f) {
+    for (std::int64_t e = 0; e < n; ++e) q[e] = 0;
+    return 0.0f;
+  }
+  const float inv = 127.0f / amax;
+  for (std::int64_t e = 0; e < n; ++e) {
+    q[e] = static_cast<std::int8_t>(std::clamp(round_half_even(x[e] * inv), -127.0f, 127.0f));
+    sum += q[e];
+  }
+  return amax / 127.0f;
+}
+
+#if QUANTO_HAS_AVX2
+/// The same block with AVX2 (n a multiple of 32): identical codes, sum and scale (cvtps rounds to
+/// nearest even in the default MXCSR mode, as round_half_even does).
+inline float quantize_block_avx2(const float* x, std::int64_t n, std::int8_t* q, std::int32_t& sum) noexcept {
+  const __m256 sign = _mm256_set1_ps(-0.0f), big = _mm256_set1_ps(3.4028234663852886e38f);
+  __m256 vmax = _mm256_setzero_ps(), bad = _mm256_setzero_ps();
+  for (std::int64_t e = 0; e < n; e += 8) {
+    const __m256 a = _mm256_andnot_ps(sign, _mm256_loadu_ps(x + e));
+    bad = _mm256_or_ps(bad, _mm256_cmp_ps(a, big, _CMP_NLE_UQ));  // NaN or > FLT_MAX
+    vmax = _mm256_max_ps(vmax, a);
+  }
+  __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(vmax), _mm256_extractf128_ps(vmax, 1));
+  m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+  m4 = _mm_max_ss(m4, _mm_shuffle_ps(m4, m4, 1));
+  const float amax = _mm_cvtss_f32(m4);
+  sum = 0;
+  if (!_mm256_testz_ps(bad, bad) || amax == 0.0f) {
+    for (std::int64_t e = 0; e < n; ++e) q[e] = 0;
+    return amax == 0.0f && _mm256_testz_ps(bad, bad) ? 0.0f : bits_to_float(0x7FC00000u);
+  }
+  const __m256 inv = _mm256_set1_ps(127.0f / amax), hi = _mm256_set1_ps(127.0f), lo = _mm256_set1_ps(-127.0f);
+  __m256i vsum = _mm256_setzero_si256();
+  const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+  for (std::int64_t e = 0; e < n; e += 32) {
+    __m256i v[4];
+    for (int j = 0; j < 4; ++j) {
+      const __m256 t = _mm256_min_ps(_mm256_max_ps(_mm256_mul_ps(_mm256_loadu_ps(x + e + 8 * j), inv), lo), hi);
+      v[j] = _mm256_cvtps_epi32(t);
+      vsum = _mm256_add_epi32(vsum, v[j]);
+    }
+    // packs work per 128-bit lane: the permute puts the 32 bytes back in order
+    const __m256i b = _mm256_packs_epi16(_mm256_packs_epi32(v[0], v[1]), _mm256_packs_epi32(v[2], v[3]));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + e), _mm256_permutevar8x32_epi32(b, order));
+  }
+  __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(vsum), _mm256_extracti128_si256(vsum, 1));
+  s4 = _mm_add_epi32(s4, _mm_unpackhi_epi64(s4, s4));
+  s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 1));
+  sum = _mm_cvtsi128_si32(s4);
+  return amax / 127.0f;
+}
+#endif
+
+/// The dynamic policy's quantization of the prepared float rows, per block of `xblock` elements
+/// in the kernel's order (the last block runs to k_padded, whose padding is 0).
+inline void quantize_rows_int8(detail::prepared_activations& p, std::int64_t xblock) {
   p.xblock = xblock;
   p.xblocks = (p.k == 0 || xblock <= 0) ? 0 : (p.k + xblock - 1) / xblock;
   p.xq = tensor<std::int8_t>(shape{p.m, p.k_padded});
   p.xscale = tensor<float>(shape{p.m, p.xblocks});
   p.xqsum = tensor<std::int32_t>(shape{p.m, p.xblocks});
   for (std::int64_t i = 0; i < p.m; ++i) {
-    const float* x = p.row(i);
-    std::int8_t* q = p.xq.data() + i * p.k_padded;
     for (std::int64_t b = 0; b < p.xblocks; ++b) {
       const std::int64_t lo = b * xblock, hi = b + 1 == p.xblocks ? p.k_padded : lo + xblock;
-      float amax = 0.0f;
-      bool finite = true;
-      for (std::int64_t e = lo; e < hi; ++e) {
-        finite = finite && is_finite_bits(x[e]);
-        amax = std::max(amax, std::fabs(x[e]));
+      const auto at = static_cast<std::size_t>(i * p.xblocks + b);
+      std::int8_t* q = p.xq.data() + i * p.k_padded + lo;
+#if QUANTO_HAS_AVX2
+      if ((hi - lo) % 32 == 0) {
+        p.xscale[at] = quantize_block_avx2(p.row(i) + lo, hi - lo, q, p.xqsum[at]);
+        continue;
       }
-      float& d = p.xscale[static_cast<std::size_t>(i * p.xblocks + b)];
-      if (!finite) {
-        d = bits_to_float(0x7FC00000u);
-        continue;  // codes stay 0
-      }
-      d = amax / 127.0f;
-      if (amax == 0.0f) continue;
-      const float inv = 127.0f / amax;
-      std::int32_t sum = 0;
-      for (std::int64_t e = lo; e < hi; ++e) {
-        q[e] = static_cast<std::int8_t>(std::clamp(round_half_even(x[e] * inv), -127.0f, 127.0f));
-        sum += q[e];
-      }
-      p.xqsum[static_cast<std::size_t>(i * p.xblocks + b)] = sum;
+#endif
+      p.xscale[at] = quantize_block_scalar(p.row(i) + lo, hi - lo, q, p.xqsum[at]);
     }
   }
 }
 
-}  // namespace detail
+/// For 2/4-bit weights whose x blocks are the weight's groups: the per-group term that turns the
+/// kernel's `scale * xscale * sum(q * xq)` into the centred product (see reference::gemm_dynamic):
+/// y = sum_g scale_g * xscale_g * sum(q*xq)  -  sum_g (scale_g * centring_g + shift_g * xsum_g).
+inline void centre_lowbit(detail::prepared_activations& p, int bits) {
+  const float c = static_cast<float>(1 << (bits - 1));
+  p.centring = tensor<float>(shape{p.m, p.groups});
+  for (std::int64_t i = 0; i < p.m; ++i)
+    for (std::int64_t g = 0; g < p.groups; ++g) {
+      const auto at = static_cast<std::size_t>(i * p.groups + g);
+      p.centring[at] = c * (p.scales(i)[g] * static_cast<float>(p.qsums(i)[g]) - p.sums(i)[g]);
+    }
+}
+
+}  // namespace prep
+}  // namespace QUANTO_TARGET_NS
 }  // namespace kernels
 QUANTO_END_NAMESPACE

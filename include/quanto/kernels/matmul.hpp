@@ -153,10 +153,12 @@ void matmul(const packed_weight<Q, T, S>& w, const X* x, std::int64_t m, std::in
   constexpr bool dynamic = std::is_same_v<P, dynamic_int8_activations>;
   const bool simd = dispatch::simd_supports<I>(w);
   auto decode = [&](std::int64_t i, std::int64_t e) { return kernels::detail::to_f32(x[i * ldx + e]); };
-  auto p = simd ? kernels::detail::prepare_float(m, w.k, w.k_padded, w.group, LowBitQType<Q>, decode, dispatch::order<I, Q>{})
-                : kernels::detail::prepare_float(m, w.k, w.k_padded, w.group, LowBitQType<Q>, decode);
-  if constexpr (dynamic)
-    kernels::detail::quantize_rows_int8(p, LowBitQType<Q> ? w.group : dynamic_int8_activations::block);
+  auto p = simd ? prep::prepare_float(m, w.k, w.k_padded, w.group, LowBitQType<Q>, decode, dispatch::order<I, Q>{})
+                : prep::prepare_float(m, w.k, w.k_padded, w.group, LowBitQType<Q>, decode);
+  if constexpr (dynamic) {
+    prep::quantize_rows_int8(p, LowBitQType<Q> ? w.group : dynamic_int8_activations::block);
+    if constexpr (LowBitQType<Q>) prep::centre_lowbit(p, Q::bits);
+  }
   dispatch::run<P, I>(w, p, y, ldy, bias, opt);
 }
 
@@ -190,8 +192,8 @@ void matmul_quantized(const packed_weight<Q, T>& w, const typename QX::storage* 
     dispatch::run<dispatch::int8_activations, I>(w, p, y, ldy, bias, opt);
   } else {
     const bool simd = dispatch::simd_supports<I>(w);
-    auto p = simd ? kernels::detail::prepare_float(m, w.k, w.k_padded, w.group, false, decode, dispatch::order<I, Q>{})
-                  : kernels::detail::prepare_float(m, w.k, w.k_padded, w.group, false, decode);
+    auto p = simd ? prep::prepare_float(m, w.k, w.k_padded, w.group, false, decode, dispatch::order<I, Q>{})
+                  : prep::prepare_float(m, w.k, w.k_padded, w.group, false, decode);
     p.out_scale = x_scale;
     dispatch::run<exact_activations, I>(w, p, y, ldy, bias, opt);
   }

@@ -189,7 +189,20 @@ QUANTO_ALWAYS_INLINE void tile_exact(const packed_weight<Q, T, S>& w, const kern
   }
 }
 
-/// Dynamic path for 2/4-bit weights: unsigned codes x int8 activations, one x block per group.
+/// sum_g a[g] * b[g] + c[g] * d[g], 8 groups at a time.
+QUANTO_ALWAYS_INLINE float dot2(const float* a, const float* b, const float* c, const float* d, std::int64_t n) noexcept {
+  __m256 acc = _mm256_setzero_ps();
+  std::int64_t g = 0;
+  for (; g + 8 <= n; g += 8)
+    acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + g), _mm256_loadu_ps(b + g),
+                          _mm256_mul_ps(_mm256_loadu_ps(c + g), _mm256_loadu_ps(d + g)));
+  float v = hsum(acc);
+  for (; g < n; ++g) v += a[g] * b[g] + c[g] * d[g];
+  return v;
+}
+
+/// Dynamic path for 2/4-bit weights: unsigned codes x int8 activations, one x block per group;
+/// the centring and the shift are one vectorised dot product per row (prep::centre_lowbit).
 template <int MR, LowBitQType Q, ModelFloat T, class S>
 QUANTO_ALWAYS_INLINE void tile_dynamic_lowbit(const packed_weight<Q, T, S>& w,
                                               const kernels::detail::prepared_activations& xp, std::int64_t r,
@@ -197,9 +210,9 @@ QUANTO_ALWAYS_INLINE void tile_dynamic_lowbit(const packed_weight<Q, T, S>& w,
   constexpr std::int64_t chunk = 32 * 8 / Q::bits, units = chunk / 32;
   // int16 partial sums: each pmaddubsw lane is at most 2 * (2^bits - 1) * 127; flush to int32
   // before 8 of them could overflow (8 * 3810 < 32767 for 4 bits).
-  constexpr int flush_every = 8;
+  constexpr std::int64_t flush_every = 8;
   const std::int64_t groups = xp.xblocks;  // one x block per weight group (or one per row)
-  const std::int64_t chunks_per_group = (w.groups() <= 1 ? w.k_padded : w.group) / chunk;
+  const std::int64_t units_per_group = (w.groups() <= 1 ? w.k_padded : w.group) / 32;
   const std::uint8_t* codes = w.row(r);
   const float* scale = w.scale_row(r);
   const std::int8_t* xq[MR];
@@ -207,44 +220,31 @@ QUANTO_ALWAYS_INLINE void tile_dynamic_lowbit(const packed_weight<Q, T, S>& w,
   const __m256i ones = _mm256_set1_epi16(1);
   __m256 total[MR];
   for (int ii = 0; ii < MR; ++ii) total[ii] = _mm256_setzero_ps();
+  std::int64_t unit = 0;  // running unit index along the row
   for (std::int64_t g = 0; g < groups; ++g) {
-    __m256i acc32[MR], acc16[MR];
-    for (int ii = 0; ii < MR; ++ii) acc32[ii] = acc16[ii] = _mm256_setzero_si256();
-    int pending = 0;
-    for (std::int64_t c = 0; c < chunks_per_group; ++c) {
-      const std::int64_t base = (g * chunks_per_group + c) * chunk;
-      const __m256i raw = load32(codes + base * Q::bits / 8);
-      for (int u = 0; u < static_cast<int>(units); ++u) {
-        const __m256i q = unit_codes<Q::bits>(raw, u);
-        for (int ii = 0; ii < MR; ++ii)
-          acc16[ii] = _mm256_add_epi16(acc16[ii], _mm256_maddubs_epi16(q, load32(xq[ii] + base + 32 * u)));
-        if (++pending == flush_every) {
-          for (int ii = 0; ii < MR; ++ii) {
-            acc32[ii] = _mm256_add_epi32(acc32[ii], _mm256_madd_epi16(acc16[ii], ones));
-            acc16[ii] = _mm256_setzero_si256();
-          }
-          pending = 0;
+    __m256i acc32[MR];
+    for (int ii = 0; ii < MR; ++ii) acc32[ii] = _mm256_setzero_si256();
+    for (std::int64_t done = 0; done < units_per_group; done += flush_every) {
+      const std::int64_t todo = std::min(flush_every, units_per_group - done);
+      __m256i acc16[MR];
+      for (int ii = 0; ii < MR; ++ii) acc16[ii] = _mm256_setzero_si256();
+      for (std::int64_t u = 0; u < todo; u += units, unit += units) {
+        const __m256i raw = load32(codes + unit * 32 * Q::bits / 8);
+        for (int v = 0; v < static_cast<int>(units); ++v) {
+          const __m256i q = unit_codes<Q::bits>(raw, v);
+          for (int ii = 0; ii < MR; ++ii)
+            acc16[ii] = _mm256_add_epi16(acc16[ii], _mm256_maddubs_epi16(q, load32(xq[ii] + (unit + v) * 32)));
         }
       }
+      for (int ii = 0; ii < MR; ++ii) acc32[ii] = _mm256_add_epi32(acc32[ii], _mm256_madd_epi16(acc16[ii], ones));
     }
-    for (int ii = 0; ii < MR; ++ii) {
-      acc32[ii] = _mm256_add_epi32(acc32[ii], _mm256_madd_epi16(acc16[ii], ones));
-      const __m256 s = _mm256_set1_ps(scale[w.groups() <= 1 ? 0 : g] * xp.scales(i0 + ii)[g]);
-      total[ii] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc32[ii]), s, total[ii]);
-    }
+    const float ws = scale[w.groups() <= 1 ? 0 : g];
+    for (int ii = 0; ii < MR; ++ii)
+      total[ii] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc32[ii]), _mm256_set1_ps(ws * xp.scales(i0 + ii)[g]), total[ii]);
   }
-  // the centring (see reference::gemm_dynamic) and the shift, per group
-  constexpr float c = static_cast<float>(1 << (Q::bits - 1));
-  const float* shift = w.shift_row(r);
-  for (int ii = 0; ii < MR; ++ii) {
-    float v = hsum(total[ii]);
-    const float* sums = xp.sums(i0 + ii);
-    const float* xs = xp.scales(i0 + ii);
-    const std::int32_t* qs = xp.qsums(i0 + ii);
-    for (std::int64_t g = 0; g < w.groups(); ++g)
-      v -= scale[g] * xs[g] * c * static_cast<float>(qs[g]) + (shift[g] - c * scale[g]) * sums[g];
-    y[(i0 + ii) * ldy + r] = v;
-  }
+  for (int ii = 0; ii < MR; ++ii)
+    y[(i0 + ii) * ldy + r] =
+        hsum(total[ii]) - dot2(scale, xp.centrings(i0 + ii), w.shift_row(r), xp.sums(i0 + ii), w.groups());
 }
 
 /// Dynamic path for int8 weights: |w| x sign(x, w) through pmaddubsw (x is in [-127, 127]).
