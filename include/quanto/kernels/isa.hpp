@@ -20,6 +20,10 @@
 
 #include "quanto/core/config.hpp"
 
+#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
+#include <cpuid.h>
+#endif
+
 // ---- what the compiler targets --------------------------------------------------------------------
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
 #define QUANTO_HAS_AVX2 1
@@ -114,11 +118,19 @@ bool cpu_supports() noexcept {
     return true;
   } else {
 #if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
-    if constexpr (std::is_same_v<I, isa::avx2>)
-      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
-    if constexpr (std::is_same_v<I, isa::avx512_vnni>)
-      return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-             __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
+    if constexpr (std::is_same_v<I, isa::avx2>) {
+      // clang 14 does not know the "f16c" feature string: CPUID leaf 1, ECX bit 29
+      unsigned a = 0, b = 0, c = 0, d = 0;
+      const bool f16c = __get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 29)) != 0;
+      return f16c && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    }
+    if constexpr (std::is_same_v<I, isa::avx512_vnni>) {
+      // clang 14 does not know the "avx512vnni" feature string: read CPUID leaf 7 (ECX bit 11)
+      unsigned a = 0, b = 0, c = 0, d = 0;
+      const bool vnni = __get_cpuid_count(7, 0, &a, &b, &c, &d) && (c & (1u << 11)) != 0;
+      return vnni && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+             __builtin_cpu_supports("avx512vl");
+    }
 #endif
 #if defined(__aarch64__)
     if constexpr (std::is_same_v<I, isa::neon_dot>) return QUANTO_HAS_NEON_DOT != 0;
