@@ -23,3 +23,13 @@
 #else
 #define QUANTO_ALWAYS_INLINE inline
 #endif
+
+/// Fully unrolls the following loop (small constant trip counts in kernels): GCC does not unroll at
+/// -O2, and a loop over a register array that is not unrolled spills the array to memory.
+#if defined(__clang__)
+#define QUANTO_UNROLL _Pragma("unroll")
+#elif defined(__GNUC__)
+#define QUANTO_UNROLL _Pragma("GCC unroll 16")
+#else
+#define QUANTO_UNROLL
+#endif

@@ -57,6 +57,7 @@ struct packed_weight {
   std::int64_t k = 0;         ///< input features (elements per row)
   std::int64_t k_padded = 0;  ///< k rounded up to row_align
   std::int64_t group = 0;     ///< elements per scale along k (k when one scale per row)
+  std::int64_t n_groups = 0;  ///< k / group (0 when k is 0): scales per row
   tensor<std::uint8_t> codes;  ///< [n, k_padded * bits / 8]
   tensor<float> scale;         ///< [n, groups]
   tensor<float> shift;         ///< [n, groups], affine only: subtracted as `shift * x`
@@ -65,7 +66,7 @@ struct packed_weight {
   qaxis file_axis = qaxis::first;   ///< 8-bit: `first` (per row) or `none` (per tensor)
   std::optional<std::int64_t> file_group_size;  ///< 2/4-bit: the file layout's group size
 
-  std::int64_t groups() const noexcept { return group == 0 ? 0 : k / group; }
+  std::int64_t groups() const noexcept { return n_groups; }
   std::int64_t row_bytes() const noexcept { return k_padded * bits / 8; }
   const std::uint8_t* row(std::int64_t r) const noexcept { return codes.data() + r * row_bytes(); }
   const float* scale_row(std::int64_t r) const noexcept { return scale.data() + r * groups(); }
@@ -135,6 +136,7 @@ packed_weight<Q, T> pack_weight(const basic_qbytes_weight<Q, T, H>& w) {
   p.k = k;
   p.k_padded = detail::round_up(k, row_align);
   p.group = k;
+  p.n_groups = k == 0 ? 0 : 1;
   p.original_shape = w.shape();
   p.file_axis = w.axis;
   p.codes = tensor<std::uint8_t>(shape{n, p.row_bytes()});
@@ -173,6 +175,7 @@ packed_weight<Q, T, Shift> pack_weight(const basic_qbits_weight<Q, T, H, Shift>&
   p.k = k;
   p.k_padded = detail::round_up(k, row_align);
   p.group = group;
+  p.n_groups = k == 0 ? 0 : k / group;
   p.original_shape = w.shape();
   p.file_axis = w.axis;
   p.file_group_size = w.group_size;

@@ -88,6 +88,7 @@ template <bool Signed>
 QUANTO_ALWAYS_INLINE void bytes_to_f32(__m256i c, __m256 f[4]) noexcept {
   const __m128i lo = _mm256_castsi256_si128(c), hi = _mm256_extracti128_si256(c, 1);
   const __m128i parts[4] = {lo, _mm_srli_si128(lo, 8), hi, _mm_srli_si128(hi, 8)};
+  QUANTO_UNROLL
   for (int j = 0; j < 4; ++j)
     f[j] = _mm256_cvtepi32_ps(Signed ? _mm256_cvtepi8_epi32(parts[j]) : _mm256_cvtepu8_epi32(parts[j]));
 }
@@ -148,42 +149,53 @@ QUANTO_ALWAYS_INLINE void tile_exact(const packed_weight<Q, T, S>& w, const kern
   constexpr int A = chains<MR>;
   float rescale = 1.0f;
   if constexpr (FloatQType<Q>) rescale = fp8_rescale<typename Q::storage>();
-  const std::int64_t groups = std::max<std::int64_t>(w.groups(), 1);
-  const std::int64_t chunks_per_group = (w.groups() <= 1 ? w.k_padded : w.group) / chunk;
+  const std::int64_t wgroups = w.groups();
+  const std::int64_t groups = std::max<std::int64_t>(wgroups, 1);
+  const std::int64_t chunks_per_group = (wgroups <= 1 ? w.k_padded : w.group) / chunk;
   const std::uint8_t* codes = w.row(r);
   const float* scale = w.scale_row(r);
   const float* x[MR];
+  QUANTO_UNROLL
   for (int ii = 0; ii < MR; ++ii) x[ii] = xp.row(i0 + ii);
   __m256 total[MR];
+  QUANTO_UNROLL
   for (int ii = 0; ii < MR; ++ii) total[ii] = _mm256_setzero_ps();
   for (std::int64_t g = 0; g < groups; ++g) {
     __m256 acc[MR][A];
+    QUANTO_UNROLL
     for (int ii = 0; ii < MR; ++ii)
+      QUANTO_UNROLL
       for (int a = 0; a < A; ++a) acc[ii][a] = _mm256_setzero_ps();
     for (std::int64_t c = 0; c < chunks_per_group; ++c) {
       const std::int64_t base = (g * chunks_per_group + c) * chunk;
       const __m256i raw = load32(codes + base * Q::bits / 8);
+      QUANTO_UNROLL
       for (int u = 0; u < static_cast<int>(units); ++u) {
         __m256 f[4];
         unit_floats<Q>(raw, u, f);
+        QUANTO_UNROLL
         for (int j = 0; j < 4; ++j)
+          QUANTO_UNROLL
           for (int ii = 0; ii < MR; ++ii)
             acc[ii][j % A] = _mm256_fmadd_ps(f[j], _mm256_loadu_ps(x[ii] + base + 32 * u + 8 * j), acc[ii][j % A]);
       }
     }
-    const __m256 s = _mm256_set1_ps(w.groups() == 0 ? 0.0f : scale[g] * rescale);
+    const __m256 s = _mm256_set1_ps(wgroups == 0 ? 0.0f : scale[g] * rescale);
+    QUANTO_UNROLL
     for (int ii = 0; ii < MR; ++ii) {
       __m256 sum = acc[ii][0];
+      QUANTO_UNROLL
       for (int a = 1; a < A; ++a) sum = _mm256_add_ps(sum, acc[ii][a]);
       total[ii] = _mm256_fmadd_ps(sum, s, total[ii]);
     }
   }
+  QUANTO_UNROLL
   for (int ii = 0; ii < MR; ++ii) {
     float v = hsum(total[ii]);
     if constexpr (LowBitQType<Q>) {
       const float* shift = w.shift_row(r);
       const float* sums = xp.sums(i0 + ii);
-      for (std::int64_t g = 0; g < w.groups(); ++g) v -= shift[g] * sums[g];
+      for (std::int64_t g = 0; g < wgroups; ++g) v -= shift[g] * sums[g];
     }
     y[(i0 + ii) * ldy + r] = v;
   }
@@ -207,44 +219,59 @@ template <int MR, LowBitQType Q, ModelFloat T, class S>
 QUANTO_ALWAYS_INLINE void tile_dynamic_lowbit(const packed_weight<Q, T, S>& w,
                                               const kernels::detail::prepared_activations& xp, std::int64_t r,
                                               std::int64_t i0, float* y, std::int64_t ldy) noexcept {
-  constexpr std::int64_t chunk = 32 * 8 / Q::bits, units = chunk / 32;
+  constexpr std::int64_t units = 8 / Q::bits;  // 32-code units per 32-byte load
   // int16 partial sums: each pmaddubsw lane is at most 2 * (2^bits - 1) * 127; flush to int32
   // before 8 of them could overflow (8 * 3810 < 32767 for 4 bits).
   constexpr std::int64_t flush_every = 8;
-  const std::int64_t groups = xp.xblocks;  // one x block per weight group (or one per row)
-  const std::int64_t units_per_group = (w.groups() <= 1 ? w.k_padded : w.group) / 32;
-  const std::uint8_t* codes = w.row(r);
+  const std::int64_t wgroups = w.groups();
+  const std::int64_t blocks = xp.xblocks;  // one x block per weight group (or one per row)
+  const std::int64_t loads_per_group = (wgroups <= 1 ? w.k_padded : w.group) / (32 * units);
+  const std::uint8_t* wp = w.row(r);
   const float* scale = w.scale_row(r);
   const std::int8_t* xq[MR];
-  for (int ii = 0; ii < MR; ++ii) xq[ii] = xp.qrow(i0 + ii);
+  const float* xs[MR];
+  QUANTO_UNROLL
+  for (int ii = 0; ii < MR; ++ii) {
+    xq[ii] = xp.qrow(i0 + ii);
+    xs[ii] = xp.scales(i0 + ii);
+  }
   const __m256i ones = _mm256_set1_epi16(1);
   __m256 total[MR];
+  QUANTO_UNROLL
   for (int ii = 0; ii < MR; ++ii) total[ii] = _mm256_setzero_ps();
-  std::int64_t unit = 0;  // running unit index along the row
-  for (std::int64_t g = 0; g < groups; ++g) {
+  std::int64_t xo = 0;  // offset into the activation rows
+  for (std::int64_t g = 0; g < blocks; ++g) {
     __m256i acc32[MR];
+    QUANTO_UNROLL
     for (int ii = 0; ii < MR; ++ii) acc32[ii] = _mm256_setzero_si256();
-    for (std::int64_t done = 0; done < units_per_group; done += flush_every) {
-      const std::int64_t todo = std::min(flush_every, units_per_group - done);
+    for (std::int64_t left = loads_per_group; left > 0;) {
+      const std::int64_t loads = std::min(left, flush_every / units);
+      left -= loads;
       __m256i acc16[MR];
+      QUANTO_UNROLL
       for (int ii = 0; ii < MR; ++ii) acc16[ii] = _mm256_setzero_si256();
-      for (std::int64_t u = 0; u < todo; u += units, unit += units) {
-        const __m256i raw = load32(codes + unit * 32 * Q::bits / 8);
+      for (std::int64_t l = 0; l < loads; ++l, wp += 32, xo += 32 * units) {
+        const __m256i raw = load32(wp);
+        QUANTO_UNROLL
         for (int v = 0; v < static_cast<int>(units); ++v) {
           const __m256i q = unit_codes<Q::bits>(raw, v);
+          QUANTO_UNROLL
           for (int ii = 0; ii < MR; ++ii)
-            acc16[ii] = _mm256_add_epi16(acc16[ii], _mm256_maddubs_epi16(q, load32(xq[ii] + (unit + v) * 32)));
+            acc16[ii] = _mm256_add_epi16(acc16[ii], _mm256_maddubs_epi16(q, load32(xq[ii] + xo + 32 * v)));
         }
       }
+      QUANTO_UNROLL
       for (int ii = 0; ii < MR; ++ii) acc32[ii] = _mm256_add_epi32(acc32[ii], _mm256_madd_epi16(acc16[ii], ones));
     }
-    const float ws = scale[w.groups() <= 1 ? 0 : g];
+    const float ws = scale[wgroups <= 1 ? 0 : g];
+    QUANTO_UNROLL
     for (int ii = 0; ii < MR; ++ii)
-      total[ii] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc32[ii]), _mm256_set1_ps(ws * xp.scales(i0 + ii)[g]), total[ii]);
+      total[ii] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc32[ii]), _mm256_set1_ps(ws * xs[ii][g]), total[ii]);
   }
+  QUANTO_UNROLL
   for (int ii = 0; ii < MR; ++ii)
     y[(i0 + ii) * ldy + r] =
-        hsum(total[ii]) - dot2(scale, xp.centrings(i0 + ii), w.shift_row(r), xp.sums(i0 + ii), w.groups());
+        hsum(total[ii]) - dot2(scale, xp.centrings(i0 + ii), w.shift_row(r), xp.sums(i0 + ii), wgroups);
 }
 
 /// Dynamic path for int8 weights: |w| x sign(x, w) through pmaddubsw (x is in [-127, 127]).
@@ -255,25 +282,31 @@ QUANTO_ALWAYS_INLINE void tile_dynamic_int8(const packed_weight<qint8, T>& w,
   const std::int64_t chunks_per_block = xp.xblock / 32;
   const std::uint8_t* codes = w.row(r);
   const std::int8_t* xq[MR];
+  QUANTO_UNROLL
   for (int ii = 0; ii < MR; ++ii) xq[ii] = xp.qrow(i0 + ii);
   const __m256i ones = _mm256_set1_epi16(1);
   __m256 total[MR];
+  QUANTO_UNROLL
   for (int ii = 0; ii < MR; ++ii) total[ii] = _mm256_setzero_ps();
   for (std::int64_t b = 0; b < xp.xblocks; ++b) {
     __m256i acc[MR];
+    QUANTO_UNROLL
     for (int ii = 0; ii < MR; ++ii) acc[ii] = _mm256_setzero_si256();
     const std::int64_t end = b + 1 == xp.xblocks ? w.k_padded / 32 : (b + 1) * chunks_per_block;
     for (std::int64_t c = b * chunks_per_block; c < end; ++c) {
       const __m256i wq = load32(codes + 32 * c);
       const __m256i aw = _mm256_abs_epi8(wq);
+      QUANTO_UNROLL
       for (int ii = 0; ii < MR; ++ii) {
         const __m256i sx = _mm256_sign_epi8(load32(xq[ii] + 32 * c), wq);
         acc[ii] = _mm256_add_epi32(acc[ii], _mm256_madd_epi16(_mm256_maddubs_epi16(aw, sx), ones));
       }
     }
+    QUANTO_UNROLL
     for (int ii = 0; ii < MR; ++ii)
       total[ii] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[ii]), _mm256_set1_ps(xp.scales(i0 + ii)[b]), total[ii]);
   }
+  QUANTO_UNROLL
   for (int ii = 0; ii < MR; ++ii) y[(i0 + ii) * ldy + r] = hsum(total[ii]) * w.scale_row(r)[0];
 }
 
@@ -283,12 +316,15 @@ QUANTO_ALWAYS_INLINE void tile_int8(const packed_weight<qint8, T>& w, const kern
                                     std::int64_t r, std::int64_t i0, float* y, std::int64_t ldy) noexcept {
   const std::uint8_t* codes = w.row(r);
   const std::int8_t* xq[MR];
+  QUANTO_UNROLL
   for (int ii = 0; ii < MR; ++ii) xq[ii] = xp.qrow(i0 + ii);
   __m256i acc[MR][2];
+  QUANTO_UNROLL
   for (int ii = 0; ii < MR; ++ii) acc[ii][0] = acc[ii][1] = _mm256_setzero_si256();
   for (std::int64_t e = 0; e < w.k_padded; e += 32) {
     const __m256i w0 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(codes + e)));
     const __m256i w1 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(codes + e + 16)));
+    QUANTO_UNROLL
     for (int ii = 0; ii < MR; ++ii) {
       const __m256i x0 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(xq[ii] + e)));
       const __m256i x1 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(xq[ii] + e + 16)));
@@ -296,6 +332,7 @@ QUANTO_ALWAYS_INLINE void tile_int8(const packed_weight<qint8, T>& w, const kern
       acc[ii][1] = _mm256_add_epi32(acc[ii][1], _mm256_madd_epi16(w1, x1));
     }
   }
+  QUANTO_UNROLL
   for (int ii = 0; ii < MR; ++ii)
     y[(i0 + ii) * ldy + r] = static_cast<float>(hsum(_mm256_add_epi32(acc[ii][0], acc[ii][1]))) * w.scale_row(r)[0];
 }
