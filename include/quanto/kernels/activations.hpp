@@ -67,6 +67,7 @@ struct prepared_activations {
   tensor<float> xscale;                  ///< [m, xblocks]: dynamic policy (NaN for a non-finite block)
   tensor<std::int32_t> xqsum;            ///< [m, xblocks]: dynamic policy, the sum of each block's codes
   tensor<float> centring;                ///< [m, groups]: dynamic 2/4-bit, c * (xscale * xqsum - group_sum)
+  bool has_int8_min = false;             ///< w8a8: some activation code is -128
   float out_scale = 1.0f;                ///< applied in the epilogue (an activation's quantization scale)
 
   const float* row(std::int64_t i) const noexcept { return x.data() + i * k_padded; }

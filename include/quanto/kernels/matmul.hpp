@@ -187,7 +187,10 @@ void matmul_quantized(const packed_weight<Q, T>& w, const typename QX::storage* 
     p.k_padded = w.k_padded;
     p.xq = tensor<std::int8_t>(shape{m, w.k_padded});
     for (std::int64_t i = 0; i < m; ++i)
-      for (std::int64_t e = 0; e < w.k; ++e) p.xq[static_cast<std::size_t>(i * w.k_padded + e)] = xq[i * ldx + e];
+      for (std::int64_t e = 0; e < w.k; ++e) {
+        p.xq[static_cast<std::size_t>(i * w.k_padded + e)] = xq[i * ldx + e];
+        p.has_int8_min = p.has_int8_min || xq[i * ldx + e] == -128;
+      }
     p.out_scale = x_scale;
     dispatch::run<dispatch::int8_activations, I>(w, p, y, ldy, bias, opt);
   } else {

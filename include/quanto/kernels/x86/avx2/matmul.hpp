@@ -337,20 +337,53 @@ QUANTO_ALWAYS_INLINE void tile_int8(const packed_weight<qint8, T>& w, const kern
     y[(i0 + ii) * ldy + r] = static_cast<float>(hsum(_mm256_add_epi32(acc[ii][0], acc[ii][1]))) * w.scale_row(r)[0];
 }
 
-/// Rows [n0, n1) x all activation rows: blocks of 8 weight rows, tiles of up to 4 activation rows.
+/// w8a8 with activations in [-127, 127]: |w| x sign(x, w) through pmaddubsw (pairs stay below
+/// 2 * 128 * 127 < 2^15), int32 over the whole row: exact, the same sum as tile_int8.
+template <int MR, ModelFloat T>
+QUANTO_ALWAYS_INLINE void tile_int8_sign(const packed_weight<qint8, T>& w,
+                                         const kernels::detail::prepared_activations& xp, std::int64_t r,
+                                         std::int64_t i0, float* y, std::int64_t ldy) noexcept {
+  const std::uint8_t* codes = w.row(r);
+  const std::int8_t* xq[MR];
+  QUANTO_UNROLL
+  for (int ii = 0; ii < MR; ++ii) xq[ii] = xp.qrow(i0 + ii);
+  const __m256i ones = _mm256_set1_epi16(1);
+  __m256i acc[MR];
+  QUANTO_UNROLL
+  for (int ii = 0; ii < MR; ++ii) acc[ii] = _mm256_setzero_si256();
+  for (std::int64_t e = 0; e < w.k_padded; e += 32) {
+    const __m256i wq = load32(codes + e);
+    const __m256i aw = _mm256_abs_epi8(wq);
+    QUANTO_UNROLL
+    for (int ii = 0; ii < MR; ++ii)
+      acc[ii] = _mm256_add_epi32(acc[ii], _mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(load32(xq[ii] + e), wq)), ones));
+  }
+  QUANTO_UNROLL
+  for (int ii = 0; ii < MR; ++ii) y[(i0 + ii) * ldy + r] = static_cast<float>(hsum(acc[ii])) * w.scale_row(r)[0];
+}
+
+/// Rows [n0, n1) x all activation rows. Activation rows go in panels that fit in L2 (~128 KiB of
+/// activations, a multiple of 4 rows); within a panel, blocks of 8 weight rows (in L1) meet tiles of
+/// up to 4 activation rows. A weight row is decoded once per tile, a panel read from L2 once per
+/// weight row.
 template <class Tile>
-QUANTO_ALWAYS_INLINE void for_tiles(std::int64_t m, std::int64_t n0, std::int64_t n1, Tile&& tile) {
+QUANTO_ALWAYS_INLINE void for_tiles(std::int64_t m, std::int64_t n0, std::int64_t n1, std::int64_t x_row_bytes,
+                                    Tile&& tile) {
   constexpr std::int64_t row_block = 8;
-  for (std::int64_t rb = n0; rb < n1; rb += row_block) {
-    const std::int64_t re = std::min(n1, rb + row_block);
-    std::int64_t i0 = 0;
-    for (; i0 + 4 <= m; i0 += 4)
-      for (std::int64_t r = rb; r < re; ++r) tile(std::integral_constant<int, 4>{}, r, i0);
-    const std::int64_t left = m - i0;
-    for (std::int64_t r = rb; r < re; ++r) {
-      if (left == 3) tile(std::integral_constant<int, 3>{}, r, i0);
-      else if (left == 2) tile(std::integral_constant<int, 2>{}, r, i0);
-      else if (left == 1) tile(std::integral_constant<int, 1>{}, r, i0);
+  const std::int64_t panel = std::max<std::int64_t>(4, (std::int64_t{128} << 10) / std::max<std::int64_t>(1, x_row_bytes) / 4 * 4);
+  for (std::int64_t p0 = 0; p0 < m; p0 += panel) {
+    const std::int64_t p1 = std::min(m, p0 + panel);
+    for (std::int64_t rb = n0; rb < n1; rb += row_block) {
+      const std::int64_t re = std::min(n1, rb + row_block);
+      std::int64_t i0 = p0;
+      for (; i0 + 4 <= p1; i0 += 4)
+        for (std::int64_t r = rb; r < re; ++r) tile(std::integral_constant<int, 4>{}, r, i0);
+      const std::int64_t left = p1 - i0;
+      for (std::int64_t r = rb; r < re; ++r) {
+        if (left == 3) tile(std::integral_constant<int, 3>{}, r, i0);
+        else if (left == 2) tile(std::integral_constant<int, 2>{}, r, i0);
+        else if (left == 1) tile(std::integral_constant<int, 1>{}, r, i0);
+      }
     }
   }
 }
@@ -360,7 +393,7 @@ QUANTO_ALWAYS_INLINE void for_tiles(std::int64_t m, std::int64_t n0, std::int64_
 template <QType Q, ModelFloat T, class S>
 void gemm_exact(const packed_weight<Q, T, S>& w, const kernels::detail::prepared_activations& xp, std::int64_t n0,
                 std::int64_t n1, float* y, std::int64_t ldy) {
-  detail::for_tiles(xp.m, n0, n1, [&](auto mr, std::int64_t r, std::int64_t i0) {
+  detail::for_tiles(xp.m, n0, n1, xp.k_padded * std::int64_t{sizeof(float)}, [&](auto mr, std::int64_t r, std::int64_t i0) {
     detail::tile_exact<decltype(mr)::value>(w, xp, r, i0, y, ldy);
   });
 }
@@ -368,7 +401,7 @@ void gemm_exact(const packed_weight<Q, T, S>& w, const kernels::detail::prepared
 template <IntegerQType Q, ModelFloat T, class S>
 void gemm_dynamic(const packed_weight<Q, T, S>& w, const kernels::detail::prepared_activations& xp, std::int64_t n0,
                   std::int64_t n1, float* y, std::int64_t ldy) {
-  detail::for_tiles(xp.m, n0, n1, [&](auto mr, std::int64_t r, std::int64_t i0) {
+  detail::for_tiles(xp.m, n0, n1, xp.k_padded, [&](auto mr, std::int64_t r, std::int64_t i0) {
     if constexpr (LowBitQType<Q>) detail::tile_dynamic_lowbit<decltype(mr)::value>(w, xp, r, i0, y, ldy);
     else detail::tile_dynamic_int8<decltype(mr)::value>(w, xp, r, i0, y, ldy);
   });
@@ -377,9 +410,18 @@ void gemm_dynamic(const packed_weight<Q, T, S>& w, const kernels::detail::prepar
 template <ModelFloat T>
 void gemm_int8(const packed_weight<qint8, T>& w, const kernels::detail::prepared_activations& xp, std::int64_t n0,
                std::int64_t n1, float* y, std::int64_t ldy) {
-  detail::for_tiles(xp.m, n0, n1, [&](auto mr, std::int64_t r, std::int64_t i0) {
-    detail::tile_int8<decltype(mr)::value>(w, xp, r, i0, y, ldy);
-  });
+  // Activations without a -128 code (the usual case: symmetric quantization gives [-127, 127])
+  // take pmaddubsw with the sign trick; a -128 would break it, so then every product is widened
+  // to int16. Both are exact, so the result does not depend on which ran.
+  if (xp.has_int8_min) {
+    detail::for_tiles(xp.m, n0, n1, xp.k_padded, [&](auto mr, std::int64_t r, std::int64_t i0) {
+      detail::tile_int8<decltype(mr)::value>(w, xp, r, i0, y, ldy);
+    });
+  } else {
+    detail::for_tiles(xp.m, n0, n1, xp.k_padded, [&](auto mr, std::int64_t r, std::int64_t i0) {
+      detail::tile_int8_sign<decltype(mr)::value>(w, xp, r, i0, y, ldy);
+    });
+  }
 }
 
 }  // namespace avx2
