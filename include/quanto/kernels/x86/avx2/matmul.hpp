@@ -133,24 +133,50 @@ QUANTO_ALWAYS_INLINE void unit_floats(__m256i raw, int u, __m256 f[4]) noexcept 
   }
 }
 
+/// Bytes 8j .. 8j+7 of 32 codes as 8 floats (j a constant after unrolling): int8 sign-extended,
+/// 2/4-bit zero-extended, fp8 re-biased to float16 (see fp8_rescale).
+template <QType Q>
+QUANTO_ALWAYS_INLINE __m256 part_floats(__m256i c, int j) noexcept {
+  const __m128i half = j < 2 ? _mm256_castsi256_si128(c) : _mm256_extracti128_si256(c, 1);
+  const __m128i p = (j & 1) ? _mm_srli_si128(half, 8) : half;
+  if constexpr (FloatQType<Q>) {
+    using F = typename Q::storage;
+    const __m128i v16 = _mm_cvtepu8_epi16(p);
+    __m128i h;
+    if constexpr (std::is_same_v<F, float8_e5m2>) {
+      h = _mm_slli_epi16(v16, 8);
+    } else {
+      h = _mm_or_si128(_mm_and_si128(_mm_slli_epi16(v16, 7), _mm_set1_epi16(0x3F80)),
+                       _mm_and_si128(_mm_slli_epi16(v16, 8), _mm_set1_epi16(static_cast<short>(0x8000))));
+    }
+    return _mm256_cvtph_ps(h);
+  } else if constexpr (ByteQType<Q>) {
+    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(p));
+  } else {
+    return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(p));
+  }
+}
+
 QUANTO_ALWAYS_INLINE __m256i load32(const void* p) noexcept {
   return _mm256_loadu_si256(static_cast<const __m256i*>(p));
 }
 
 /// Float accumulators per activation row, so that a 4-FMA unit has 4 independent chains.
 template <int MR>
-inline constexpr int chains = MR >= 4 ? 1 : (MR == 1 ? 4 : 2);
+inline constexpr int chains = MR == 1 ? 4 : (MR == 2 ? 2 : 1);
 
-/// Exact path: MR activation rows (from i0) x weight row r.
+/// Exact path: MR activation rows (from i0) x weight row r, over the row's chunks [c0, c1) (a
+/// k-slice, so that the activation tile stays in L1). The first slice writes y (and subtracts the
+/// shift term), later ones add to it.
 template <int MR, QType Q, ModelFloat T, class S>
 QUANTO_ALWAYS_INLINE void tile_exact(const packed_weight<Q, T, S>& w, const kernels::detail::prepared_activations& xp,
-                                     std::int64_t r, std::int64_t i0, float* y, std::int64_t ldy) noexcept {
+                                     std::int64_t r, std::int64_t i0, std::int64_t c0, std::int64_t c1, bool first,
+                                     float* y, std::int64_t ldy) noexcept {
   constexpr std::int64_t chunk = 32 * 8 / Q::bits, units = chunk / 32;
   constexpr int A = chains<MR>;
   float rescale = 1.0f;
   if constexpr (FloatQType<Q>) rescale = fp8_rescale<typename Q::storage>();
   const std::int64_t wgroups = w.groups();
-  const std::int64_t groups = std::max<std::int64_t>(wgroups, 1);
   const std::int64_t chunks_per_group = (wgroups <= 1 ? w.k_padded : w.group) / chunk;
   const std::uint8_t* codes = w.row(r);
   const float* scale = w.scale_row(r);
@@ -160,14 +186,16 @@ QUANTO_ALWAYS_INLINE void tile_exact(const packed_weight<Q, T, S>& w, const kern
   __m256 total[MR];
   QUANTO_UNROLL
   for (int ii = 0; ii < MR; ++ii) total[ii] = _mm256_setzero_ps();
-  for (std::int64_t g = 0; g < groups; ++g) {
+  for (std::int64_t c = c0; c < c1;) {
+    const std::int64_t g = c / chunks_per_group;
+    const std::int64_t end = std::min(c1, (g + 1) * chunks_per_group);
     __m256 acc[MR][A];
     QUANTO_UNROLL
     for (int ii = 0; ii < MR; ++ii)
       QUANTO_UNROLL
       for (int a = 0; a < A; ++a) acc[ii][a] = _mm256_setzero_ps();
-    for (std::int64_t c = 0; c < chunks_per_group; ++c) {
-      const std::int64_t base = (g * chunks_per_group + c) * chunk;
+    for (; c < end; ++c) {
+      const std::int64_t base = c * chunk;
       const __m256i raw = load32(codes + base * Q::bits / 8);
       QUANTO_UNROLL
       for (int u = 0; u < static_cast<int>(units); ++u) {
@@ -180,25 +208,112 @@ QUANTO_ALWAYS_INLINE void tile_exact(const packed_weight<Q, T, S>& w, const kern
             acc[ii][j % A] = _mm256_fmadd_ps(f[j], _mm256_loadu_ps(x[ii] + base + 32 * u + 8 * j), acc[ii][j % A]);
       }
     }
-    const __m256 s = _mm256_set1_ps(wgroups == 0 ? 0.0f : scale[g] * rescale);
+    const __m256 sc = _mm256_set1_ps(wgroups == 0 ? 0.0f : scale[g] * rescale);
     QUANTO_UNROLL
     for (int ii = 0; ii < MR; ++ii) {
       __m256 sum = acc[ii][0];
       QUANTO_UNROLL
       for (int a = 1; a < A; ++a) sum = _mm256_add_ps(sum, acc[ii][a]);
-      total[ii] = _mm256_fmadd_ps(sum, s, total[ii]);
+      total[ii] = _mm256_fmadd_ps(sum, sc, total[ii]);
     }
   }
   QUANTO_UNROLL
   for (int ii = 0; ii < MR; ++ii) {
     float v = hsum(total[ii]);
-    if constexpr (LowBitQType<Q>) {
-      const float* shift = w.shift_row(r);
-      const float* sums = xp.sums(i0 + ii);
-      for (std::int64_t g = 0; g < wgroups; ++g) v -= shift[g] * sums[g];
+    float& out = y[(i0 + ii) * ldy + r];
+    if (first) {
+      if constexpr (LowBitQType<Q>) {
+        const float* shift = w.shift_row(r);
+        const float* sums = xp.sums(i0 + ii);
+        for (std::int64_t g = 0; g < wgroups; ++g) v -= shift[g] * sums[g];
+      }
+      out = v;
+    } else {
+      out += v;
     }
-    y[(i0 + ii) * ldy + r] = v;
   }
+}
+
+/// tile_exact for two weight rows (r, r+1) at once: every activation load feeds two FMAs, which
+/// halves the loads per multiply-add (the limit of the one-row tile at m > 1).
+template <int MR, QType Q, ModelFloat T, class S>
+QUANTO_ALWAYS_INLINE void tile_exact2(const packed_weight<Q, T, S>& w, const kernels::detail::prepared_activations& xp,
+                                      std::int64_t r, std::int64_t i0, std::int64_t c0, std::int64_t c1, bool first,
+                                      float* y, std::int64_t ldy) noexcept {
+  constexpr std::int64_t chunk = 32 * 8 / Q::bits, units = chunk / 32;
+  constexpr int A = chains<MR>;  // as tile_exact: a row gets the same bits alone or in a pair
+  float rescale = 1.0f;
+  if constexpr (FloatQType<Q>) rescale = fp8_rescale<typename Q::storage>();
+  const std::int64_t wgroups = w.groups();
+  const std::int64_t chunks_per_group = (wgroups <= 1 ? w.k_padded : w.group) / chunk;
+  const std::uint8_t* codes0 = w.row(r);
+  const std::uint8_t* codes1 = w.row(r + 1);
+  const float* scale0 = w.scale_row(r);
+  const float* scale1 = w.scale_row(r + 1);
+  const float* x[MR];
+  QUANTO_UNROLL
+  for (int ii = 0; ii < MR; ++ii) x[ii] = xp.row(i0 + ii);
+  __m256 total[MR][2];
+  QUANTO_UNROLL
+  for (int ii = 0; ii < MR; ++ii) total[ii][0] = total[ii][1] = _mm256_setzero_ps();
+  for (std::int64_t c = c0; c < c1;) {
+    const std::int64_t g = c / chunks_per_group;
+    const std::int64_t end = std::min(c1, (g + 1) * chunks_per_group);
+    __m256 acc[MR][2][A];
+    QUANTO_UNROLL
+    for (int ii = 0; ii < MR; ++ii)
+      QUANTO_UNROLL
+      for (int a = 0; a < A; ++a) acc[ii][0][a] = acc[ii][1][a] = _mm256_setzero_ps();
+    for (; c < end; ++c) {
+      const std::int64_t base = c * chunk;
+      const __m256i raw0 = load32(codes0 + base * Q::bits / 8);
+      const __m256i raw1 = load32(codes1 + base * Q::bits / 8);
+      QUANTO_UNROLL
+      for (int u = 0; u < static_cast<int>(units); ++u) {
+        const __m256i q0 = unit_codes<Q::bits>(raw0, u), q1 = unit_codes<Q::bits>(raw1, u);
+        QUANTO_UNROLL
+        for (int j = 0; j < 4; ++j) {
+          const __m256 f0 = part_floats<Q>(q0, j), f1 = part_floats<Q>(q1, j);
+          QUANTO_UNROLL
+          for (int ii = 0; ii < MR; ++ii) {
+            const __m256 xv = _mm256_loadu_ps(x[ii] + base + 32 * u + 8 * j);
+            acc[ii][0][j % A] = _mm256_fmadd_ps(f0, xv, acc[ii][0][j % A]);
+            acc[ii][1][j % A] = _mm256_fmadd_ps(f1, xv, acc[ii][1][j % A]);
+          }
+        }
+      }
+    }
+    const __m256 s0 = _mm256_set1_ps(wgroups == 0 ? 0.0f : scale0[g] * rescale);
+    const __m256 s1 = _mm256_set1_ps(wgroups == 0 ? 0.0f : scale1[g] * rescale);
+    QUANTO_UNROLL
+    for (int ii = 0; ii < MR; ++ii) {
+      __m256 a0 = acc[ii][0][0], a1 = acc[ii][1][0];
+      QUANTO_UNROLL
+      for (int a = 1; a < A; ++a) {
+        a0 = _mm256_add_ps(a0, acc[ii][0][a]);
+        a1 = _mm256_add_ps(a1, acc[ii][1][a]);
+      }
+      total[ii][0] = _mm256_fmadd_ps(a0, s0, total[ii][0]);
+      total[ii][1] = _mm256_fmadd_ps(a1, s1, total[ii][1]);
+    }
+  }
+  QUANTO_UNROLL
+  for (int ii = 0; ii < MR; ++ii)
+    QUANTO_UNROLL
+    for (int rr = 0; rr < 2; ++rr) {
+      float v = hsum(total[ii][rr]);
+      float& out = y[(i0 + ii) * ldy + r + rr];
+      if (first) {
+        if constexpr (LowBitQType<Q>) {
+          const float* shift = w.shift_row(r + rr);
+          const float* sums = xp.sums(i0 + ii);
+          for (std::int64_t g = 0; g < wgroups; ++g) v -= shift[g] * sums[g];
+        }
+        out = v;
+      } else {
+        out += v;
+      }
+    }
 }
 
 /// sum_g a[g] * b[g] + c[g] * d[g], 8 groups at a time.
@@ -363,26 +478,34 @@ QUANTO_ALWAYS_INLINE void tile_int8_sign(const packed_weight<qint8, T>& w,
 }
 
 /// Rows [n0, n1) x all activation rows. Activation rows go in panels that fit in L2 (~128 KiB of
-/// activations, a multiple of 4 rows); within a panel, blocks of 8 weight rows (in L1) meet tiles of
-/// up to 4 activation rows. A weight row is decoded once per tile, a panel read from L2 once per
-/// weight row.
+/// activations, a multiple of 4 rows), and each panel in k-slices of `slice` chunks (so a tile of 4
+/// activation rows stays in L1); then blocks of 8 weight rows meet tiles of up to 4 activation
+/// rows. A weight row is decoded once per tile. `tile(mr, r, i0, c0, c1, first)`.
 template <class Tile>
 QUANTO_ALWAYS_INLINE void for_tiles(std::int64_t m, std::int64_t n0, std::int64_t n1, std::int64_t x_row_bytes,
-                                    Tile&& tile) {
+                                    std::int64_t chunks, std::int64_t slice, Tile&& tile) {
   constexpr std::int64_t row_block = 8;
   const std::int64_t panel = std::max<std::int64_t>(4, (std::int64_t{128} << 10) / std::max<std::int64_t>(1, x_row_bytes) / 4 * 4);
+  if (slice <= 0) slice = std::max<std::int64_t>(chunks, 1);
+  const auto rows = [&](auto mr, std::int64_t rb, std::int64_t re, std::int64_t i0, std::int64_t c0, std::int64_t c1,
+                        bool first) {
+    std::int64_t r = rb;
+    for (; r + 2 <= re; r += 2) tile(mr, std::integral_constant<int, 2>{}, r, i0, c0, c1, first);
+    if (r < re) tile(mr, std::integral_constant<int, 1>{}, r, i0, c0, c1, first);
+  };
   for (std::int64_t p0 = 0; p0 < m; p0 += panel) {
     const std::int64_t p1 = std::min(m, p0 + panel);
-    for (std::int64_t rb = n0; rb < n1; rb += row_block) {
-      const std::int64_t re = std::min(n1, rb + row_block);
-      std::int64_t i0 = p0;
-      for (; i0 + 4 <= p1; i0 += 4)
-        for (std::int64_t r = rb; r < re; ++r) tile(std::integral_constant<int, 4>{}, r, i0);
-      const std::int64_t left = p1 - i0;
-      for (std::int64_t r = rb; r < re; ++r) {
-        if (left == 3) tile(std::integral_constant<int, 3>{}, r, i0);
-        else if (left == 2) tile(std::integral_constant<int, 2>{}, r, i0);
-        else if (left == 1) tile(std::integral_constant<int, 1>{}, r, i0);
+    for (std::int64_t c0 = 0; c0 < std::max<std::int64_t>(chunks, 1); c0 += slice) {
+      const std::int64_t c1 = std::min(chunks, c0 + slice);
+      const bool first = c0 == 0;
+      for (std::int64_t rb = n0; rb < n1; rb += row_block) {
+        const std::int64_t re = std::min(n1, rb + row_block);
+        std::int64_t i0 = p0;
+        for (; i0 + 4 <= p1; i0 += 4) rows(std::integral_constant<int, 4>{}, rb, re, i0, c0, c1, first);
+        const std::int64_t left = p1 - i0;
+        if (left == 3) rows(std::integral_constant<int, 3>{}, rb, re, i0, c0, c1, first);
+        else if (left == 2) rows(std::integral_constant<int, 2>{}, rb, re, i0, c0, c1, first);
+        else if (left == 1) rows(std::integral_constant<int, 1>{}, rb, re, i0, c0, c1, first);
       }
     }
   }
@@ -393,17 +516,32 @@ QUANTO_ALWAYS_INLINE void for_tiles(std::int64_t m, std::int64_t n0, std::int64_
 template <QType Q, ModelFloat T, class S>
 void gemm_exact(const packed_weight<Q, T, S>& w, const kernels::detail::prepared_activations& xp, std::int64_t n0,
                 std::int64_t n1, float* y, std::int64_t ldy) {
-  detail::for_tiles(xp.m, n0, n1, xp.k_padded * std::int64_t{sizeof(float)}, [&](auto mr, std::int64_t r, std::int64_t i0) {
-    detail::tile_exact<decltype(mr)::value>(w, xp, r, i0, y, ldy);
-  });
+  // k-slices of ~1024 elements, whole groups, when the batch has more than one activation row
+  // (for one row the activations are read once per weight row and stay in L1 anyway)
+  constexpr std::int64_t chunk = 32 * 8 / Q::bits;
+  const std::int64_t chunks = w.k_padded / chunk;
+  const std::int64_t per_group = w.groups() <= 1 ? chunks : w.group / chunk;
+  std::int64_t slice = 0;
+  if (xp.m > 1 && (w.groups() > 1 || ByteQType<Q>)) {
+    const std::int64_t unit = ByteQType<Q> ? 1 : per_group;
+    slice = std::max<std::int64_t>(1, (1024 / chunk) / unit) * unit;
+  }
+  detail::for_tiles(xp.m, n0, n1, xp.k_padded * std::int64_t{sizeof(float)}, chunks, slice,
+                    [&](auto mr, auto nr, std::int64_t r, std::int64_t i0, std::int64_t c0, std::int64_t c1, bool first) {
+                      if constexpr (decltype(nr)::value == 2) detail::tile_exact2<decltype(mr)::value>(w, xp, r, i0, c0, c1, first, y, ldy);
+                      else detail::tile_exact<decltype(mr)::value>(w, xp, r, i0, c0, c1, first, y, ldy);
+                    });
 }
 
 template <IntegerQType Q, ModelFloat T, class S>
 void gemm_dynamic(const packed_weight<Q, T, S>& w, const kernels::detail::prepared_activations& xp, std::int64_t n0,
                   std::int64_t n1, float* y, std::int64_t ldy) {
-  detail::for_tiles(xp.m, n0, n1, xp.k_padded, [&](auto mr, std::int64_t r, std::int64_t i0) {
-    if constexpr (LowBitQType<Q>) detail::tile_dynamic_lowbit<decltype(mr)::value>(w, xp, r, i0, y, ldy);
-    else detail::tile_dynamic_int8<decltype(mr)::value>(w, xp, r, i0, y, ldy);
+  detail::for_tiles(xp.m, n0, n1, xp.k_padded, 0, 0, [&](auto mr, auto nr, std::int64_t r, std::int64_t i0, std::int64_t, std::int64_t, bool) {
+    QUANTO_UNROLL
+    for (int rr = 0; rr < decltype(nr)::value; ++rr) {
+      if constexpr (LowBitQType<Q>) detail::tile_dynamic_lowbit<decltype(mr)::value>(w, xp, r + rr, i0, y, ldy);
+      else detail::tile_dynamic_int8<decltype(mr)::value>(w, xp, r + rr, i0, y, ldy);
+    }
   });
 }
 
@@ -414,12 +552,14 @@ void gemm_int8(const packed_weight<qint8, T>& w, const kernels::detail::prepared
   // take pmaddubsw with the sign trick; a -128 would break it, so then every product is widened
   // to int16. Both are exact, so the result does not depend on which ran.
   if (xp.has_int8_min) {
-    detail::for_tiles(xp.m, n0, n1, xp.k_padded, [&](auto mr, std::int64_t r, std::int64_t i0) {
-      detail::tile_int8<decltype(mr)::value>(w, xp, r, i0, y, ldy);
+    detail::for_tiles(xp.m, n0, n1, xp.k_padded, 0, 0, [&](auto mr, auto nr, std::int64_t r, std::int64_t i0, std::int64_t, std::int64_t, bool) {
+      QUANTO_UNROLL
+      for (int rr = 0; rr < decltype(nr)::value; ++rr) detail::tile_int8<decltype(mr)::value>(w, xp, r + rr, i0, y, ldy);
     });
   } else {
-    detail::for_tiles(xp.m, n0, n1, xp.k_padded, [&](auto mr, std::int64_t r, std::int64_t i0) {
-      detail::tile_int8_sign<decltype(mr)::value>(w, xp, r, i0, y, ldy);
+    detail::for_tiles(xp.m, n0, n1, xp.k_padded, 0, 0, [&](auto mr, auto nr, std::int64_t r, std::int64_t i0, std::int64_t, std::int64_t, bool) {
+      QUANTO_UNROLL
+      for (int rr = 0; rr < decltype(nr)::value; ++rr) detail::tile_int8_sign<decltype(mr)::value>(w, xp, r + rr, i0, y, ldy);
     });
   }
 }
