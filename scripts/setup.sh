@@ -11,6 +11,9 @@ command -v g++ >/dev/null || need+=(g++)
 [ -f /usr/include/eigen3/Eigen/Core ] || need+=(libeigen3-dev)
 # libopenblas-dev puts cblas.h under the multiarch triplet (x86_64-linux-gnu, aarch64-linux-gnu, ...)
 compgen -G '/usr/include/*/openblas-pthread/cblas.h' >/dev/null || need+=(libopenblas-dev)
+# the NEON kernels are tested by cross-compiling for AArch64 and running under qemu
+command -v aarch64-linux-gnu-g++ >/dev/null || need+=(g++-aarch64-linux-gnu)
+command -v qemu-aarch64 >/dev/null || need+=(qemu-user)
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
   $SUDO apt-get update -qq

@@ -3,7 +3,9 @@
 // float32 accumulation is held to.
 #pragma once
 
+#ifndef KT_NO_GTEST  // the NEON check runs under qemu without GoogleTest
 #include <gtest/gtest.h>
+#endif
 
 #include <cmath>
 #include <cstdint>

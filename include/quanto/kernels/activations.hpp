@@ -83,6 +83,13 @@ struct prepared_activations {
 // The preparation functions are compiled per target (they use AVX2 where the TU has it), so they
 // live in the per-target namespace like the kernels.
 inline namespace QUANTO_TARGET_NS {
+
+/// One ISA's kernels, as static functions: `position<Q>(e)`, `supports(w)`, `gemm_exact`,
+/// `gemm_dynamic`, `gemm_int8` (see reference/matmul.hpp for their contract). Specialised next to
+/// each ISA's kernels; the front door (matmul.hpp) only talks to this.
+template <class I>
+struct backend;
+
 namespace prep {
 
 /// Identity: the element order a scalar kernel reads.

@@ -3,7 +3,7 @@
 //
 // An ISA is an empty tag type. `native_isa` is the best tag whose kernels this translation unit
 // can compile, chosen from the compiler's target macros; define QUANTO_KERNEL_ISA to one of
-// `scalar`, `avx2` before including any quanto header to force it (it may only name an ISA the
+// `scalar`, `avx2`, `neon_dot` before including any quanto header to force it (it may only name an ISA the
 // compiler targets), or pass the tag as a template argument to a kernel.
 //
 // ODR. A header-only library compiled into two translation units with different -march flags
@@ -22,6 +22,9 @@
 
 #if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
 #include <cpuid.h>
+#endif
+#if defined(__aarch64__) && defined(__linux__)
+#include <sys/auxv.h>
 #endif
 
 // ---- what the compiler targets --------------------------------------------------------------------
@@ -81,7 +84,7 @@ struct avx512_vnni {
 struct neon_dot {
   static constexpr std::string_view name = "neon_dot";
   static constexpr int width = 16;
-  static constexpr bool implemented = false;  // Arm builds run the scalar reference for now
+  static constexpr bool implemented = true;
   static constexpr bool compiled = QUANTO_HAS_NEON_DOT != 0;
 };
 }  // namespace isa
@@ -107,7 +110,8 @@ static_assert(UsableIsa<native_isa>,
 #else
 /// The best ISA with kernels that this translation unit can run: AVX-512 targets use the AVX2
 /// kernels until AVX-512 kernels exist.
-using native_isa = std::conditional_t<QUANTO_HAS_AVX2 != 0, isa::avx2, isa::scalar>;
+using native_isa = std::conditional_t<QUANTO_HAS_AVX2 != 0, isa::avx2,
+                   std::conditional_t<QUANTO_HAS_NEON_DOT != 0, isa::neon_dot, isa::scalar>>;
 #endif
 
 /// Whether the CPU running this process can execute ISA `I` (the compiler flags aside): tests use it
@@ -132,8 +136,8 @@ bool cpu_supports() noexcept {
              __builtin_cpu_supports("avx512vl");
     }
 #endif
-#if defined(__aarch64__)
-    if constexpr (std::is_same_v<I, isa::neon_dot>) return QUANTO_HAS_NEON_DOT != 0;
+#if defined(__aarch64__) && defined(__linux__)
+    if constexpr (std::is_same_v<I, isa::neon_dot>) return (getauxval(AT_HWCAP) & (1ul << 20)) != 0;  // HWCAP_ASIMDDP
 #endif
     return false;
   }

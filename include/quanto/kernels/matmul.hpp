@@ -30,6 +30,9 @@
 #if QUANTO_HAS_AVX2
 #include "quanto/kernels/x86/avx2/matmul.hpp"
 #endif
+#if QUANTO_HAS_NEON_DOT
+#include "quanto/kernels/arm/neon/matmul.hpp"
+#endif
 
 QUANTO_BEGIN_NAMESPACE
 namespace kernels {
@@ -46,43 +49,27 @@ namespace dispatch {
 /// The ISA's element order for weight `Q` (identity for the reference).
 template <Isa I, QType Q>
 struct order {
-  std::int64_t operator()(std::int64_t e) const noexcept {
-#if QUANTO_HAS_AVX2
-    if constexpr (std::is_same_v<I, isa::avx2>) return avx2::position<Q>(e);
-#endif
-    return reference::position<Q>(e);
-  }
+  std::int64_t operator()(std::int64_t e) const noexcept { return backend<I>::template position<Q>(e); }
 };
 
 /// Whether ISA `I` has a SIMD body for this weight's shape (otherwise the reference runs it).
 template <Isa I, QType Q, ModelFloat T, class S>
 bool simd_supports(const packed_weight<Q, T, S>& w) noexcept {
-#if QUANTO_HAS_AVX2
-  if constexpr (std::is_same_v<I, isa::avx2>) return avx2::supports(w);
-#endif
-  (void)w;
-  return false;
+  if constexpr (std::is_same_v<I, isa::scalar>) return false;
+  else return backend<I>::supports(w);
 }
 
 template <class Kind, Isa I, QType Q, ModelFloat T, class S>
 void run_rows(const packed_weight<Q, T, S>& w, const kernels::detail::prepared_activations& xp, std::int64_t n0,
               std::int64_t n1, float* y, std::int64_t ldy, bool simd) {
-  constexpr bool exact = std::is_same_v<Kind, exact_activations>;
-  constexpr bool dynamic = std::is_same_v<Kind, dynamic_int8_activations>;
-#if QUANTO_HAS_AVX2
-  if constexpr (std::is_same_v<I, isa::avx2>) {
-    if (simd) {
-      if constexpr (exact) avx2::gemm_exact(w, xp, n0, n1, y, ldy);
-      else if constexpr (dynamic) avx2::gemm_dynamic(w, xp, n0, n1, y, ldy);
-      else avx2::gemm_int8(w, xp, n0, n1, y, ldy);
-      return;
-    }
-  }
-#endif
-  (void)simd;
-  if constexpr (exact) reference::gemm_exact(w, xp, n0, n1, y, ldy);
-  else if constexpr (dynamic) reference::gemm_dynamic(w, xp, n0, n1, y, ldy);
-  else reference::gemm_int8(w, xp, n0, n1, y, ldy);
+  const auto go = [&](auto b) {
+    using B = decltype(b);
+    if constexpr (std::is_same_v<Kind, exact_activations>) B::gemm_exact(w, xp, n0, n1, y, ldy);
+    else if constexpr (std::is_same_v<Kind, dynamic_int8_activations>) B::gemm_dynamic(w, xp, n0, n1, y, ldy);
+    else B::gemm_int8(w, xp, n0, n1, y, ldy);
+  };
+  if (simd) go(backend<I>{});
+  else go(backend<isa::scalar>{});
 }
 
 /// Marks the w8a8 integer path in `run_rows`.

@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <type_traits>
+#include <utility>
 
 #include "quanto/core/config.hpp"
 #include "quanto/core/qtype.hpp"
@@ -112,6 +113,21 @@ void gemm_int8(const packed_weight<qint8, T>& w, const detail::prepared_activati
 }
 
 }  // namespace reference
+
+template <>
+struct backend<isa::scalar> {
+  template <QType Q>
+  static constexpr std::int64_t position(std::int64_t e) noexcept { return reference::position<Q>(e); }
+  template <class W>
+  static bool supports(const W&) noexcept { return true; }
+  template <class... A>
+  static void gemm_exact(A&&... a) { reference::gemm_exact(std::forward<A>(a)...); }
+  template <class... A>
+  static void gemm_dynamic(A&&... a) { reference::gemm_dynamic(std::forward<A>(a)...); }
+  template <class... A>
+  static void gemm_int8(A&&... a) { reference::gemm_int8(std::forward<A>(a)...); }
+};
+
 }  // namespace QUANTO_TARGET_NS
 }  // namespace kernels
 QUANTO_END_NAMESPACE

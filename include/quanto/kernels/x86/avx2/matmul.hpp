@@ -16,17 +16,21 @@
 // weight row is decoded once per 4 activation rows and a tile of activations stays in cache.
 #pragma once
 
-#include <immintrin.h>
 
 #include <algorithm>
 #include <cstdint>
 #include <type_traits>
+#include <utility>
 
 #include "quanto/core/config.hpp"
 #include "quanto/core/qtype.hpp"
 #include "quanto/kernels/activations.hpp"
 #include "quanto/kernels/isa.hpp"
 #include "quanto/kernels/layout.hpp"
+
+// Empty unless the compiler targets this ISA, so that including it anywhere is harmless.
+#if QUANTO_HAS_AVX2
+#include <immintrin.h>
 
 QUANTO_BEGIN_NAMESPACE
 namespace kernels {
@@ -537,6 +541,7 @@ template <IntegerQType Q, ModelFloat T, class S>
 void gemm_dynamic(const packed_weight<Q, T, S>& w, const kernels::detail::prepared_activations& xp, std::int64_t n0,
                   std::int64_t n1, float* y, std::int64_t ldy) {
   detail::for_tiles(xp.m, n0, n1, xp.k_padded, 0, 0, [&](auto mr, auto nr, std::int64_t r, std::int64_t i0, std::int64_t, std::int64_t, bool) {
+    // one weight row at a time: sharing activation loads between two rows measured slower here
     QUANTO_UNROLL
     for (int rr = 0; rr < decltype(nr)::value; ++rr) {
       if constexpr (LowBitQType<Q>) detail::tile_dynamic_lowbit<decltype(mr)::value>(w, xp, r + rr, i0, y, ldy);
@@ -565,6 +570,23 @@ void gemm_int8(const packed_weight<qint8, T>& w, const kernels::detail::prepared
 }
 
 }  // namespace avx2
+
+template <>
+struct backend<isa::avx2> {
+  template <QType Q>
+  static constexpr std::int64_t position(std::int64_t e) noexcept { return avx2::position<Q>(e); }
+  template <class W>
+  static bool supports(const W& w) noexcept { return avx2::supports(w); }
+  template <class... A>
+  static void gemm_exact(A&&... a) { avx2::gemm_exact(std::forward<A>(a)...); }
+  template <class... A>
+  static void gemm_dynamic(A&&... a) { avx2::gemm_dynamic(std::forward<A>(a)...); }
+  template <class... A>
+  static void gemm_int8(A&&... a) { avx2::gemm_int8(std::forward<A>(a)...); }
+};
+
 }  // namespace QUANTO_TARGET_NS
 }  // namespace kernels
 QUANTO_END_NAMESPACE
+
+#endif  // QUANTO_HAS_AVX2
