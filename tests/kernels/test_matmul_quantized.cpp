@@ -70,6 +70,9 @@ TYPED_TEST(QuantizedMatmul, DynamicInt8EveryIntegerQtype) {
   }
   check_dynamic<I, qint4, bfloat16>(3, 12, 768, group_affine<>{64});
   check_dynamic<I, qint4, bfloat16>(3, 12, 768, group_affine<>{32});
+  check_dynamic<I, qint4, bfloat16>(5, 12, 576, group_affine<>{96});  // AVX2 block mode, m > 4
+  check_dynamic<I, qint4, bfloat16>(2, 9, 4096);   // 32 groups: the vectorised per-group terms run more than once
+  check_dynamic<I, qint2, bfloat16>(1, 9, 4096, {}, 0.05);
   check_dynamic<I, qint4, bfloat16>(3, 12, 4096, group_affine<>{no_group}, 0.03);  // one x block per row
 }
 

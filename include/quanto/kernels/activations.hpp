@@ -84,7 +84,7 @@ struct prepared_activations {
 // live in the per-target namespace like the kernels.
 inline namespace QUANTO_TARGET_NS {
 
-/// One ISA's kernels, as static functions: `position<Q>(e)`, `supports(w)`, `gemm_exact`,
+/// One ISA's kernels, as static functions: `position<Q>(w, e)`, `supports(w)`, `gemm_exact`,
 /// `gemm_dynamic`, `gemm_int8` (see reference/matmul.hpp for their contract). Specialised next to
 /// each ISA's kernels; the front door (matmul.hpp) only talks to this.
 template <class I>

@@ -46,10 +46,13 @@ struct matmul_options {
 inline namespace QUANTO_TARGET_NS {
 namespace dispatch {
 
-/// The ISA's element order for weight `Q` (identity for the reference).
-template <Isa I, QType Q>
+/// The ISA's element order for weight `w` (identity for the reference).
+template <Isa I, class W>
 struct order {
-  std::int64_t operator()(std::int64_t e) const noexcept { return backend<I>::template position<Q>(e); }
+  const W* w;
+  std::int64_t operator()(std::int64_t e) const noexcept {
+    return backend<I>::template position<typename W::qtype>(*w, e);
+  }
 };
 
 /// Whether ISA `I` has a SIMD body for this weight's shape (otherwise the reference runs it).
@@ -140,7 +143,7 @@ void matmul(const packed_weight<Q, T, S>& w, const X* x, std::int64_t m, std::in
   constexpr bool dynamic = std::is_same_v<P, dynamic_int8_activations>;
   const bool simd = dispatch::simd_supports<I>(w);
   auto decode = [&](std::int64_t i, std::int64_t e) { return kernels::detail::to_f32(x[i * ldx + e]); };
-  auto p = simd ? prep::prepare_float(m, w.k, w.k_padded, w.group, LowBitQType<Q>, decode, dispatch::order<I, Q>{})
+  auto p = simd ? prep::prepare_float(m, w.k, w.k_padded, w.group, LowBitQType<Q>, decode, dispatch::order<I, std::decay_t<decltype(w)>>{&w})
                 : prep::prepare_float(m, w.k, w.k_padded, w.group, LowBitQType<Q>, decode);
   if constexpr (dynamic) {
     prep::quantize_rows_int8(p, LowBitQType<Q> ? w.group : dynamic_int8_activations::block);
@@ -182,7 +185,7 @@ void matmul_quantized(const packed_weight<Q, T>& w, const typename QX::storage* 
     dispatch::run<dispatch::int8_activations, I>(w, p, y, ldy, bias, opt);
   } else {
     const bool simd = dispatch::simd_supports<I>(w);
-    auto p = simd ? prep::prepare_float(m, w.k, w.k_padded, w.group, false, decode, dispatch::order<I, Q>{})
+    auto p = simd ? prep::prepare_float(m, w.k, w.k_padded, w.group, false, decode, dispatch::order<I, std::decay_t<decltype(w)>>{&w})
                   : prep::prepare_float(m, w.k, w.k_padded, w.group, false, decode);
     p.out_scale = x_scale;
     dispatch::run<exact_activations, I>(w, p, y, ldy, bias, opt);

@@ -116,8 +116,8 @@ void gemm_int8(const packed_weight<qint8, T>& w, const detail::prepared_activati
 
 template <>
 struct backend<isa::scalar> {
-  template <QType Q>
-  static constexpr std::int64_t position(std::int64_t e) noexcept { return reference::position<Q>(e); }
+  template <QType Q, class W>
+  static constexpr std::int64_t position(const W&, std::int64_t e) noexcept { return reference::position<Q>(e); }
   template <class W>
   static bool supports(const W&) noexcept { return true; }
   template <class... A>

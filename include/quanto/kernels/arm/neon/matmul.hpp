@@ -216,8 +216,8 @@ void gemm_int8(const packed_weight<qint8, T>& w, const kernels::detail::prepared
 
 template <>
 struct backend<isa::neon_dot> {
-  template <QType Q>
-  static constexpr std::int64_t position(std::int64_t e) noexcept { return neon::position<Q>(e); }
+  template <QType Q, class W>
+  static constexpr std::int64_t position(const W&, std::int64_t e) noexcept { return neon::position<Q>(e); }
   template <class W>
   static bool supports(const W& w) noexcept { return neon::supports(w); }
   template <class... A>

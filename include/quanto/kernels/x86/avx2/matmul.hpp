@@ -37,12 +37,20 @@ namespace kernels {
 inline namespace QUANTO_TARGET_NS {
 namespace avx2 {
 
+/// Whether a 4-bit weight runs block by block (its groups are odd multiples of 32, e.g. quanto's 96,
+/// so a group boundary can fall inside a 32-byte load): then the activations stay in k order.
+template <QType Q, ModelFloat T, class S>
+bool block_mode(const packed_weight<Q, T, S>& w) noexcept {
+  return Q::bits == 4 && w.groups() > 1 && w.group % 64 != 0;
+}
+
 /// Where logical element e of a row goes in the activations this ISA reads (see the file comment).
-template <QType Q>
-constexpr std::int64_t position(std::int64_t e) noexcept {
+template <QType Q, class W>
+std::int64_t position(const W& w, std::int64_t e) noexcept {
   if constexpr (Q::bits == 8) {
     return e;
   } else {
+    if (block_mode(w)) return e;
     constexpr std::int64_t chunk = 32 * 8 / Q::bits;          // elements per 32-byte load
     constexpr std::int64_t block_bytes = block_k * Q::bits / 8;  // bytes per 32-element block
     const std::int64_t base = e / chunk * chunk, j = e % chunk;
@@ -52,11 +60,12 @@ constexpr std::int64_t position(std::int64_t e) noexcept {
   }
 }
 
-/// Whether these kernels take the weight: its groups must be whole chunks (or a single group).
+/// Whether these kernels take the weight: 2-bit groups must be whole 128-element chunks (or a
+/// single group); 4-bit weights always (block by block when their groups need it).
 template <QType Q, ModelFloat T, class S>
 bool supports(const packed_weight<Q, T, S>& w) noexcept {
   constexpr std::int64_t chunk = 32 * 8 / Q::bits;
-  return w.groups() <= 1 || w.group % chunk == 0;
+  return Q::bits == 4 || w.groups() <= 1 || w.group % chunk == 0;
 }
 
 namespace detail {
@@ -326,7 +335,7 @@ QUANTO_ALWAYS_INLINE float dot2(const float* a, const float* b, const float* c, 
   std::int64_t g = 0;
   for (; g + 8 <= n; g += 8)
     acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + g), _mm256_loadu_ps(b + g),
-                          _mm256_mul_ps(_mm256_loadu_ps(c + g), _mm256_loadu_ps(d + g)));
+                          _mm256_fmadd_ps(_mm256_loadu_ps(c + g), _mm256_loadu_ps(d + g), acc));
   float v = hsum(acc);
   for (; g < n; ++g) v += a[g] * b[g] + c[g] * d[g];
   return v;
@@ -481,6 +490,110 @@ QUANTO_ALWAYS_INLINE void tile_int8_sign(const packed_weight<qint8, T>& w,
   for (int ii = 0; ii < MR; ++ii) y[(i0 + ii) * ldy + r] = static_cast<float>(hsum(acc[ii])) * w.scale_row(r)[0];
 }
 
+/// A 4-bit block (16 bytes) as 32 codes in k order: low nibbles (elements 0..15), then high ones.
+QUANTO_ALWAYS_INLINE __m256i block_codes4(const std::uint8_t* row, std::int64_t blk) noexcept {
+  const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + blk * 16));
+  const __m128i mask = _mm_set1_epi8(0x0F);
+  return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(v, 4), mask), _mm_and_si128(v, mask));
+}
+
+/// Exact path, 4-bit weights in block mode (see block_mode): one 32-element block at a time.
+template <int MR, ModelFloat T, class S>
+QUANTO_ALWAYS_INLINE void tile_exact_blocks(const packed_weight<qint4, T, S>& w,
+                                            const kernels::detail::prepared_activations& xp, std::int64_t r,
+                                            std::int64_t i0, float* y, std::int64_t ldy) noexcept {
+  constexpr int A = chains<MR>;
+  const std::int64_t groups = w.groups(), per_group = w.group / 32;
+  const std::uint8_t* codes = w.row(r);
+  const float* scale = w.scale_row(r);
+  const float* x[MR];
+  QUANTO_UNROLL
+  for (int ii = 0; ii < MR; ++ii) x[ii] = xp.row(i0 + ii);
+  __m256 total[MR];
+  QUANTO_UNROLL
+  for (int ii = 0; ii < MR; ++ii) total[ii] = _mm256_setzero_ps();
+  for (std::int64_t g = 0; g < groups; ++g) {
+    __m256 acc[MR][A];
+    QUANTO_UNROLL
+    for (int ii = 0; ii < MR; ++ii)
+      QUANTO_UNROLL
+      for (int a = 0; a < A; ++a) acc[ii][a] = _mm256_setzero_ps();
+    for (std::int64_t blk = g * per_group; blk < (g + 1) * per_group; ++blk) {
+      const __m256i c = block_codes4(codes, blk);
+      QUANTO_UNROLL
+      for (int j = 0; j < 4; ++j) {
+        const __m256 f = part_floats<qint4>(c, j);
+        QUANTO_UNROLL
+        for (int ii = 0; ii < MR; ++ii)
+          acc[ii][j % A] = _mm256_fmadd_ps(f, _mm256_loadu_ps(x[ii] + blk * 32 + 8 * j), acc[ii][j % A]);
+      }
+    }
+    const __m256 sc = _mm256_set1_ps(scale[g]);
+    QUANTO_UNROLL
+    for (int ii = 0; ii < MR; ++ii) {
+      __m256 sum = acc[ii][0];
+      QUANTO_UNROLL
+      for (int a = 1; a < A; ++a) sum = _mm256_add_ps(sum, acc[ii][a]);
+      total[ii] = _mm256_fmadd_ps(sum, sc, total[ii]);
+    }
+  }
+  const float* shift = w.shift_row(r);
+  QUANTO_UNROLL
+  for (int ii = 0; ii < MR; ++ii) {
+    float v = hsum(total[ii]);
+    const float* sums = xp.sums(i0 + ii);
+    for (std::int64_t g = 0; g < groups; ++g) v -= shift[g] * sums[g];
+    y[(i0 + ii) * ldy + r] = v;
+  }
+}
+
+/// Dynamic path, 4-bit weights in block mode: pmaddubsw per block, int32 and scale per group.
+template <int MR, ModelFloat T, class S>
+QUANTO_ALWAYS_INLINE void tile_dynamic_blocks(const packed_weight<qint4, T, S>& w,
+                                              const kernels::detail::prepared_activations& xp, std::int64_t r,
+                                              std::int64_t i0, float* y, std::int64_t ldy) noexcept {
+  constexpr std::int64_t flush_every = 8;  // int16 lanes: 8 * 2 * 15 * 127 < 2^15
+  const std::int64_t groups = w.groups(), per_group = w.group / 32;
+  const std::uint8_t* codes = w.row(r);
+  const float* scale = w.scale_row(r);
+  const std::int8_t* xq[MR];
+  const float* xs[MR];
+  QUANTO_UNROLL
+  for (int ii = 0; ii < MR; ++ii) {
+    xq[ii] = xp.qrow(i0 + ii);
+    xs[ii] = xp.scales(i0 + ii);
+  }
+  const __m256i ones = _mm256_set1_epi16(1);
+  __m256 total[MR];
+  QUANTO_UNROLL
+  for (int ii = 0; ii < MR; ++ii) total[ii] = _mm256_setzero_ps();
+  for (std::int64_t g = 0; g < groups; ++g) {
+    __m256i acc32[MR];
+    QUANTO_UNROLL
+    for (int ii = 0; ii < MR; ++ii) acc32[ii] = _mm256_setzero_si256();
+    for (std::int64_t b0 = g * per_group; b0 < (g + 1) * per_group; b0 += flush_every) {
+      const std::int64_t b1 = std::min((g + 1) * per_group, b0 + flush_every);
+      __m256i acc16[MR];
+      QUANTO_UNROLL
+      for (int ii = 0; ii < MR; ++ii) acc16[ii] = _mm256_setzero_si256();
+      for (std::int64_t blk = b0; blk < b1; ++blk) {
+        const __m256i c = block_codes4(codes, blk);
+        QUANTO_UNROLL
+        for (int ii = 0; ii < MR; ++ii)
+          acc16[ii] = _mm256_add_epi16(acc16[ii], _mm256_maddubs_epi16(c, load32(xq[ii] + blk * 32)));
+      }
+      QUANTO_UNROLL
+      for (int ii = 0; ii < MR; ++ii) acc32[ii] = _mm256_add_epi32(acc32[ii], _mm256_madd_epi16(acc16[ii], ones));
+    }
+    QUANTO_UNROLL
+    for (int ii = 0; ii < MR; ++ii)
+      total[ii] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc32[ii]), _mm256_set1_ps(scale[g] * xs[ii][g]), total[ii]);
+  }
+  QUANTO_UNROLL
+  for (int ii = 0; ii < MR; ++ii)
+    y[(i0 + ii) * ldy + r] = hsum(total[ii]) - dot2(scale, xp.centrings(i0 + ii), w.shift_row(r), xp.sums(i0 + ii), groups);
+}
+
 /// Rows [n0, n1) x all activation rows. Activation rows go in panels that fit in L2 (~128 KiB of
 /// activations, a multiple of 4 rows), and each panel in k-slices of `slice` chunks (so a tile of 4
 /// activation rows stays in L1); then blocks of 8 weight rows meet tiles of up to 4 activation
@@ -520,6 +633,17 @@ QUANTO_ALWAYS_INLINE void for_tiles(std::int64_t m, std::int64_t n0, std::int64_
 template <QType Q, ModelFloat T, class S>
 void gemm_exact(const packed_weight<Q, T, S>& w, const kernels::detail::prepared_activations& xp, std::int64_t n0,
                 std::int64_t n1, float* y, std::int64_t ldy) {
+  if constexpr (Q::bits == 4) {
+    if (block_mode(w)) {
+      detail::for_tiles(xp.m, n0, n1, xp.k_padded * std::int64_t{sizeof(float)}, 0, 0,
+                        [&](auto mr, auto nr, std::int64_t r, std::int64_t i0, std::int64_t, std::int64_t, bool) {
+                          QUANTO_UNROLL
+                          for (int rr = 0; rr < decltype(nr)::value; ++rr)
+                            detail::tile_exact_blocks<decltype(mr)::value>(w, xp, r + rr, i0, y, ldy);
+                        });
+      return;
+    }
+  }
   // k-slices of ~1024 elements, whole groups, when the batch has more than one activation row
   // (for one row the activations are read once per weight row and stay in L1 anyway)
   constexpr std::int64_t chunk = 32 * 8 / Q::bits;
@@ -540,6 +664,17 @@ void gemm_exact(const packed_weight<Q, T, S>& w, const kernels::detail::prepared
 template <IntegerQType Q, ModelFloat T, class S>
 void gemm_dynamic(const packed_weight<Q, T, S>& w, const kernels::detail::prepared_activations& xp, std::int64_t n0,
                   std::int64_t n1, float* y, std::int64_t ldy) {
+  if constexpr (Q::bits == 4) {
+    if (block_mode(w)) {
+      detail::for_tiles(xp.m, n0, n1, xp.k_padded, 0, 0,
+                        [&](auto mr, auto nr, std::int64_t r, std::int64_t i0, std::int64_t, std::int64_t, bool) {
+                          QUANTO_UNROLL
+                          for (int rr = 0; rr < decltype(nr)::value; ++rr)
+                            detail::tile_dynamic_blocks<decltype(mr)::value>(w, xp, r + rr, i0, y, ldy);
+                        });
+      return;
+    }
+  }
   detail::for_tiles(xp.m, n0, n1, xp.k_padded, 0, 0, [&](auto mr, auto nr, std::int64_t r, std::int64_t i0, std::int64_t, std::int64_t, bool) {
     // one weight row at a time: sharing activation loads between two rows measured slower here
     QUANTO_UNROLL
@@ -573,8 +708,8 @@ void gemm_int8(const packed_weight<qint8, T>& w, const kernels::detail::prepared
 
 template <>
 struct backend<isa::avx2> {
-  template <QType Q>
-  static constexpr std::int64_t position(std::int64_t e) noexcept { return avx2::position<Q>(e); }
+  template <QType Q, class W>
+  static std::int64_t position(const W& w, std::int64_t e) noexcept { return avx2::position<Q>(w, e); }
   template <class W>
   static bool supports(const W& w) noexcept { return avx2::supports(w); }
   template <class... A>
