@@ -8,6 +8,7 @@
 #endif
 
 #include <cmath>
+#include <cstdio>
 #include <cstdint>
 #include <random>
 #include <string>
@@ -147,5 +148,21 @@ template <class I>
 bool runnable() {
   return qk::UsableIsa<I> && qk::cpu_supports<I>();
 }
+
+#ifndef KT_NO_GTEST
+/// The x86 ISAs the typed kernel tests run on (the NEON kernels have their own check under qemu).
+using TestIsas = ::testing::Types<qk::isa::scalar, qk::isa::avx2>;
+
+/// Base of the typed kernel tests: skips, and says so, an ISA this build or CPU cannot run;
+/// prints the ISAs that do run.
+template <class I>
+class IsaTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!runnable<I>()) GTEST_SKIP() << "ISA " << I::name << " is not compiled in or not supported by this CPU";
+    std::printf("[ running ISA %s ]\n", std::string(I::name).c_str());
+  }
+};
+#endif
 
 }  // namespace kt

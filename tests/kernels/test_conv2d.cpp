@@ -16,17 +16,9 @@ namespace {
 
 using namespace kt;
 
-using Isas = ::testing::Types<qk::isa::scalar, qk::isa::avx2>;
-
 template <class I>
-class Conv2d : public ::testing::Test {
- protected:
-  void SetUp() override {
-    if (!runnable<I>()) GTEST_SKIP() << "ISA " << I::name << " is not compiled in or not supported by this CPU";
-    std::printf("[ running ISA %s ]\n", std::string(I::name).c_str());
-  }
-};
-TYPED_TEST_SUITE(Conv2d, Isas);
+class Conv2d : public IsaTest<I> {};
+TYPED_TEST_SUITE(Conv2d, TestIsas);
 
 /// One convolution: input [n, c, h, w], weight [out, c, kh, kw], parameters, bias or not.
 struct conv_case {

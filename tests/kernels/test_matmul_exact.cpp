@@ -13,20 +13,8 @@ namespace {
 using namespace kt;
 
 template <class I>
-struct Case {
-  using isa = I;
-};
-using Isas = ::testing::Types<qk::isa::scalar, qk::isa::avx2>;
-
-template <class I>
-class ExactMatmul : public ::testing::Test {
- protected:
-  void SetUp() override {
-    if (!runnable<I>()) GTEST_SKIP() << "ISA " << I::name << " is not compiled in or not supported by this CPU";
-    std::printf("[ running ISA %s ]\n", std::string(I::name).c_str());
-  }
-};
-TYPED_TEST_SUITE(ExactMatmul, Isas);
+class ExactMatmul : public IsaTest<I> {};
+TYPED_TEST_SUITE(ExactMatmul, TestIsas);
 
 /// Runs matmul<exact, I> on (m, n, k) and checks every output against the bound. x is placed at an
 /// odd address with a row stride > k; y likewise.
@@ -84,6 +72,8 @@ TYPED_TEST(ExactMatmul, EveryQtypeAndDtypeOddShapes) {
 TYPED_TEST(ExactMatmul, GroupSizes) {
   using I = TypeParam;
   check<I, qint4, bfloat16>(3, 12, 768, group_affine<>{64});
+  check<I, qint4, float>(5, 7, 320);                          // groups of 64 and row padding (k_padded 384)
+  check<I, qint2, float>(6, 7, 640, group_affine<>{128});      // 2-bit, 5 groups, padding
   check<I, qint4, bfloat16>(3, 12, 768, group_affine<>{32});   // odd multiples of 32: AVX2 block mode
   check<I, qint4, bfloat16>(3, 12, 768, group_affine<>{96});
   check<I, qint4, float>(2, 12, 768, group_affine<>{no_group});

@@ -13,17 +13,9 @@ namespace {
 
 using namespace kt;
 
-using Isas = ::testing::Types<qk::isa::scalar, qk::isa::avx2>;
-
 template <class I>
-class QuantizedMatmul : public ::testing::Test {
- protected:
-  void SetUp() override {
-    if (!runnable<I>()) GTEST_SKIP() << "ISA " << I::name << " is not compiled in or not supported by this CPU";
-    std::printf("[ running ISA %s ]\n", std::string(I::name).c_str());
-  }
-};
-TYPED_TEST_SUITE(QuantizedMatmul, Isas);
+class QuantizedMatmul : public IsaTest<I> {};
+TYPED_TEST_SUITE(QuantizedMatmul, TestIsas);
 
 double rel_l2(const std::vector<float>& a, const std::vector<float>& b) {
   double num = 0, den = 0;
@@ -71,6 +63,7 @@ TYPED_TEST(QuantizedMatmul, DynamicInt8EveryIntegerQtype) {
   check_dynamic<I, qint4, bfloat16>(3, 12, 768, group_affine<>{64});
   check_dynamic<I, qint4, bfloat16>(3, 12, 768, group_affine<>{32});
   check_dynamic<I, qint4, bfloat16>(5, 12, 576, group_affine<>{96});  // AVX2 block mode, m > 4
+  check_dynamic<I, qint4, float>(5, 7, 320);      // groups of 64 and row padding
   check_dynamic<I, qint4, bfloat16>(2, 9, 4096);   // 32 groups: the vectorised per-group terms run more than once
   check_dynamic<I, qint2, bfloat16>(1, 9, 4096, {}, 0.05);
   check_dynamic<I, qint4, bfloat16>(3, 12, 4096, group_affine<>{no_group}, 0.03);  // one x block per row

@@ -647,7 +647,9 @@ void gemm_exact(const packed_weight<Q, T, S>& w, const kernels::detail::prepared
   // k-slices of ~1024 elements, whole groups, when the batch has more than one activation row
   // (for one row the activations are read once per weight row and stay in L1 anyway)
   constexpr std::int64_t chunk = 32 * 8 / Q::bits;
-  const std::int64_t chunks = w.k_padded / chunk;
+  // With several groups, the row's padding (k to k_padded) belongs to no group: stop at k (a
+  // whole number of chunks then). One group (or 8-bit) covers the padding, whose codes are 0.
+  const std::int64_t chunks = w.groups() > 1 ? w.k / chunk : w.k_padded / chunk;
   const std::int64_t per_group = w.groups() <= 1 ? chunks : w.group / chunk;
   std::int64_t slice = 0;
   if (xp.m > 1 && (w.groups() > 1 || ByteQType<Q>)) {
