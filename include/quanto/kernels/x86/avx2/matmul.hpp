@@ -96,54 +96,12 @@ QUANTO_ALWAYS_INLINE __m256i unit_codes(__m256i raw, int u) noexcept {
   }
 }
 
-/// 32 unsigned or signed byte codes to 4 x 8 floats, in byte order.
-template <bool Signed>
-QUANTO_ALWAYS_INLINE void bytes_to_f32(__m256i c, __m256 f[4]) noexcept {
-  const __m128i lo = _mm256_castsi256_si128(c), hi = _mm256_extracti128_si256(c, 1);
-  const __m128i parts[4] = {lo, _mm_srli_si128(lo, 8), hi, _mm_srli_si128(hi, 8)};
-  QUANTO_UNROLL
-  for (int j = 0; j < 4; ++j)
-    f[j] = _mm256_cvtepi32_ps(Signed ? _mm256_cvtepi8_epi32(parts[j]) : _mm256_cvtepu8_epi32(parts[j]));
-}
-
-/// fp8 codes to float16 bits. The value of the result is the code's value times 2^-fp8_exponent_shift<Q>
-/// (exactly: the re-biasing is folded into the row scale).
-template <class F>
-QUANTO_ALWAYS_INLINE __m256i fp8_to_f16_bits(__m256i v16) noexcept {
-  if constexpr (std::is_same_v<F, float8_e5m2>) {
-    return _mm256_slli_epi16(v16, 8);  // e5m2 is the top byte of a float16
-  } else {
-    // e4m3fn / e4m3fnuz: |code| << 7 puts exponent and mantissa in float16's fields with float16's
-    // bias (15) instead of 7 or 8; subnormals land on float16 subnormals with the same factor.
-    const __m256i mag = _mm256_and_si256(_mm256_slli_epi16(v16, 7), _mm256_set1_epi16(0x3F80));
-    const __m256i sign = _mm256_and_si256(_mm256_slli_epi16(v16, 8), _mm256_set1_epi16(static_cast<short>(0x8000)));
-    return _mm256_or_si256(mag, sign);
-  }
-}
-
-/// The power of two the fp8 decoding above divides by: 2^8 (e4m3fn, bias 7), 2^7 (e4m3fnuz, bias 8), 1 (e5m2).
+/// The power of two the fp8 decoding (part_floats) divides by: 2^8 (e4m3fn, bias 7), 2^7 (e4m3fnuz, bias 8), 1 (e5m2).
 template <class F>
 constexpr float fp8_rescale() noexcept {
   if constexpr (std::is_same_v<F, float8_e5m2>) return 1.0f;
   else if constexpr (std::is_same_v<F, float8_e4m3fnuz>) return 128.0f;
   else return 256.0f;
-}
-
-/// The 4 x 8 floats of unit `u` of a chunk, in the order `position<Q>` gives.
-template <QType Q>
-QUANTO_ALWAYS_INLINE void unit_floats(__m256i raw, int u, __m256 f[4]) noexcept {
-  if constexpr (FloatQType<Q>) {
-    (void)u;
-    using F = typename Q::storage;
-    const __m256i h0 = fp8_to_f16_bits<F>(_mm256_cvtepu8_epi16(_mm256_castsi256_si128(raw)));
-    const __m256i h1 = fp8_to_f16_bits<F>(_mm256_cvtepu8_epi16(_mm256_extracti128_si256(raw, 1)));
-    f[0] = _mm256_cvtph_ps(_mm256_castsi256_si128(h0));
-    f[1] = _mm256_cvtph_ps(_mm256_extracti128_si256(h0, 1));
-    f[2] = _mm256_cvtph_ps(_mm256_castsi256_si128(h1));
-    f[3] = _mm256_cvtph_ps(_mm256_extracti128_si256(h1, 1));
-  } else {
-    bytes_to_f32<ByteQType<Q>>(unit_codes<Q::bits>(raw, u), f);
-  }
 }
 
 /// Bytes 8j .. 8j+7 of 32 codes as 8 floats (j a constant after unrolling): int8 sign-extended,
@@ -157,8 +115,10 @@ QUANTO_ALWAYS_INLINE __m256 part_floats(__m256i c, int j) noexcept {
     const __m128i v16 = _mm_cvtepu8_epi16(p);
     __m128i h;
     if constexpr (std::is_same_v<F, float8_e5m2>) {
-      h = _mm_slli_epi16(v16, 8);
+      h = _mm_slli_epi16(v16, 8);  // e5m2 is the top byte of a float16
     } else {
+      // e4m3fn / e4m3fnuz: |code| << 7 puts exponent and mantissa in float16's fields with float16's
+      // bias (15) instead of 7 or 8; subnormals land on float16 subnormals with the same factor.
       h = _mm_or_si128(_mm_and_si128(_mm_slli_epi16(v16, 7), _mm_set1_epi16(0x3F80)),
                        _mm_and_si128(_mm_slli_epi16(v16, 8), _mm_set1_epi16(static_cast<short>(0x8000))));
     }
@@ -212,13 +172,14 @@ QUANTO_ALWAYS_INLINE void tile_exact(const packed_weight<Q, T, S>& w, const kern
       const __m256i raw = load32(codes + base * Q::bits / 8);
       QUANTO_UNROLL
       for (int u = 0; u < static_cast<int>(units); ++u) {
-        __m256 f[4];
-        unit_floats<Q>(raw, u, f);
+        const __m256i q = unit_codes<Q::bits>(raw, u);
         QUANTO_UNROLL
-        for (int j = 0; j < 4; ++j)
+        for (int j = 0; j < 4; ++j) {
+          const __m256 f = part_floats<Q>(q, j);
           QUANTO_UNROLL
           for (int ii = 0; ii < MR; ++ii)
-            acc[ii][j % A] = _mm256_fmadd_ps(f[j], _mm256_loadu_ps(x[ii] + base + 32 * u + 8 * j), acc[ii][j % A]);
+            acc[ii][j % A] = _mm256_fmadd_ps(f, _mm256_loadu_ps(x[ii] + base + 32 * u + 8 * j), acc[ii][j % A]);
+        }
       }
     }
     const __m256 sc = _mm256_set1_ps(wgroups == 0 ? 0.0f : scale[g] * rescale);
