@@ -34,6 +34,13 @@ class unsupported_error : public error {
   using error::error;
 };
 
+/// An operation called in a state that does not allow it: `backward()` with no training forward
+/// before it, training a frozen weight, loading a state dict into a module of another kind.
+class state_error : public error {
+ public:
+  using error::error;
+};
+
 /// A malformed or unreadable file (the I/O layer refines this further).
 class format_error : public error {
  public:

@@ -1,0 +1,504 @@
+// quanto/nn/qmodules.hpp: the quantized modules QLinear, QConv2d and QLayerNorm (optimum-quanto's
+// QModuleMixin family), and their entries in the float → quantized registry.
+//
+// Life of a quantized weight (as in quanto):
+// - dynamic (after quantize, before freeze): the float weight is kept and trained; every forward
+//   re-quantizes it with the module's optimizer and group size, packs it into the kernel layout and
+//   runs the fused kernels; backward passes gradients straight through the quantization;
+// - frozen (`freeze()`): the weight is quantized once, only the kernel layout is kept (it converts
+//   back to quanto's file layout bit for bit for `state_dict`), and the float weight is freed.
+// Bias is never quantized. QLinear quantizes inputs and outputs when it has activations; QConv2d
+// and QLayerNorm quantize outputs only; QLayerNorm exists only with activations.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "quanto/core/config.hpp"
+#include "quanto/core/error.hpp"
+#include "quanto/core/qtype.hpp"
+#include "quanto/core/tensor.hpp"
+#include "quanto/kernels/conv2d.hpp"
+#include "quanto/kernels/layout.hpp"
+#include "quanto/kernels/matmul.hpp"
+#include "quanto/nn/activation.hpp"
+#include "quanto/nn/calibration.hpp"
+#include "quanto/nn/concepts.hpp"
+#include "quanto/nn/functional.hpp"
+#include "quanto/nn/layers.hpp"
+#include "quanto/nn/state_dict.hpp"
+#include "quanto/quantize/qtensor.hpp"
+
+QUANTO_BEGIN_NAMESPACE
+namespace nn {
+
+/// Throws unsupported_error when `opt` does not fit qtype Q (quanto: "AbsmaxOptimizer is only
+/// for 8-bit weights", "an affine optimizer is required for qint2/qint4").
+template <QType Q>
+void check_optimizer(const optimizer_choice& opt) {
+  std::visit(
+      []<class O>(const O&) {
+        if constexpr (!std::is_same_v<O, std::monostate>) {
+          if constexpr (!OptimizerFor<O, Q>)
+            throw unsupported_error(std::string("the ") + std::string(O::name) + " optimizer cannot quantize " +
+                                    std::string(Q::name) + " weights (" +
+                                    (Q::bits == 8 ? "8-bit weights use absmax" : "qint2/qint4 weights use max or hqq") +
+                                    ")");
+        }
+      },
+      opt);
+}
+
+namespace detail {
+
+/// A module's weight, dynamic or frozen (see the file comment). Shared by QLinear and QConv2d.
+template <QType Q, ModelFloat T>
+class quantized_weight {
+ public:
+  using file_weight = qweight_t<Q, T, default_scheme_t<Q>>;
+  using packed_type = kernels::packed_weight<Q, T>;
+
+  quantized_weight(parameter<T> weight, optimizer_choice optimizer)
+      : shape_(weight.value.shape()), float_(std::move(weight)), optimizer_(optimizer) {
+    check_optimizer<Q>(optimizer_);
+  }
+
+  const quanto::shape& shape() const noexcept { return shape_; }
+  bool frozen() const noexcept { return packed_.has_value(); }
+  const optimizer_choice& optimizer() const noexcept { return optimizer_; }
+
+  /// The weight in quanto's file layout: quantized now (dynamic) or read back (frozen).
+  file_weight quantized() const {
+    if (packed_) return kernels::unpack_weight(*packed_);
+    return std::visit(
+        [&]<class O>(const O& opt) -> file_weight {
+          if constexpr (std::is_same_v<O, std::monostate>) return quantize_weight<Q>(float_->value.view());
+          else if constexpr (OptimizerFor<O, Q>)
+            return quantize_weight<Q>(float_->value.view(), default_scheme_t<Q>{}, opt);
+          else throw unsupported_error("unreachable: optimizer checked at construction");
+        },
+        optimizer_);
+  }
+
+  /// The kernel layout for a forward: the frozen one, or `scratch` filled from a fresh
+  /// quantization (whose dequantized values go to `dequantized` when asked, for a backward).
+  const packed_type& for_forward(std::optional<packed_type>& scratch, std::vector<float>* dequantized) const {
+    if (packed_) {
+      if (dequantized) *dequantized = functional::to_f32(kernels::unpack_weight(*packed_).dequantize().view());
+      return *packed_;
+    }
+    const file_weight q = quantized();
+    if (dequantized) *dequantized = functional::to_f32(q.dequantize().view());
+    scratch.emplace(kernels::pack_weight(q));
+    return *scratch;
+  }
+
+  /// Quantizes once, keeps the kernel layout and frees the float weight. Idempotent.
+  void freeze() {
+    if (packed_) return;
+    packed_.emplace(kernels::pack_weight(quantized()));
+    float_.reset();
+  }
+
+  /// The float weight, trainable before freeze (null after).
+  parameter<T>* float_parameter() noexcept { return float_ ? &*float_ : nullptr; }
+  const packed_type* packed() const noexcept { return packed_ ? &*packed_ : nullptr; }
+
+  /// Bytes held for the weight: the float weight (and its gradient) or the kernel layout.
+  std::size_t bytes() const noexcept {
+    if (packed_) return static_cast<std::size_t>(packed_->codes.size() + (packed_->scale.size() + packed_->shift.size()) * 4);
+    return float_ ? float_->value.size() * sizeof(T) + float_->grad.size() * sizeof(float) : 0;
+  }
+
+  /// quanto's keys: `weight` (dynamic), or `weight._data` + `weight._scale` (8-bit),
+  /// `weight._data._data` + `weight._scale` + `weight._shift` (qint2/qint4).
+  void save(state_dict& sd, const std::string& prefix) const {
+    if (!packed_) {
+      sd.insert(prefix + "weight", stored_tensor::from(float_->value));
+      return;
+    }
+    const file_weight q = quantized();
+    if constexpr (ByteQType<Q>) {
+      sd.insert(prefix + "weight._data", stored_tensor::from(q.data));
+      sd.insert(prefix + "weight._scale", stored_tensor::from(q.scale));
+    } else {
+      sd.insert(prefix + "weight._data._data", stored_tensor::from(q.packed));
+      sd.insert(prefix + "weight._scale", stored_tensor::from(q.scale));
+      sd.insert(prefix + "weight._shift", stored_tensor::from(q.shift));
+    }
+  }
+
+  /// Reads either form: a float `weight` makes the module dynamic again; quantized keys freeze it
+  /// with those exact values (validated: shapes and dtypes must be what quanto writes).
+  void load(load_context& lc, const std::string& prefix) {
+    if (lc.has(prefix + "weight")) {
+      parameter<T> p{tensor<T>(shape_), {}};
+      load_tensor(lc, prefix + "weight", p.value, shape_);
+      float_ = std::move(p);
+      packed_.reset();
+      return;
+    }
+    if constexpr (ByteQType<Q>) {
+      const stored_tensor* data = lc.take(prefix + "weight._data");
+      const stored_tensor* scale = lc.take(prefix + "weight._scale");
+      if (!data || !scale) return;
+      file_weight w;
+      w.data = data->to<typename Q::storage>(prefix + "weight._data");
+      w.scale = scale->to<T>(prefix + "weight._scale");
+      w.axis = w.scale.rank() == 0 ? qaxis::none : qaxis::first;
+      require_shape(w.data.shape(), prefix + "weight._data");
+      w.validate();
+      adopt(std::move(w));
+    } else {
+      const stored_tensor* data = lc.take(prefix + "weight._data._data");
+      const stored_tensor* scale = lc.take(prefix + "weight._scale");
+      const stored_tensor* shift = lc.take(prefix + "weight._shift");
+      if (!data || !scale || !shift) return;
+      if (shift->dtype == quanto::dtype::u8 || shift->dtype == quanto::dtype::i8)
+        throw unsupported_error("state dict key '" + prefix +
+                                "weight._shift' holds an integer zero-point (written on Intel XPU); only float shifts "
+                                "are supported");
+      file_weight w;
+      w.packed = data->to<std::uint8_t>(prefix + "weight._data._data");
+      w.scale = scale->to<T>(prefix + "weight._scale");
+      w.shift = shift->to<T>(prefix + "weight._shift");
+      w.original_shape = shape_;
+      w.axis = qaxis::first;
+      w.group_size = default_group_size(shape_);
+      w.validate();
+      adopt(std::move(w));
+    }
+  }
+
+ private:
+  void require_shape(const quanto::shape& got, const std::string& key) const {
+    if (!(got == shape_))
+      throw shape_error("state dict key '" + key + "' has shape " + got.to_string() + ", expected " + shape_.to_string());
+  }
+  void adopt(const file_weight& w) {
+    packed_.emplace(kernels::pack_weight(w));
+    float_.reset();
+  }
+
+  quanto::shape shape_;
+  std::optional<parameter<T>> float_;
+  std::optional<packed_type> packed_;
+  optimizer_choice optimizer_;
+};
+
+inline std::string module_label(std::string_view kind, const std::string& name) {
+  return name.empty() ? std::string(kind) : std::string(kind) + " '" + name + "'";
+}
+
+template <ModelFloat T>
+std::vector<float> bias_f32(const std::optional<parameter<T>>& bias) {
+  if (!bias) return {};
+  return functional::to_f32(bias->value.view());
+}
+
+}  // namespace detail
+
+// ---- QLinear -----------------------------------------------------------------------------------------
+
+/// A Linear with weights of qtype `Q` (and, when `qconfig::activations` is set, 8-bit activations).
+template <QType Q, ModelFloat T = float>
+class QLinear {
+ public:
+  using value_type = T;
+  using qtype = Q;
+  static constexpr std::string_view kind = "QLinear";
+
+  /// Replaces `linear`, taking its weight and bias (quanto's `QLinear.from_module`).
+  explicit QLinear(Linear<T>&& linear, qconfig config = {})
+      : in_(linear.in_features()),
+        out_(linear.out_features()),
+        bias_(std::move(linear).release_bias()),
+        weight_(std::move(linear).release_weight(), config.optimizer),
+        acts_(config.activations) {}
+  QLinear(tensor<T> weight, std::optional<tensor<T>> bias, qconfig config = {})
+      : QLinear(Linear<T>(std::move(weight), std::move(bias)), config) {}
+
+  std::int64_t in_features() const noexcept { return in_; }
+  std::int64_t out_features() const noexcept { return out_; }
+  std::optional<qtype_id> weight_qtype() const noexcept { return id_of<Q>(); }
+  std::optional<qtype_id> activation_qtype() const noexcept { return acts_.qtype(); }
+  T input_scale() const noexcept { return acts_.input_scale(); }
+  T output_scale() const noexcept { return acts_.output_scale(); }
+  void set_scales(T input, T output) noexcept { acts_.set_scales(input, output); }
+  bool frozen() const noexcept { return weight_.frozen(); }
+  void freeze() { weight_.freeze(); }
+  const std::string& name() const noexcept { return name_; }
+  void set_name(std::string name) { name_ = std::move(name); }
+  /// The quantized weight in quanto's file layout (what `state_dict` writes once frozen).
+  auto qweight() const { return weight_.quantized(); }
+  /// The frozen weight in the kernel layout (null before freeze).
+  const kernels::packed_weight<Q, T>* packed_weight() const noexcept { return weight_.packed(); }
+  /// The float weight, before freeze (null after).
+  const tensor<T>* float_weight() const noexcept {
+    return const_cast<detail::quantized_weight<Q, T>&>(weight_).float_parameter() ? &const_cast<detail::quantized_weight<Q, T>&>(weight_).float_parameter()->value : nullptr;
+  }
+  const tensor<T>* bias() const noexcept { return bias_ ? &bias_->value : nullptr; }
+  std::size_t weight_bytes() const noexcept { return weight_.bytes(); }
+
+  activation<T> forward(activation<T> x) {
+    const std::string label = detail::module_label(kind, name_);
+    const auto [m, k] = functional::rows_of(x.shape(), in_, label.c_str());
+    acts_.observe_input(x);
+    x = acts_.quantize_input(std::move(x), label);
+    std::optional<kernels::packed_weight<Q, T>> scratch;
+    const auto& w = weight_.for_forward(scratch, training_ ? &saved_weight_ : nullptr);
+    const std::vector<float> b = detail::bias_f32(bias_);
+    const float* bp = b.empty() ? nullptr : b.data();
+    tensor<T> y(functional::with_last(x.shape(), out_));
+    bool done = false;
+    if constexpr (ByteQType<Q>) {
+      std::visit(
+          [&]<class A>(const A& a) {
+            if constexpr (!std::is_same_v<A, std::monostate>) {
+              kernels::matmul_quantized<typename A::qtype>(w, a.data.data(), quanto::detail::widen(a.scale), m, k,
+                                                           y.data(), out_, bp);
+              done = true;
+            }
+          },
+          x.quantized);
+    }
+    if (!done) kernels::matmul(w, x.value.data(), m, k, y.data(), out_, bp);
+    if (training_) saved_input_ = std::move(x.value);
+    return acts_.quantize_output(std::move(y), label);
+  }
+
+  /// Straight-through: the input gradient uses the dequantized weight; the float weight (before
+  /// freeze) receives gᵀ·x as if no quantization had happened; quantized activations pass the
+  /// gradient unchanged.
+  tensor<T> backward(const tensor<T>& grad_output) {
+    detail::require_saved(saved_input_.has_value(), kind);
+    const auto [m, n] = functional::rows_of(grad_output.shape(), out_, "QLinear backward");
+    detail::f32_buffer<T> g(grad_output.view()), xf(saved_input_->view());
+    if (parameter<T>* p = weight_.float_parameter())
+      functional::gemm_tn_acc(m, n, in_, g.data(), xf.data(), p->grad_storage().data());
+    if (bias_) Linear<T>::accumulate_bias_grad(g.data(), m, n, bias_->grad_storage());
+    std::vector<float> gx(static_cast<std::size_t>(m * in_));
+    functional::gemm_nn(m, n, in_, g.data(), saved_weight_.data(), gx.data());
+    return functional::from_f32<T>(gx, saved_input_->shape());
+  }
+
+  template <ParameterVisitor<T> F>
+  void for_each_parameter(F&& f) {
+    if (parameter<T>* p = weight_.float_parameter()) f("weight", p->value, p->grad);
+    if (bias_) f("bias", bias_->value, bias_->grad);
+  }
+  void zero_grad() {
+    if (parameter<T>* p = weight_.float_parameter()) p->zero_grad();
+    if (bias_) bias_->zero_grad();
+  }
+  void train(bool on) {
+    training_ = on;
+    if (!on) {
+      saved_input_.reset();
+      saved_weight_ = {};
+    }
+  }
+
+  void save(state_dict& sd, const std::string& prefix) const {
+    weight_.save(sd, prefix);
+    if (bias_) sd.insert(prefix + "bias", stored_tensor::from(bias_->value));
+    acts_.save(sd, prefix);
+  }
+  void load(load_context& lc, const std::string& prefix) {
+    weight_.load(lc, prefix);
+    if (bias_) detail::load_tensor(lc, prefix + "bias", bias_->value, bias_->value.shape());
+    acts_.load(lc, prefix);
+  }
+
+ private:
+  std::int64_t in_, out_;
+  std::optional<parameter<T>> bias_;
+  detail::quantized_weight<Q, T> weight_;
+  activation_quantizer<T> acts_;
+  std::string name_;
+  bool training_ = false;
+  std::optional<tensor<T>> saved_input_;
+  std::vector<float> saved_weight_;
+};
+
+// ---- QConv2d -----------------------------------------------------------------------------------------
+
+/// A Conv2d with weights of qtype `Q`; with activations, its outputs are quantized (not its inputs).
+template <QType Q, ModelFloat T = float>
+class QConv2d {
+ public:
+  using value_type = T;
+  using qtype = Q;
+  static constexpr std::string_view kind = "QConv2d";
+
+  explicit QConv2d(Conv2d<T>&& conv, qconfig config = {})
+      : params_(conv.params()),
+        bias_(std::move(conv).release_bias()),
+        weight_(std::move(conv).release_weight(), config.optimizer),
+        acts_(config.activations) {}
+
+  std::optional<qtype_id> weight_qtype() const noexcept { return id_of<Q>(); }
+  std::optional<qtype_id> activation_qtype() const noexcept { return acts_.qtype(); }
+  T input_scale() const noexcept { return acts_.input_scale(); }
+  T output_scale() const noexcept { return acts_.output_scale(); }
+  void set_scales(T input, T output) noexcept { acts_.set_scales(input, output); }
+  bool frozen() const noexcept { return weight_.frozen(); }
+  void freeze() { weight_.freeze(); }
+  const std::string& name() const noexcept { return name_; }
+  void set_name(std::string name) { name_ = std::move(name); }
+  auto qweight() const { return weight_.quantized(); }
+  const kernels::conv2d_params& params() const noexcept { return params_; }
+  std::size_t weight_bytes() const noexcept { return weight_.bytes(); }
+
+  activation<T> forward(activation<T> x) {
+    const std::string label = detail::module_label(kind, name_);
+    acts_.observe_input(x);
+    std::optional<kernels::packed_weight<Q, T>> scratch;
+    const auto& w = weight_.for_forward(scratch, training_ ? &saved_weight_ : nullptr);
+    const std::vector<float> b = detail::bias_f32(bias_);
+    tensor<T> y = kernels::conv2d(w, x.value.view(), std::span<const float>(b), params_);
+    if (training_) saved_input_ = std::move(x.value);
+    return acts_.quantize_output(std::move(y), label);
+  }
+
+  /// Straight-through, as QLinear::backward.
+  tensor<T> backward(const tensor<T>& grad_output) {
+    detail::require_saved(saved_input_.has_value(), kind);
+    parameter<T>* p = weight_.float_parameter();
+    return Conv2d<T>::conv2d_backward(*saved_input_, grad_output, saved_weight_.data(), p ? &p->grad_storage() : nullptr,
+                                      bias_ ? &bias_->grad_storage() : nullptr, weight_.shape(), params_);
+  }
+
+  template <ParameterVisitor<T> F>
+  void for_each_parameter(F&& f) {
+    if (parameter<T>* p = weight_.float_parameter()) f("weight", p->value, p->grad);
+    if (bias_) f("bias", bias_->value, bias_->grad);
+  }
+  void zero_grad() {
+    if (parameter<T>* p = weight_.float_parameter()) p->zero_grad();
+    if (bias_) bias_->zero_grad();
+  }
+  void train(bool on) {
+    training_ = on;
+    if (!on) {
+      saved_input_.reset();
+      saved_weight_ = {};
+    }
+  }
+  void save(state_dict& sd, const std::string& prefix) const {
+    weight_.save(sd, prefix);
+    if (bias_) sd.insert(prefix + "bias", stored_tensor::from(bias_->value));
+    acts_.save(sd, prefix);
+  }
+  void load(load_context& lc, const std::string& prefix) {
+    weight_.load(lc, prefix);
+    if (bias_) detail::load_tensor(lc, prefix + "bias", bias_->value, bias_->value.shape());
+    acts_.load(lc, prefix);
+  }
+
+ private:
+  kernels::conv2d_params params_;
+  std::optional<parameter<T>> bias_;
+  detail::quantized_weight<Q, T> weight_;
+  activation_quantizer<T> acts_;
+  std::string name_;
+  bool training_ = false;
+  std::optional<tensor<T>> saved_input_;
+  std::vector<float> saved_weight_;
+};
+
+// ---- QLayerNorm --------------------------------------------------------------------------------------
+
+/// A LayerNorm whose outputs are quantized. Its weights are never quantized, so there is nothing to
+/// freeze (`frozen()` is true), and it needs activations (unsupported_error otherwise).
+template <ModelFloat T = float>
+class QLayerNorm {
+ public:
+  using value_type = T;
+  static constexpr std::string_view kind = "QLayerNorm";
+
+  explicit QLayerNorm(LayerNorm<T>&& norm, qconfig config) : norm_(std::move(norm)), acts_(config.activations) {
+    if (!config.activations)
+      throw unsupported_error("QLayerNorm quantizes activations only: a qconfig without activations leaves the "
+                              "LayerNorm as it is");
+  }
+
+  std::optional<qtype_id> weight_qtype() const noexcept { return std::nullopt; }
+  std::optional<qtype_id> activation_qtype() const noexcept { return acts_.qtype(); }
+  T input_scale() const noexcept { return acts_.input_scale(); }
+  T output_scale() const noexcept { return acts_.output_scale(); }
+  void set_scales(T input, T output) noexcept { acts_.set_scales(input, output); }
+  bool frozen() const noexcept { return true; }
+  void freeze() {}
+  const std::string& name() const noexcept { return name_; }
+  void set_name(std::string name) { name_ = std::move(name); }
+  LayerNorm<T>& norm() noexcept { return norm_; }
+
+  activation<T> forward(activation<T> x) {
+    acts_.observe_input(x);
+    activation<T> y = norm_.forward(std::move(x));
+    return acts_.quantize_output(std::move(y).take_value(), detail::module_label(kind, name_));
+  }
+  tensor<T> backward(const tensor<T>& grad_output) { return norm_.backward(grad_output); }
+  template <ParameterVisitor<T> F>
+  void for_each_parameter(F&& f) {
+    norm_.for_each_parameter(f);
+  }
+  void zero_grad() { norm_.zero_grad(); }
+  void train(bool on) { norm_.train(on); }
+  void save(state_dict& sd, const std::string& prefix) const {
+    norm_.save(sd, prefix);
+    acts_.save(sd, prefix);
+  }
+  void load(load_context& lc, const std::string& prefix) {
+    norm_.load(lc, prefix);
+    acts_.load(lc, prefix);
+  }
+
+ private:
+  LayerNorm<T> norm_;
+  activation_quantizer<T> acts_;
+  std::string name_;
+};
+
+// ---- the registry ------------------------------------------------------------------------------------
+
+template <ModelFloat T>
+struct qmodule_traits<Linear<T>> {
+  static constexpr bool quantizable = true;
+  template <class F>
+  static void quantize(Linear<T>&& m, std::optional<qtype_id> weights, const qconfig& c, F&& emit) {
+    if (!weights)
+      throw unsupported_error("quantizing a Linear needs a weight qtype (activation-only quantization is not supported)");
+    visit_qtype(*weights, [&]<class Q>(Q) { emit(QLinear<Q, T>(std::move(m), c)); });
+  }
+};
+
+template <ModelFloat T>
+struct qmodule_traits<Conv2d<T>> {
+  static constexpr bool quantizable = true;
+  template <class F>
+  static void quantize(Conv2d<T>&& m, std::optional<qtype_id> weights, const qconfig& c, F&& emit) {
+    if (!weights)
+      throw unsupported_error("quantizing a Conv2d needs a weight qtype (activation-only quantization is not supported)");
+    visit_qtype(*weights, [&]<class Q>(Q) { emit(QConv2d<Q, T>(std::move(m), c)); });
+  }
+};
+
+template <ModelFloat T>
+struct qmodule_traits<LayerNorm<T>> {
+  static constexpr bool quantizable = true;
+  template <class F>
+  static void quantize(LayerNorm<T>&& m, std::optional<qtype_id>, const qconfig& c, F&& emit) {
+    if (c.activations) emit(QLayerNorm<T>(std::move(m), c));
+  }
+};
+
+}  // namespace nn
+QUANTO_END_NAMESPACE
