@@ -248,7 +248,8 @@ class QLinear {
 
   activation<T> forward(activation<T> x) {
     const std::string label = detail::module_label(kind, name_);
-    const auto [m, k] = functional::rows_of(x.shape(), in_, label.c_str());
+    const auto rows = functional::rows_of(x.shape(), in_, label.c_str());
+    const std::int64_t m = rows.first, k = rows.second;  // plain locals: the lambda below captures them
     acts_.observe_input(x);
     x = acts_.quantize_input(std::move(x), label);
     std::optional<kernels::packed_weight<Q, T>> scratch;
@@ -278,6 +279,10 @@ class QLinear {
   /// gradient unchanged.
   tensor<T> backward(const tensor<T>& grad_output) {
     detail::require_saved(saved_input_.has_value(), kind);
+    const quanto::shape expected = functional::with_last(saved_input_->shape(), out_);
+    if (!(grad_output.shape() == expected))
+      throw shape_error("QLinear backward: the gradient has shape " + grad_output.shape().to_string() + ", expected " +
+                        expected.to_string());
     const auto [m, n] = functional::rows_of(grad_output.shape(), out_, "QLinear backward");
     detail::f32_buffer<T> g(grad_output.view()), xf(saved_input_->view());
     if (parameter<T>* p = weight_.float_parameter())
