@@ -189,7 +189,9 @@ TEST(QuantizeMlp, FreezeDropsModelMemory) {
   EXPECT_EQ(before, (32 * 512 + 512 * 512 + 512 * 10) * sizeof(float));
   EXPECT_LT(after * 4, before) << before << " -> " << after;
   for (const auto& e : nn::named_modules(model)) {
-    if (auto* q = e.target->quantized()) EXPECT_TRUE(q->frozen());
+    if (auto* q = e.target->quantized()) {
+      EXPECT_TRUE(q->frozen());
+    }
   }
 }
 
