@@ -11,6 +11,8 @@
 
 #include <quanto/nn.hpp>
 
+#include "nn_instances.hpp"
+
 namespace nt {
 using namespace quanto;
 

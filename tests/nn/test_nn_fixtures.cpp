@@ -33,6 +33,8 @@
 #include <quanto/io/state_dict.hpp>
 #include <quanto/nn.hpp>
 
+#include "nn_instances.hpp"
+
 namespace {
 
 using namespace quanto;
