@@ -118,43 +118,6 @@ inline void check_qmap_qtype(std::string_view value, bool activations, const std
                      " are not 8-bit (quanto quantizes activations to qint8 or a qfloat8 type only)");
 }
 
-/// Writes `text` to `path` through a temporary file in the same folder renamed over it, so that
-/// `path` is either left as it was or complete.
-inline void write_file_replacing(const std::filesystem::path& path, std::string_view text, const char* what) {
-  if (!path.has_filename()) throw file_error(std::string("cannot write ") + what + " " + quote_path(path) + ": not a file name", path);
-  struct temp_file {
-    std::filesystem::path path;
-    std::FILE* f = nullptr;
-    bool keep = false;
-    ~temp_file() {
-      if (f) std::fclose(f);
-      if (!keep) {
-        std::error_code ec;
-        std::filesystem::remove(path, ec);
-      }
-    }
-  } tmp;
-  for (int attempt = 0;; ++attempt) {
-    tmp.path = temp_path_for(path);
-    errno = 0;
-    tmp.f = open_file(tmp.path, "wbx");
-    if (tmp.f) break;
-    const auto ec = last_errno();
-    if (ec != std::errc::file_exists || attempt == 16) {
-      tmp.keep = true;  // not ours
-      throw file_error("cannot create a temporary file next to " + quote_path(path), tmp.path, ec);
-    }
-  }
-  if (!text.empty() && std::fwrite(text.data(), 1, text.size(), tmp.f) != text.size())
-    throw file_error("cannot write " + quote_path(tmp.path), tmp.path, last_errno());
-  errno = 0;
-  if (std::fclose(std::exchange(tmp.f, nullptr)) != 0)
-    throw file_error("cannot write " + quote_path(tmp.path), tmp.path, last_errno());
-  std::error_code ec;
-  std::filesystem::rename(tmp.path, path, ec);
-  if (ec) throw file_error("cannot rename the temporary file over " + quote_path(path), path, ec);
-  tmp.keep = true;
-}
 
 }  // namespace detail
 
@@ -184,7 +147,8 @@ inline void write_file_replacing(const std::filesystem::path& path, std::string_
 /// Writes `qmap_json(qmap)` to `path` (replacing it whole, through a temporary file in the same
 /// folder). `file_error` when the file system fails.
 inline void write_qmap(const std::filesystem::path& path, const nn::quantization_map_t& qmap) {
-  detail::write_file_replacing(path, qmap_json(qmap), "quantization map");
+  const std::string text = qmap_json(qmap);
+  detail::replace_file(path, "quantization map", [&](const auto& write) { write(text.data(), text.size()); });
 }
 
 /// Parses a quantization map (see the file comment); `source` names it in error messages.

@@ -985,6 +985,52 @@ inline std::filesystem::path temp_path_for(const std::filesystem::path& target) 
   return target.parent_path() / name;
 }
 
+
+/// Writes a file all or nothing: `fill(write)` writes the contents through `write(data, bytes)`
+/// into a fresh temporary file in `path`'s folder (created exclusively: never someone else's),
+/// which is then renamed over `path`. On any failure the temporary file is removed and `path` is
+/// left as it was; file system failures throw `file_error`. `what` names the kind of file in
+/// messages ("cannot write <what> <path>: ...").
+template <class Fill>
+void replace_file(const std::filesystem::path& path, std::string_view what, Fill&& fill) {
+  const std::string kind(what);
+  if (!path.has_filename()) throw file_error("cannot write " + kind + " " + quote_path(path) + ": not a file name", path);
+  struct temp_file {
+    std::filesystem::path path;
+    std::FILE* f = nullptr;
+    bool keep = false;
+    ~temp_file() {
+      if (f) std::fclose(f);
+      if (!keep) {
+        std::error_code ec;
+        std::filesystem::remove(path, ec);
+      }
+    }
+  } tmp;
+  for (int attempt = 0;; ++attempt) {
+    tmp.path = temp_path_for(path);
+    errno = 0;
+    tmp.f = open_file(tmp.path, "wbx");
+    if (tmp.f) break;
+    const auto ec = last_errno();
+    if (ec != std::errc::file_exists || attempt == 16) {
+      tmp.keep = true;  // it is not ours
+      throw file_error("cannot create a temporary file next to " + quote_path(path), tmp.path, ec);
+    }
+  }
+  const auto write = [&](const void* data, std::size_t n) {
+    if (n != 0 && std::fwrite(data, 1, n, tmp.f) != n)
+      throw file_error("cannot write " + quote_path(tmp.path), tmp.path, last_errno());
+  };
+  fill(write);
+  errno = 0;
+  if (std::fclose(std::exchange(tmp.f, nullptr)) != 0)
+    throw file_error("cannot write " + quote_path(tmp.path), tmp.path, last_errno());
+  std::error_code ec;
+  std::filesystem::rename(tmp.path, path, ec);
+  if (ec) throw file_error("cannot rename the temporary file over " + quote_path(path), path, ec);
+  tmp.keep = true;
+}
 }  // namespace detail
 
 /// The file image of these tensors and metadata, exactly as `save_safetensors` writes it.
@@ -1018,48 +1064,13 @@ inline void save_safetensors(const std::filesystem::path& path, std::span<const 
                              const std::map<std::string, std::string>& metadata = {}) {
   const detail::write_plan plan =
       detail::plan_write(tensors, metadata, "cannot write safetensors " + detail::quote_path(path) + ": ");
-  if (!path.has_filename())
-    throw file_error("cannot write safetensors " + detail::quote_path(path) + ": not a file name", path);
-
-  struct temp_file {
-    std::filesystem::path path;
-    std::FILE* f = nullptr;
-    bool keep = false;
-    ~temp_file() {
-      if (f) std::fclose(f);
-      if (!keep) {
-        std::error_code ec;
-        std::filesystem::remove(path, ec);
-      }
-    }
-  } tmp;
-  for (int attempt = 0;; ++attempt) {
-    tmp.path = detail::temp_path_for(path);
-    errno = 0;
-    tmp.f = detail::open_file(tmp.path, "wbx");  // exclusive: never reuse someone else's file
-    if (tmp.f) break;
-    const auto ec = detail::last_errno();
-    if (ec != std::errc::file_exists || attempt == 16) {
-      tmp.keep = true;  // it is not ours
-      throw file_error("cannot create a temporary file next to " + detail::quote_path(path), tmp.path, ec);
-    }
-  }
-  const auto write = [&](const void* data, std::size_t n) {
-    if (n != 0 && std::fwrite(data, 1, n, tmp.f) != n)
-      throw file_error("cannot write " + detail::quote_path(tmp.path), tmp.path, detail::last_errno());
-  };
-  std::byte prefix[8];
-  detail::store_u64_le(prefix, plan.header.size());
-  write(prefix, 8);
-  write(plan.header.data(), plan.header.size());
-  for (const tensor_to_write* t : plan.order) write(t->data.data(), t->data.size());
-  errno = 0;
-  const int closed = std::fclose(std::exchange(tmp.f, nullptr));
-  if (closed != 0) throw file_error("cannot write " + detail::quote_path(tmp.path), tmp.path, detail::last_errno());
-  std::error_code ec;
-  std::filesystem::rename(tmp.path, path, ec);
-  if (ec) throw file_error("cannot rename the temporary file over " + detail::quote_path(path), path, ec);
-  tmp.keep = true;
+  detail::replace_file(path, "safetensors", [&](const auto& write) {
+    std::byte prefix[8];
+    detail::store_u64_le(prefix, plan.header.size());
+    write(prefix, 8);
+    write(plan.header.data(), plan.header.size());
+    for (const tensor_to_write* t : plan.order) write(t->data.data(), t->data.size());
+  });
 }
 
 }  // namespace io

@@ -97,27 +97,84 @@ inline void require_saved(bool saved, std::string_view kind) {
                       ": backward() needs a forward() in training mode first (call train(true) before the forward)");
 }
 
+/// What Linear and Conv2d share: a weight and an optional bias (one value per output), their
+/// gradients, PyTorch's state-dict keys (`weight`, `bias`), and the input a backward needs.
+template <ModelFloat T>
+class weight_and_bias {
+ public:
+  const tensor<T>& weight() const noexcept { return weight_.value; }
+  tensor<T>& weight() noexcept { return weight_.value; }
+  const tensor<T>* bias() const noexcept { return bias_ ? &bias_->value : nullptr; }
+  bool has_bias() const noexcept { return bias_.has_value(); }
+
+  template <ParameterVisitor<T> F>
+  void for_each_parameter(F&& f) {
+    f("weight", weight_.value, weight_.grad);
+    if (bias_) f("bias", bias_->value, bias_->grad);
+  }
+  void zero_grad() {
+    weight_.zero_grad();
+    if (bias_) bias_->zero_grad();
+  }
+  void train(bool on) {
+    training_ = on;
+    if (!on) saved_.reset();
+  }
+  void save(state_dict& sd, const std::string& prefix) const {
+    save_tensor(sd, prefix + "weight", weight_.value);
+    if (bias_) save_tensor(sd, prefix + "bias", bias_->value);
+  }
+  void load(load_context& lc, const std::string& prefix) {
+    load_tensor(lc, prefix + "weight", weight_.value, weight_.value.shape());
+    if (bias_) load_tensor(lc, prefix + "bias", bias_->value, bias_->value.shape());
+  }
+  /// Moves the parameters out (the quantized replacement takes them; quanto sets them to None).
+  parameter<T> release_weight() && { return std::move(weight_); }
+  std::optional<parameter<T>> release_bias() && { return std::move(bias_); }
+
+ protected:
+  /// Checks the weight's rank (`layout` names it in messages) and that the bias has one value per
+  /// output (the weight's first dimension).
+  weight_and_bias(std::string_view kind, std::size_t rank, std::string_view layout, tensor<T> weight,
+                  std::optional<tensor<T>> bias)
+      : weight_{std::move(weight), {}} {
+    if (weight_.value.rank() != rank)
+      throw shape_error(std::string(kind) + ": the weight has shape " + weight_.value.shape().to_string() +
+                        ", expected " + std::string(layout));
+    if (bias) {
+      const std::int64_t out = weight_.value.shape()[0];
+      if (!(bias->shape() == quanto::shape{out}))
+        throw shape_error(std::string(kind) + ": the bias has shape " + bias->shape().to_string() + ", expected [" +
+                          std::to_string(out) + "]");
+      bias_ = parameter<T>{std::move(*bias), {}};
+    }
+  }
+
+  parameter<T> weight_;
+  std::optional<parameter<T>> bias_;
+  bool training_ = false;
+  std::optional<tensor<T>> saved_;
+};
+
 }  // namespace detail
 
 // ---- Linear ------------------------------------------------------------------------------------------
 
 /// `y = x · Wᵀ + b`, W [out, in] (PyTorch's nn.Linear). State dict: `weight`, `bias`.
 template <ModelFloat T = float>
-class Linear {
+class Linear : public detail::weight_and_bias<T> {
+  using base = detail::weight_and_bias<T>;
+  using base::bias_;
+  using base::saved_;
+  using base::training_;
+  using base::weight_;
+
  public:
   using value_type = T;
   static constexpr std::string_view kind = "Linear";
 
-  Linear(tensor<T> weight, std::optional<tensor<T>> bias = std::nullopt) : weight_{std::move(weight), {}} {
-    if (weight_.value.rank() != 2)
-      throw shape_error("Linear: the weight has shape " + weight_.value.shape().to_string() + ", expected [out, in]");
-    if (bias) {
-      if (!(bias->shape() == quanto::shape{out_features()}))
-        throw shape_error("Linear: the bias has shape " + bias->shape().to_string() + ", expected [" +
-                          std::to_string(out_features()) + "]");
-      bias_ = parameter<T>{std::move(*bias), {}};
-    }
-  }
+  Linear(tensor<T> weight, std::optional<tensor<T>> bias = std::nullopt)
+      : base(kind, 2, "[out, in]", std::move(weight), std::move(bias)) {}
   /// A Linear initialised as PyTorch does, from `rng`.
   template <class Rng>
   Linear(std::int64_t in, std::int64_t out, Rng& rng, bool bias = true)
@@ -126,11 +183,6 @@ class Linear {
 
   std::int64_t in_features() const noexcept { return weight_.value.shape()[1]; }
   std::int64_t out_features() const noexcept { return weight_.value.shape()[0]; }
-  const tensor<T>& weight() const noexcept { return weight_.value; }
-  tensor<T>& weight() noexcept { return weight_.value; }
-  const std::optional<parameter<T>>& bias_parameter() const noexcept { return bias_; }
-  bool has_bias() const noexcept { return bias_.has_value(); }
-  const tensor<T>* bias() const noexcept { return bias_ ? &bias_->value : nullptr; }
 
   activation<T> forward(activation<T> x) {
     const auto [m, k] = functional::rows_of(x.shape(), in_features(), "Linear");
@@ -159,33 +211,6 @@ class Linear {
     return functional::from_f32<T>(gx, saved_->shape());
   }
 
-  template <ParameterVisitor<T> F>
-  void for_each_parameter(F&& f) {
-    f("weight", weight_.value, weight_.grad);
-    if (bias_) f("bias", bias_->value, bias_->grad);
-  }
-  void zero_grad() {
-    weight_.zero_grad();
-    if (bias_) bias_->zero_grad();
-  }
-  void train(bool on) {
-    training_ = on;
-    if (!on) saved_.reset();
-  }
-
-  void save(state_dict& sd, const std::string& prefix) const {
-    detail::save_tensor(sd, prefix + "weight", weight_.value);
-    if (bias_) detail::save_tensor(sd, prefix + "bias", bias_->value);
-  }
-  void load(load_context& lc, const std::string& prefix) {
-    detail::load_tensor(lc, prefix + "weight", weight_.value, weight_.value.shape());
-    if (bias_) detail::load_tensor(lc, prefix + "bias", bias_->value, bias_->value.shape());
-  }
-
-  /// Moves the parameters out (the quantized replacement takes them; quanto sets them to None).
-  parameter<T> release_weight() && { return std::move(weight_); }
-  std::optional<parameter<T>> release_bias() && { return std::move(bias_); }
-
   static void accumulate_bias_grad(const float* g, std::int64_t m, std::int64_t n, tensor<float>& gb) {
     for (std::int64_t i = 0; i < m; ++i)
       for (std::int64_t j = 0; j < n; ++j) gb[static_cast<std::size_t>(j)] += g[i * n + j];
@@ -198,11 +223,6 @@ class Linear {
       for (std::int64_t j = 0; j < n; ++j)
         y[static_cast<std::size_t>(i * n + j)] += quanto::detail::widen(bias_->value[static_cast<std::size_t>(j)]);
   }
-
-  parameter<T> weight_;
-  std::optional<parameter<T>> bias_;
-  bool training_ = false;
-  std::optional<tensor<T>> saved_;
 };
 
 // ---- Conv2d ------------------------------------------------------------------------------------------
@@ -210,23 +230,20 @@ class Linear {
 /// 2-D convolution over NCHW inputs, W [out, in, kh, kw] (PyTorch's nn.Conv2d; groups = 1).
 /// State dict: `weight`, `bias`.
 template <ModelFloat T = float>
-class Conv2d {
+class Conv2d : public detail::weight_and_bias<T> {
+  using base = detail::weight_and_bias<T>;
+  using base::bias_;
+  using base::saved_;
+  using base::training_;
+  using base::weight_;
+
  public:
   using value_type = T;
   static constexpr std::string_view kind = "Conv2d";
 
   Conv2d(tensor<T> weight, std::optional<tensor<T>> bias = std::nullopt, kernels::conv2d_params params = {})
-      : weight_{std::move(weight), {}}, params_(params) {
-    if (weight_.value.rank() != 4)
-      throw shape_error("Conv2d: the weight has shape " + weight_.value.shape().to_string() +
-                        ", expected [out, in, kh, kw]");
+      : base(kind, 4, "[out, in, kh, kw]", std::move(weight), std::move(bias)), params_(params) {
     if (params_.groups != 1) throw unsupported_error("Conv2d: only groups = 1 is supported");
-    if (bias) {
-      if (!(bias->shape() == quanto::shape{out_channels()}))
-        throw shape_error("Conv2d: the bias has shape " + bias->shape().to_string() + ", expected [" +
-                          std::to_string(out_channels()) + "]");
-      bias_ = parameter<T>{std::move(*bias), {}};
-    }
   }
   template <class Rng>
   Conv2d(std::int64_t in, std::int64_t out, std::int64_t kernel, Rng& rng, kernels::conv2d_params params = {},
@@ -239,9 +256,6 @@ class Conv2d {
   std::int64_t out_channels() const noexcept { return weight_.value.shape()[0]; }
   std::int64_t in_channels() const noexcept { return weight_.value.shape()[1]; }
   const kernels::conv2d_params& params() const noexcept { return params_; }
-  const tensor<T>& weight() const noexcept { return weight_.value; }
-  tensor<T>& weight() noexcept { return weight_.value; }
-  const tensor<T>* bias() const noexcept { return bias_ ? &bias_->value : nullptr; }
 
   activation<T> forward(activation<T> x) {
     const kernels::conv2d_geometry g = kernels::conv2d_shape(weight_.value.shape(), x.shape(), params_);
@@ -298,36 +312,9 @@ class Conv2d {
     return functional::from_f32<T>(gx, input.shape());
   }
 
-  template <ParameterVisitor<T> F>
-  void for_each_parameter(F&& f) {
-    f("weight", weight_.value, weight_.grad);
-    if (bias_) f("bias", bias_->value, bias_->grad);
-  }
-  void zero_grad() {
-    weight_.zero_grad();
-    if (bias_) bias_->zero_grad();
-  }
-  void train(bool on) {
-    training_ = on;
-    if (!on) saved_.reset();
-  }
-  void save(state_dict& sd, const std::string& prefix) const {
-    detail::save_tensor(sd, prefix + "weight", weight_.value);
-    if (bias_) detail::save_tensor(sd, prefix + "bias", bias_->value);
-  }
-  void load(load_context& lc, const std::string& prefix) {
-    detail::load_tensor(lc, prefix + "weight", weight_.value, weight_.value.shape());
-    if (bias_) detail::load_tensor(lc, prefix + "bias", bias_->value, bias_->value.shape());
-  }
-  parameter<T> release_weight() && { return std::move(weight_); }
-  std::optional<parameter<T>> release_bias() && { return std::move(bias_); }
 
  private:
-  parameter<T> weight_;
-  std::optional<parameter<T>> bias_;
   kernels::conv2d_params params_;
-  bool training_ = false;
-  std::optional<tensor<T>> saved_;
 };
 
 // ---- LayerNorm ---------------------------------------------------------------------------------------

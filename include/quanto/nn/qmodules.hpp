@@ -108,6 +108,7 @@ class quantized_weight {
 
   /// The float weight, trainable before freeze (null after).
   parameter<T>* float_parameter() noexcept { return float_ ? &*float_ : nullptr; }
+  const parameter<T>* float_parameter() const noexcept { return float_ ? &*float_ : nullptr; }
   const packed_type* packed() const noexcept { return packed_ ? &*packed_ : nullptr; }
 
   /// Bytes held for the weight: the float weight (and its gradient) or the kernel layout.
@@ -202,13 +203,99 @@ std::vector<float> bias_f32(const std::optional<parameter<T>>& bias) {
   return functional::to_f32(bias->value.view());
 }
 
+
+/// The activation side of every quantized module (quanto's QModuleMixin buffers and hooks) and its
+/// name in the model (for messages).
+template <ModelFloat T>
+class qmodule_base {
+ public:
+  std::optional<qtype_id> activation_qtype() const noexcept { return acts_.qtype(); }
+  T input_scale() const noexcept { return acts_.input_scale(); }
+  T output_scale() const noexcept { return acts_.output_scale(); }
+  void set_scales(T input, T output) noexcept { acts_.set_scales(input, output); }
+  const std::string& name() const noexcept { return name_; }
+  void set_name(std::string name) { name_ = std::move(name); }
+
+ protected:
+  explicit qmodule_base(std::optional<qtype_id> activations) : acts_(activations) {}
+  activation_quantizer<T> acts_;
+  std::string name_;
+};
+
+/// What QLinear and QConv2d share: the quantized weight (dynamic or frozen), the float bias, their
+/// gradients, quanto's state-dict keys, and what a backward needs.
+template <QType Q, ModelFloat T>
+class qweight_module_base : public qmodule_base<T> {
+ public:
+  std::optional<qtype_id> weight_qtype() const noexcept { return id_of<Q>(); }
+  bool frozen() const noexcept { return weight_.frozen(); }
+  void freeze() { weight_.freeze(); }
+  /// The quantized weight in quanto's file layout (what `state_dict` writes once frozen).
+  auto qweight() const { return weight_.quantized(); }
+  /// The frozen weight in the kernel layout (null before freeze).
+  const kernels::packed_weight<Q, T>* packed_weight() const noexcept { return weight_.packed(); }
+  /// The float weight, before freeze (null after).
+  const tensor<T>* float_weight() const noexcept {
+    const parameter<T>* p = weight_.float_parameter();
+    return p ? &p->value : nullptr;
+  }
+  const tensor<T>* bias() const noexcept { return bias_ ? &bias_->value : nullptr; }
+  std::size_t weight_bytes() const noexcept { return weight_.bytes(); }
+
+  template <ParameterVisitor<T> F>
+  void for_each_parameter(F&& f) {
+    if (parameter<T>* p = weight_.float_parameter()) f("weight", p->value, p->grad);
+    if (bias_) f("bias", bias_->value, bias_->grad);
+  }
+  void zero_grad() {
+    if (parameter<T>* p = weight_.float_parameter()) p->zero_grad();
+    if (bias_) bias_->zero_grad();
+  }
+  void train(bool on) {
+    training_ = on;
+    if (!on) {
+      saved_input_.reset();
+      saved_weight_ = {};
+    }
+  }
+  void save(state_dict& sd, const std::string& prefix) const {
+    weight_.save(sd, prefix);
+    if (bias_) sd.insert(prefix + "bias", stored_tensor::from(bias_->value));
+    this->acts_.save(sd, prefix);
+  }
+  void load(load_context& lc, const std::string& prefix) {
+    weight_.load(lc, prefix);
+    if (bias_) load_tensor(lc, prefix + "bias", bias_->value, bias_->value.shape());
+    this->acts_.load(lc, prefix);
+  }
+
+ protected:
+  qweight_module_base(parameter<T> weight, std::optional<parameter<T>> bias, const qconfig& config)
+      : qmodule_base<T>(config.activations), bias_(std::move(bias)), weight_(std::move(weight), config.optimizer) {}
+
+  std::optional<parameter<T>> bias_;
+  quantized_weight<Q, T> weight_;
+  bool training_ = false;
+  std::optional<tensor<T>> saved_input_;
+  std::vector<float> saved_weight_;  ///< the dequantized weight of the last training forward
+};
+
 }  // namespace detail
 
 // ---- QLinear -----------------------------------------------------------------------------------------
 
 /// A Linear with weights of qtype `Q` (and, when `qconfig::activations` is set, 8-bit activations).
 template <QType Q, ModelFloat T = float>
-class QLinear {
+class QLinear : public detail::qweight_module_base<Q, T> {
+  using base = detail::qweight_module_base<Q, T>;
+  using base::acts_;
+  using base::bias_;
+  using base::name_;
+  using base::saved_input_;
+  using base::saved_weight_;
+  using base::training_;
+  using base::weight_;
+
  public:
   using value_type = T;
   using qtype = Q;
@@ -216,35 +303,14 @@ class QLinear {
 
   /// Replaces `linear`, taking its weight and bias (quanto's `QLinear.from_module`).
   explicit QLinear(Linear<T>&& linear, qconfig config = {})
-      : in_(linear.in_features()),
-        out_(linear.out_features()),
-        bias_(std::move(linear).release_bias()),
-        weight_(std::move(linear).release_weight(), config.optimizer),
-        acts_(config.activations) {}
+      : base(std::move(linear).release_weight(), std::move(linear).release_bias(), config),
+        in_(weight_.shape()[1]),
+        out_(weight_.shape()[0]) {}
   QLinear(tensor<T> weight, std::optional<tensor<T>> bias, qconfig config = {})
       : QLinear(Linear<T>(std::move(weight), std::move(bias)), config) {}
 
   std::int64_t in_features() const noexcept { return in_; }
   std::int64_t out_features() const noexcept { return out_; }
-  std::optional<qtype_id> weight_qtype() const noexcept { return id_of<Q>(); }
-  std::optional<qtype_id> activation_qtype() const noexcept { return acts_.qtype(); }
-  T input_scale() const noexcept { return acts_.input_scale(); }
-  T output_scale() const noexcept { return acts_.output_scale(); }
-  void set_scales(T input, T output) noexcept { acts_.set_scales(input, output); }
-  bool frozen() const noexcept { return weight_.frozen(); }
-  void freeze() { weight_.freeze(); }
-  const std::string& name() const noexcept { return name_; }
-  void set_name(std::string name) { name_ = std::move(name); }
-  /// The quantized weight in quanto's file layout (what `state_dict` writes once frozen).
-  auto qweight() const { return weight_.quantized(); }
-  /// The frozen weight in the kernel layout (null before freeze).
-  const kernels::packed_weight<Q, T>* packed_weight() const noexcept { return weight_.packed(); }
-  /// The float weight, before freeze (null after).
-  const tensor<T>* float_weight() const noexcept {
-    return const_cast<detail::quantized_weight<Q, T>&>(weight_).float_parameter() ? &const_cast<detail::quantized_weight<Q, T>&>(weight_).float_parameter()->value : nullptr;
-  }
-  const tensor<T>* bias() const noexcept { return bias_ ? &bias_->value : nullptr; }
-  std::size_t weight_bytes() const noexcept { return weight_.bytes(); }
 
   activation<T> forward(activation<T> x) {
     const std::string label = detail::module_label(kind, name_);
@@ -293,73 +359,33 @@ class QLinear {
     return functional::from_f32<T>(gx, saved_input_->shape());
   }
 
-  template <ParameterVisitor<T> F>
-  void for_each_parameter(F&& f) {
-    if (parameter<T>* p = weight_.float_parameter()) f("weight", p->value, p->grad);
-    if (bias_) f("bias", bias_->value, bias_->grad);
-  }
-  void zero_grad() {
-    if (parameter<T>* p = weight_.float_parameter()) p->zero_grad();
-    if (bias_) bias_->zero_grad();
-  }
-  void train(bool on) {
-    training_ = on;
-    if (!on) {
-      saved_input_.reset();
-      saved_weight_ = {};
-    }
-  }
-
-  void save(state_dict& sd, const std::string& prefix) const {
-    weight_.save(sd, prefix);
-    if (bias_) sd.insert(prefix + "bias", stored_tensor::from(bias_->value));
-    acts_.save(sd, prefix);
-  }
-  void load(load_context& lc, const std::string& prefix) {
-    weight_.load(lc, prefix);
-    if (bias_) detail::load_tensor(lc, prefix + "bias", bias_->value, bias_->value.shape());
-    acts_.load(lc, prefix);
-  }
-
  private:
   std::int64_t in_, out_;
-  std::optional<parameter<T>> bias_;
-  detail::quantized_weight<Q, T> weight_;
-  activation_quantizer<T> acts_;
-  std::string name_;
-  bool training_ = false;
-  std::optional<tensor<T>> saved_input_;
-  std::vector<float> saved_weight_;
 };
 
 // ---- QConv2d -----------------------------------------------------------------------------------------
 
 /// A Conv2d with weights of qtype `Q`; with activations, its outputs are quantized (not its inputs).
 template <QType Q, ModelFloat T = float>
-class QConv2d {
+class QConv2d : public detail::qweight_module_base<Q, T> {
+  using base = detail::qweight_module_base<Q, T>;
+  using base::acts_;
+  using base::bias_;
+  using base::name_;
+  using base::saved_input_;
+  using base::saved_weight_;
+  using base::training_;
+  using base::weight_;
+
  public:
   using value_type = T;
   using qtype = Q;
   static constexpr std::string_view kind = "QConv2d";
 
   explicit QConv2d(Conv2d<T>&& conv, qconfig config = {})
-      : params_(conv.params()),
-        bias_(std::move(conv).release_bias()),
-        weight_(std::move(conv).release_weight(), config.optimizer),
-        acts_(config.activations) {}
+      : base(std::move(conv).release_weight(), std::move(conv).release_bias(), config), params_(conv.params()) {}
 
-  std::optional<qtype_id> weight_qtype() const noexcept { return id_of<Q>(); }
-  std::optional<qtype_id> activation_qtype() const noexcept { return acts_.qtype(); }
-  T input_scale() const noexcept { return acts_.input_scale(); }
-  T output_scale() const noexcept { return acts_.output_scale(); }
-  void set_scales(T input, T output) noexcept { acts_.set_scales(input, output); }
-  bool frozen() const noexcept { return weight_.frozen(); }
-  void freeze() { weight_.freeze(); }
-  const std::string& name() const noexcept { return name_; }
-  void set_name(std::string name) { name_ = std::move(name); }
-  auto qweight() const { return weight_.quantized(); }
   const kernels::conv2d_params& params() const noexcept { return params_; }
-  std::size_t weight_bytes() const noexcept { return weight_.bytes(); }
 
   activation<T> forward(activation<T> x) {
     const std::string label = detail::module_label(kind, name_);
@@ -380,42 +406,8 @@ class QConv2d {
                                       bias_ ? &bias_->grad_storage() : nullptr, weight_.shape(), params_);
   }
 
-  template <ParameterVisitor<T> F>
-  void for_each_parameter(F&& f) {
-    if (parameter<T>* p = weight_.float_parameter()) f("weight", p->value, p->grad);
-    if (bias_) f("bias", bias_->value, bias_->grad);
-  }
-  void zero_grad() {
-    if (parameter<T>* p = weight_.float_parameter()) p->zero_grad();
-    if (bias_) bias_->zero_grad();
-  }
-  void train(bool on) {
-    training_ = on;
-    if (!on) {
-      saved_input_.reset();
-      saved_weight_ = {};
-    }
-  }
-  void save(state_dict& sd, const std::string& prefix) const {
-    weight_.save(sd, prefix);
-    if (bias_) sd.insert(prefix + "bias", stored_tensor::from(bias_->value));
-    acts_.save(sd, prefix);
-  }
-  void load(load_context& lc, const std::string& prefix) {
-    weight_.load(lc, prefix);
-    if (bias_) detail::load_tensor(lc, prefix + "bias", bias_->value, bias_->value.shape());
-    acts_.load(lc, prefix);
-  }
-
  private:
   kernels::conv2d_params params_;
-  std::optional<parameter<T>> bias_;
-  detail::quantized_weight<Q, T> weight_;
-  activation_quantizer<T> acts_;
-  std::string name_;
-  bool training_ = false;
-  std::optional<tensor<T>> saved_input_;
-  std::vector<float> saved_weight_;
 };
 
 // ---- QLayerNorm --------------------------------------------------------------------------------------
@@ -423,26 +415,24 @@ class QConv2d {
 /// A LayerNorm whose outputs are quantized. Its weights are never quantized, so there is nothing to
 /// freeze (`frozen()` is true), and it needs activations (unsupported_error otherwise).
 template <ModelFloat T = float>
-class QLayerNorm {
+class QLayerNorm : public detail::qmodule_base<T> {
+  using base = detail::qmodule_base<T>;
+  using base::acts_;
+  using base::name_;
+
  public:
   using value_type = T;
   static constexpr std::string_view kind = "QLayerNorm";
 
-  explicit QLayerNorm(LayerNorm<T>&& norm, qconfig config) : norm_(std::move(norm)), acts_(config.activations) {
+  explicit QLayerNorm(LayerNorm<T>&& norm, qconfig config) : base(config.activations), norm_(std::move(norm)) {
     if (!config.activations)
       throw unsupported_error("QLayerNorm quantizes activations only: a qconfig without activations leaves the "
                               "LayerNorm as it is");
   }
 
   std::optional<qtype_id> weight_qtype() const noexcept { return std::nullopt; }
-  std::optional<qtype_id> activation_qtype() const noexcept { return acts_.qtype(); }
-  T input_scale() const noexcept { return acts_.input_scale(); }
-  T output_scale() const noexcept { return acts_.output_scale(); }
-  void set_scales(T input, T output) noexcept { acts_.set_scales(input, output); }
   bool frozen() const noexcept { return true; }
   void freeze() {}
-  const std::string& name() const noexcept { return name_; }
-  void set_name(std::string name) { name_ = std::move(name); }
   LayerNorm<T>& norm() noexcept { return norm_; }
 
   activation<T> forward(activation<T> x) {
@@ -468,8 +458,6 @@ class QLayerNorm {
 
  private:
   LayerNorm<T> norm_;
-  activation_quantizer<T> acts_;
-  std::string name_;
 };
 
 // ---- the registry ------------------------------------------------------------------------------------
