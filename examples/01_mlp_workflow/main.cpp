@@ -38,7 +38,7 @@ int main(int argc, char** argv) {
     const auto t0 = std::chrono::steady_clock::now();
     const digits::dataset data = digits::load(csv);
     const std::int64_t hidden = 64;
-    const int float_epochs = quick ? 10 : 30, qat_epochs = quick ? 3 : 5;
+    const int float_epochs = quick ? 4 : 30, qat_epochs = quick ? 1 : 5;
     std::printf("digits: %lld training and %lld test images of 8x8 pixels, 10 classes\n",
                 static_cast<long long>(data.train.size()), static_cast<long long>(data.test.size()));
     std::printf("model: 64 -> %lld -> %lld -> 10 MLP, ReLU, trained with SGD (momentum 0.9, batch 32)\n\n",

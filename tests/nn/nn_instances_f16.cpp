@@ -2,4 +2,4 @@
 #define QUANTO_NN_TEST_INSTANTIATING
 #include "nn_instances.hpp"
 
-QUANTO_NN_TEST_INSTANCES(, quanto::float16)
+QUANTO_NN_TEST_LINEAR_INSTANCES(, quanto::float16)

@@ -2,4 +2,4 @@
 #define QUANTO_NN_TEST_INSTANTIATING
 #include "nn_instances.hpp"
 
-QUANTO_NN_TEST_INSTANCES(, float)
+QUANTO_NN_TEST_FLOAT_INSTANCES()

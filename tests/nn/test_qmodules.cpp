@@ -214,7 +214,7 @@ TEST(QLinear, OptimizerMustFitTheQtype) {
 // quanto: HQQ's mean absolute weight error is no worse than Max's, and the module uses it
 TEST(QLinear, HqqWeightErrorNotWorseThanMax) {
   std::mt19937_64 rng(5);
-  nn::Linear<float> base(512, 256, rng);
+  nn::Linear<float> base(256, 64, rng);
   const tensor<float> w = base.weight();
   nn::QLinear<qint4> h{nn::Linear<float>(tensor<float>(w)), {.optimizer = hqq_optimizer{}}};
   nn::QLinear<qint4> m{nn::Linear<float>(tensor<float>(w))};
