@@ -197,12 +197,24 @@ inline std::string module_label(std::string_view kind, const std::string& name) 
   return name.empty() ? std::string(kind) : std::string(kind) + " '" + name + "'";
 }
 
+/// The bias as float32 for the kernels: the module's own storage in a float model (no copy on the
+/// forward path), a widened copy otherwise; empty without a bias.
 template <ModelFloat T>
-std::vector<float> bias_f32(const std::optional<parameter<T>>& bias) {
-  if (!bias) return {};
-  return functional::to_f32(bias->value.view());
-}
+class bias_f32 {
+ public:
+  explicit bias_f32(const std::optional<parameter<T>>& bias) {
+    if (bias) {
+      buffer_.emplace(bias->value.view());
+      size_ = bias->value.size();
+    }
+  }
+  const float* data() const noexcept { return buffer_ ? buffer_->data() : nullptr; }
+  std::span<const float> span() const noexcept { return {data(), size_}; }
 
+ private:
+  std::optional<f32_buffer<T>> buffer_;
+  std::size_t size_ = 0;
+};
 
 /// The activation side of every quantized module (quanto's QModuleMixin buffers and hooks) and its
 /// name in the model (for messages).
@@ -214,12 +226,18 @@ class qmodule_base {
   T output_scale() const noexcept { return acts_.output_scale(); }
   void set_scales(T input, T output) noexcept { acts_.set_scales(input, output); }
   const std::string& name() const noexcept { return name_; }
-  void set_name(std::string name) { name_ = std::move(name); }
+  void set_name(std::string name) {
+    name_ = std::move(name);
+    label_ = module_label(kind_, name_);
+  }
 
  protected:
-  explicit qmodule_base(std::optional<qtype_id> activations) : acts_(activations) {}
+  qmodule_base(std::string_view kind, std::optional<qtype_id> activations)
+      : acts_(activations), kind_(kind), label_(kind) {}
   activation_quantizer<T> acts_;
   std::string name_;
+  std::string_view kind_;
+  std::string label_;  ///< "QLinear 'encoder.0.query'", for messages (built once, not per forward)
 };
 
 /// What QLinear and QConv2d share: the quantized weight (dynamic or frozen), the float bias, their
@@ -270,8 +288,9 @@ class qweight_module_base : public qmodule_base<T> {
   }
 
  protected:
-  qweight_module_base(parameter<T> weight, std::optional<parameter<T>> bias, const qconfig& config)
-      : qmodule_base<T>(config.activations), bias_(std::move(bias)), weight_(std::move(weight), config.optimizer) {}
+  qweight_module_base(std::string_view kind, parameter<T> weight, std::optional<parameter<T>> bias,
+                      const qconfig& config)
+      : qmodule_base<T>(kind, config.activations), bias_(std::move(bias)), weight_(std::move(weight), config.optimizer) {}
 
   std::optional<parameter<T>> bias_;
   quantized_weight<Q, T> weight_;
@@ -290,7 +309,6 @@ class QLinear : public detail::qweight_module_base<Q, T> {
   using base = detail::qweight_module_base<Q, T>;
   using base::acts_;
   using base::bias_;
-  using base::name_;
   using base::saved_input_;
   using base::saved_weight_;
   using base::training_;
@@ -303,7 +321,7 @@ class QLinear : public detail::qweight_module_base<Q, T> {
 
   /// Replaces `linear`, taking its weight and bias (quanto's `QLinear.from_module`).
   explicit QLinear(Linear<T>&& linear, qconfig config = {})
-      : base(std::move(linear).release_weight(), std::move(linear).release_bias(), config),
+      : base(kind, std::move(linear).release_weight(), std::move(linear).release_bias(), config),
         in_(weight_.shape()[1]),
         out_(weight_.shape()[0]) {}
   QLinear(tensor<T> weight, std::optional<tensor<T>> bias, qconfig config = {})
@@ -313,15 +331,15 @@ class QLinear : public detail::qweight_module_base<Q, T> {
   std::int64_t out_features() const noexcept { return out_; }
 
   activation<T> forward(activation<T> x) {
-    const std::string label = detail::module_label(kind, name_);
+    const std::string& label = this->label_;
     const auto rows = functional::rows_of(x.shape(), in_, label.c_str());
     const std::int64_t m = rows.first, k = rows.second;  // plain locals: the lambda below captures them
     acts_.observe_input(x);
     x = acts_.quantize_input(std::move(x), label);
     std::optional<kernels::packed_weight<Q, T>> scratch;
     const auto& w = weight_.for_forward(scratch, training_ ? &saved_weight_ : nullptr);
-    const std::vector<float> b = detail::bias_f32(bias_);
-    const float* bp = b.empty() ? nullptr : b.data();
+    const detail::bias_f32<T> b(bias_);
+    const float* bp = b.data();
     tensor<T> y(functional::with_last(x.shape(), out_));
     bool done = false;
     if constexpr (ByteQType<Q>) {
@@ -371,7 +389,6 @@ class QConv2d : public detail::qweight_module_base<Q, T> {
   using base = detail::qweight_module_base<Q, T>;
   using base::acts_;
   using base::bias_;
-  using base::name_;
   using base::saved_input_;
   using base::saved_weight_;
   using base::training_;
@@ -383,19 +400,18 @@ class QConv2d : public detail::qweight_module_base<Q, T> {
   static constexpr std::string_view kind = "QConv2d";
 
   explicit QConv2d(Conv2d<T>&& conv, qconfig config = {})
-      : base(std::move(conv).release_weight(), std::move(conv).release_bias(), config), params_(conv.params()) {}
+      : base(kind, std::move(conv).release_weight(), std::move(conv).release_bias(), config), params_(conv.params()) {}
 
   const kernels::conv2d_params& params() const noexcept { return params_; }
 
   activation<T> forward(activation<T> x) {
-    const std::string label = detail::module_label(kind, name_);
     acts_.observe_input(x);
     std::optional<kernels::packed_weight<Q, T>> scratch;
     const auto& w = weight_.for_forward(scratch, training_ ? &saved_weight_ : nullptr);
-    const std::vector<float> b = detail::bias_f32(bias_);
-    tensor<T> y = kernels::conv2d(w, x.value.view(), std::span<const float>(b), params_);
+    const detail::bias_f32<T> b(bias_);
+    tensor<T> y = kernels::conv2d(w, x.value.view(), b.span(), params_);
     if (training_) saved_input_ = std::move(x.value);
-    return acts_.quantize_output(std::move(y), label);
+    return acts_.quantize_output(std::move(y), this->label_);
   }
 
   /// Straight-through, as QLinear::backward.
@@ -418,13 +434,12 @@ template <ModelFloat T = float>
 class QLayerNorm : public detail::qmodule_base<T> {
   using base = detail::qmodule_base<T>;
   using base::acts_;
-  using base::name_;
 
  public:
   using value_type = T;
   static constexpr std::string_view kind = "QLayerNorm";
 
-  explicit QLayerNorm(LayerNorm<T>&& norm, qconfig config) : base(config.activations), norm_(std::move(norm)) {
+  explicit QLayerNorm(LayerNorm<T>&& norm, qconfig config) : base(kind, config.activations), norm_(std::move(norm)) {
     if (!config.activations)
       throw unsupported_error("QLayerNorm quantizes activations only: a qconfig without activations leaves the "
                               "LayerNorm as it is");
@@ -438,7 +453,7 @@ class QLayerNorm : public detail::qmodule_base<T> {
   activation<T> forward(activation<T> x) {
     acts_.observe_input(x);
     activation<T> y = norm_.forward(std::move(x));
-    return acts_.quantize_output(std::move(y).take_value(), detail::module_label(kind, name_));
+    return acts_.quantize_output(std::move(y).take_value(), this->label_);
   }
   tensor<T> backward(const tensor<T>& grad_output) { return norm_.backward(grad_output); }
   template <ParameterVisitor<T> F>
