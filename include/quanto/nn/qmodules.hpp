@@ -71,7 +71,6 @@ class quantized_weight {
 
   const quanto::shape& shape() const noexcept { return shape_; }
   bool frozen() const noexcept { return packed_.has_value(); }
-  const optimizer_choice& optimizer() const noexcept { return optimizer_; }
 
   /// The weight in quanto's file layout: quantized now (dynamic) or read back (frozen).
   file_weight quantized() const {

@@ -7,8 +7,12 @@
 //   nn::freeze(model);
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
+#include <functional>
 #include <initializer_list>
+#include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -180,13 +184,15 @@ load_result load_state_dict(module<T>& model, const state_dict& sd, bool strict 
 /// A map entry naming no module, or one that cannot be quantized, is a state_dict_error.
 template <ModelFloat T>
 load_result requantize(module<T>& model, const state_dict& sd, const quantization_map_t& qmap) {
-  std::vector<std::pair<slot<T>*, std::unique_ptr<module<T>>>> replacements;
+  // one walk of the tree: replacing a leaf in its slot leaves every other slot where it was
+  std::map<std::string, slot<T>*, std::less<>> slots;
+  for (const named_module<T>& e : named_modules(model))
+    if (e.holder) slots.emplace(e.name, e.holder);
   for (const qmap_entry& q : qmap) {
     const qtype_arg weights(std::string_view{q.weights}), acts(std::string_view{q.activations});
-    slot<T>* holder = nullptr;
-    for (const named_module<T>& e : named_modules(model))
-      if (e.name == q.name) holder = e.holder;
-    if (!holder) throw state_dict_error("quantization map: no module called '" + q.name + "' (or it is the root)");
+    const auto it = slots.find(q.name);
+    if (it == slots.end()) throw state_dict_error("quantization map: no module called '" + q.name + "' (or it is the root)");
+    slot<T>* holder = it->second;
     if (holder->get().quantized()) continue;
     auto m = holder->get().make_quantized(weights.id, qconfig{acts.id, {}}, q.name);
     if (!m)
