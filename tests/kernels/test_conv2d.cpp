@@ -36,14 +36,7 @@ struct conv_case {
 
 qk::conv2d_params params(std::int64_t sh, std::int64_t sw, std::int64_t ph, std::int64_t pw, std::int64_t dh = 1,
                          std::int64_t dw = 1) {
-  qk::conv2d_params p;
-  p.stride_h = sh;
-  p.stride_w = sw;
-  p.pad_h = ph;
-  p.pad_w = pw;
-  p.dilation_h = dh;
-  p.dilation_w = dw;
-  return p;
+  return {.stride_h = sh, .stride_w = sw, .pad_h = ph, .pad_w = pw, .dilation_h = dh, .dilation_w = dw};
 }
 
 /// A random conv weight [out, c, kh, kw] quantized with qtype Q.

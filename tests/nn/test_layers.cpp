@@ -173,14 +173,7 @@ struct conv_case {
   bool bias;
 
   kernels::conv2d_params params() const {
-    kernels::conv2d_params p;
-    p.stride_h = sh;
-    p.stride_w = sw;
-    p.pad_h = ph;
-    p.pad_w = pw;
-    p.dilation_h = dh;
-    p.dilation_w = dw;
-    return p;
+    return {.stride_h = sh, .stride_w = sw, .pad_h = ph, .pad_w = pw, .dilation_h = dh, .dilation_w = dw};
   }
   i64 oh() const { return (h + 2 * ph - dh * (kh - 1) - 1) / sh + 1; }
   i64 ow() const { return (w + 2 * pw - dw * (kw - 1) - 1) / sw + 1; }
