@@ -207,7 +207,7 @@ inline void write_qmap(const std::filesystem::path& path, const nn::quantization
 /// Reads and parses the quantization map at `path`. `file_error` when it cannot be read,
 /// `qmap_error` (naming the file) when it is not a quantization map.
 [[nodiscard]] inline nn::quantization_map_t read_qmap(const std::filesystem::path& path) {
-  const auto [bytes, size] = detail::read_whole_file(path);
+  const auto [bytes, size, mapped] = detail::read_whole_file(path);
   return parse_qmap(std::string_view(reinterpret_cast<const char*>(bytes.get()), size), path.string());
 }
 

@@ -33,9 +33,12 @@
 // produces, byte for byte: tensors sorted by descending dtype (the reference's order, widest
 // first, so every tensor is aligned to its element size), then by name; a compact header with
 // `__metadata__` first (omitted when the map is empty), padded with spaces to a multiple of 8.
-// Everything is validated before the file system is touched. `save_safetensors` writes a temporary
-// file in the target's folder and renames it over the target, so the target is either untouched
-// or complete. (No fsync yet, no mode preservation: see the I/O hardening issue.)
+// Everything is validated before the file system is touched. `save_safetensors` (whole tensors in
+// memory) and `save_safetensors_streamed` (tensors produced one at a time) replace the target
+// crash-atomically: temporary file, fsync, rename, fsync of the folder (io/file.hpp).
+//
+// `safetensors_file::open` maps the file read-only by default (zero-copy: `bytes` are views of
+// the page cache) and validates it before returning; `release` drops a tensor's pages again.
 #pragma once
 
 #include <algorithm>
@@ -66,7 +69,9 @@
 #include "quanto/core/config.hpp"
 #include "quanto/core/dtype.hpp"
 #include "quanto/core/error.hpp"
+#include "quanto/io/file.hpp"
 #include "quanto/io/safetensors_error.hpp"
+#include "quanto/io/text.hpp"
 
 QUANTO_BEGIN_NAMESPACE
 namespace io {
@@ -107,84 +112,6 @@ struct tensor_to_write {
 
 namespace detail {
 
-inline constexpr std::size_t npos = static_cast<std::size_t>(-1);
-
-/// Offset of the first byte that does not start a well-formed UTF-8 sequence (Unicode table 3-7:
-/// no overlongs, no surrogates, nothing above U+10FFFF), or npos if `s` is valid UTF-8.
-inline std::size_t utf8_error_offset(std::string_view s) noexcept {
-  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
-  const std::size_t n = s.size();
-  std::size_t i = 0;
-  while (i < n) {
-    for (std::uint64_t w; n - i >= 8; i += 8) {  // ASCII fast path, 8 bytes at a time
-      std::memcpy(&w, p + i, 8);
-      if ((w & 0x8080808080808080ull) != 0) break;
-    }
-    if (i == n) break;
-    const unsigned c = p[i];
-    if (c < 0x80) {
-      ++i;
-      continue;
-    }
-    std::size_t len = 0;
-    unsigned lo = 0x80, hi = 0xBF;  // range of the second byte
-    if (c >= 0xC2 && c <= 0xDF) {
-      len = 2;
-    } else if (c == 0xE0) {
-      len = 3, lo = 0xA0;
-    } else if ((c >= 0xE1 && c <= 0xEC) || c == 0xEE || c == 0xEF) {
-      len = 3;
-    } else if (c == 0xED) {
-      len = 3, hi = 0x9F;
-    } else if (c == 0xF0) {
-      len = 4, lo = 0x90;
-    } else if (c >= 0xF1 && c <= 0xF3) {
-      len = 4;
-    } else if (c == 0xF4) {
-      len = 4, hi = 0x8F;
-    } else {
-      return i;
-    }
-    if (n - i < len || p[i + 1] < lo || p[i + 1] > hi) return i;
-    for (std::size_t k = 2; k < len; ++k)
-      if ((p[i + k] & 0xC0u) != 0x80u) return i;
-    i += len;
-  }
-  return npos;
-}
-
-inline void append_hex_byte(std::string& out, unsigned char c) {
-  constexpr char digits[] = "0123456789abcdef";
-  out += digits[c >> 4];
-  out += digits[c & 0xF];
-}
-
-/// A string from a file or a caller, made safe for an error message: quoted, control characters
-/// and (if the string is not UTF-8) non-ASCII bytes escaped, and cut after about `max_bytes`.
-inline std::string quote(std::string_view s, std::size_t max_bytes = 96) {
-  const bool utf8 = utf8_error_offset(s) == npos;
-  std::string out = "'";
-  std::size_t i = 0;
-  for (; i < s.size() && i < max_bytes; ++i) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    if (c == '\'' || c == '\\') {
-      out += '\\';
-      out += static_cast<char>(c);
-    } else if (c < 0x20 || c == 0x7F || (c >= 0x80 && !utf8)) {
-      out += "\\x";
-      append_hex_byte(out, c);
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  if (utf8)  // finish a multi-byte character rather than cut it
-    for (; i < s.size() && (static_cast<unsigned char>(s[i]) & 0xC0u) == 0x80u; ++i) out += s[i];
-  out += '\'';
-  if (i < s.size()) out += "... (" + std::to_string(s.size()) + " bytes)";
-  return out;
-}
-
-inline std::string quote_path(const std::filesystem::path& p) { return quote(p.string(), 512); }
 
 inline std::string shape_string(std::span<const std::int64_t> shape) {
   std::string out = "[";
@@ -568,66 +495,24 @@ inline void check_header_bytes(std::string_view header, std::string_view source)
   }
 }
 
-/// Reads a whole file into a buffer aligned to QUANTO_BUFFER_ALIGNMENT.
-struct aligned_delete {
-  void operator()(std::byte* p) const noexcept { ::operator delete (p, std::align_val_t{QUANTO_BUFFER_ALIGNMENT}); }
-};
-
-inline std::error_code last_errno() noexcept { return {errno, std::generic_category()}; }
-
-inline std::FILE* open_file(const std::filesystem::path& p, const char* mode) {
-#ifdef _WIN32
-  std::wstring wmode(mode, mode + std::strlen(mode));
-  return ::_wfopen(p.c_str(), wmode.c_str());
-#else
-  return std::fopen(p.c_str(), mode);
-#endif
-}
-
-struct file_closer {
-  std::FILE* f = nullptr;
-  ~file_closer() {
-    if (f) std::fclose(f);
-  }
-};
-
-inline std::pair<std::shared_ptr<const std::byte>, std::size_t> read_whole_file(const std::filesystem::path& path) {
-  errno = 0;
-  file_closer file{open_file(path, "rb")};
-  if (!file.f) throw file_error("cannot open " + quote_path(path), path, last_errno());
-  std::error_code ec;
-  const std::uintmax_t size = std::filesystem::file_size(path, ec);
-  if (ec) throw file_error("cannot read the size of " + quote_path(path), path, ec);
-  if (size > std::numeric_limits<std::size_t>::max())
-    throw file_error("the file " + quote_path(path) + " is too large for this machine", path);
-  const auto n = static_cast<std::size_t>(size);
-  std::shared_ptr<std::byte> buffer(
-      static_cast<std::byte*>(::operator new (n == 0 ? 1 : n, std::align_val_t{QUANTO_BUFFER_ALIGNMENT})),
-      aligned_delete{});
-  std::size_t got = 0;
-  while (got < n) {
-    const std::size_t r = std::fread(buffer.get() + got, 1, n - got, file.f);
-    if (r == 0) break;
-    got += r;
-  }
-  if (got != n) {
-    if (std::ferror(file.f)) throw file_error("cannot read " + quote_path(path), path, last_errno());
-    throw file_error("the file " + quote_path(path) + " shrank while it was read", path);
-  }
-  if (std::fgetc(file.f) != EOF) throw file_error("the file " + quote_path(path) + " grew while it was read", path);
-  return {std::shared_ptr<const std::byte>(std::move(buffer)), n};
-}
-
 }  // namespace detail
 
 /// A validated safetensors file held in memory. Immutable; copies share the bytes.
 class safetensors_file {
  public:
-  /// Reads the whole file into an aligned buffer and validates it. Throws `file_error` if the file
-  /// cannot be read, or a `quanto::format_error` subclass naming the file if it is malformed.
-  static safetensors_file open(const std::filesystem::path& path) {
-    auto [bytes, size] = detail::read_whole_file(path);
-    return from_bytes(std::move(bytes), size, path.string());
+  /// How `open` brings the bytes in: a read-only memory mapping (zero-copy: tensors are views of
+  /// the page cache; the default), or a copy read into an aligned heap buffer.
+  enum class load { map, read };
+
+  /// Maps (or reads) the file and validates it. Throws `file_error` if the file cannot be opened
+  /// or read, or a `quanto::format_error` subclass naming the file if it is malformed. A mapped
+  /// file stays valid after the path is replaced (by `save_safetensors` or anyone who renames
+  /// over it) or removed: it keeps the bytes it was opened with.
+  static safetensors_file open(const std::filesystem::path& path, load how = load::map) {
+    auto file = how == load::map ? detail::map_file(path) : detail::read_whole_file(path);
+    auto f = from_bytes(std::move(file.data), file.size, path.string());
+    f.mapped_ = file.mapped;
+    return f;
   }
 
   /// Validates a file image already in memory (which this object then owns).
@@ -675,6 +560,20 @@ class safetensors_file {
     return {data + t.begin, static_cast<std::size_t>(t.end - t.begin)};
   }
   [[nodiscard]] std::span<const std::byte> bytes(std::string_view name) const { return bytes(at(name)); }
+
+  /// True when the bytes are a read-only mapping of the file (`open` with load::map, where the
+  /// platform has mmap), false when they are in memory.
+  [[nodiscard]] bool is_mapped() const noexcept { return mapped_; }
+
+  /// Done with this tensor for now: on a mapped file, its whole pages leave the process's resident
+  /// set (they are read from the file again if the tensor is used later, so views stay valid).
+  /// Streaming a file larger than memory tensor by tensor stays within a few tensors' worth of
+  /// resident memory this way. Does nothing for a file held in memory.
+  void release(const tensor_info& t) const {
+    if (!mapped_) return;
+    const auto b = bytes(t);
+    detail::release_pages(b.data(), b.size());
+  }
 
   /// A copy of the tensor `name` as a vector of T (memcpy, so any alignment in the file is fine).
   /// Throws `missing_tensor_error` if there is no such tensor, `dtype_error` if its dtype is not
@@ -776,6 +675,7 @@ class safetensors_file {
   }
 
   std::shared_ptr<const std::byte> storage_;
+  bool mapped_ = false;
   std::uint64_t size_ = 0;
   std::uint64_t header_size_ = 0;
   std::string source_;
@@ -876,8 +776,11 @@ struct write_plan {
   std::uint64_t data_size = 0;
 };
 
+/// `with_data`: the tensors' `data` spans are what will be written, and must hold exactly
+/// shape x dtype bytes; otherwise they are ignored and the sizes come from the shapes.
 inline write_plan plan_write(std::span<const tensor_to_write> tensors,
-                             const std::map<std::string, std::string>& metadata, const std::string& what) {
+                             const std::map<std::string, std::string>& metadata, const std::string& what,
+                             bool with_data = true) {
   write_plan plan;
   plan.order.reserve(tensors.size());
   for (const tensor_to_write& t : tensors) {
@@ -892,7 +795,7 @@ inline write_plan plan_write(std::span<const tensor_to_write> tensors,
     if (!nbytes)
       throw size_error(tensor() + "shape " + shape_string(t.shape) + " of " + std::string(to_string(t.dtype)) +
                        " overflows (more than 2^63 - 1 bytes)");
-    if (*nbytes != t.data.size())
+    if (with_data && *nbytes != t.data.size())
       throw size_error(tensor() + "shape " + shape_string(t.shape) + " of " + std::string(to_string(t.dtype)) +
                        " needs " + std::to_string(*nbytes) + " bytes, but the data has " +
                        std::to_string(t.data.size()));
@@ -948,7 +851,7 @@ inline write_plan plan_write(std::span<const tensor_to_write> tensors,
       if (i != 0) h += ',';
       h += std::to_string(t->shape[i]);
     }
-    const std::uint64_t size = t->data.size();
+    const std::uint64_t size = *checked_nbytes(t->shape, t->dtype);
     if (size > std::numeric_limits<std::uint64_t>::max() - offset)
       throw size_error(what + "the tensors add up to more than 2^64 bytes");
     h += "],\"data_offsets\":[" + std::to_string(offset) + ',' + std::to_string(offset + size) + "]}";
@@ -969,68 +872,20 @@ inline void store_u64_le(std::byte* out, std::uint64_t v) noexcept {
   for (int i = 0; i < 8; ++i) out[i] = static_cast<std::byte>((v >> (8 * i)) & 0xFFu);
 }
 
-/// A fresh name in the target's folder: ".<target name>.tmp-<16 hex digits>".
-inline std::filesystem::path temp_path_for(const std::filesystem::path& target) {
-  static std::atomic<std::uint64_t> counter{0};
-  std::uint64_t r = static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
-  try {
-    std::random_device rd;
-    r ^= (static_cast<std::uint64_t>(rd()) << 32) ^ rd();
-  } catch (...) {  // no entropy source: the clock and the counter still make names unique here
-  }
-  const std::uint64_t c = counter.fetch_add(1);
-  r ^= (c << 40) ^ (c << 17) ^ c;  // (no wrapping arithmetic: clean under -fsanitize=integer)
-  std::string name = "." + target.filename().string().substr(0, 64) + ".tmp-";
-  for (int i = 15; i >= 0; --i) name += "0123456789abcdef"[(r >> (4 * i)) & 0xF];
-  return target.parent_path() / name;
+template <class Write>
+void write_prefix_and_header(const write_plan& plan, const Write& write) {
+  std::byte prefix[8];
+  store_u64_le(prefix, plan.header.size());
+  write(prefix, 8);
+  write(plan.header.data(), plan.header.size());
 }
 
-
-/// Writes a file all or nothing: `fill(write)` writes the contents through `write(data, bytes)`
-/// into a fresh temporary file in `path`'s folder (created exclusively: never someone else's),
-/// which is then renamed over `path`. On any failure the temporary file is removed and `path` is
-/// left as it was; file system failures throw `file_error`. `what` names the kind of file in
-/// messages ("cannot write <what> <path>: ...").
-template <class Fill>
-void replace_file(const std::filesystem::path& path, std::string_view what, Fill&& fill) {
-  const std::string kind(what);
-  if (!path.has_filename()) throw file_error("cannot write " + kind + " " + quote_path(path) + ": not a file name", path);
-  struct temp_file {
-    std::filesystem::path path;
-    std::FILE* f = nullptr;
-    bool keep = false;
-    ~temp_file() {
-      if (f) std::fclose(f);
-      if (!keep) {
-        std::error_code ec;
-        std::filesystem::remove(path, ec);
-      }
-    }
-  } tmp;
-  for (int attempt = 0;; ++attempt) {
-    tmp.path = temp_path_for(path);
-    errno = 0;
-    tmp.f = open_file(tmp.path, "wbx");
-    if (tmp.f) break;
-    const auto ec = last_errno();
-    if (ec != std::errc::file_exists || attempt == 16) {
-      tmp.keep = true;  // it is not ours
-      throw file_error("cannot create a temporary file next to " + quote_path(path), tmp.path, ec);
-    }
-  }
-  const auto write = [&](const void* data, std::size_t n) {
-    if (n != 0 && std::fwrite(data, 1, n, tmp.f) != n)
-      throw file_error("cannot write " + quote_path(tmp.path), tmp.path, last_errno());
-  };
-  fill(write);
-  errno = 0;
-  if (std::fclose(std::exchange(tmp.f, nullptr)) != 0)
-    throw file_error("cannot write " + quote_path(tmp.path), tmp.path, last_errno());
-  std::error_code ec;
-  std::filesystem::rename(tmp.path, path, ec);
-  if (ec) throw file_error("cannot rename the temporary file over " + quote_path(path), path, ec);
-  tmp.keep = true;
+template <class Write>
+void write_file_image(const write_plan& plan, const Write& write) {
+  write_prefix_and_header(plan, write);
+  for (const tensor_to_write* t : plan.order) write(t->data.data(), t->data.size());
 }
+
 }  // namespace detail
 
 /// The file image of these tensors and metadata, exactly as `save_safetensors` writes it.
@@ -1056,20 +911,117 @@ void replace_file(const std::filesystem::path& path, std::string_view what, Fill
   return out;
 }
 
-/// Writes a safetensors file: validates everything first (same errors as `serialize_safetensors`,
-/// and nothing is created), writes a temporary file in the same folder, then renames it over
-/// `path`. On any failure the temporary file is removed and `path` is left as it was; file system
-/// failures throw `file_error`. Not yet: fsync, keeping the old file's permissions.
+/// Writes a safetensors file crash-atomically: validates everything first (same errors as
+/// `serialize_safetensors`, and nothing is created), writes a temporary file in the same folder,
+/// flushes it to the disk, gives it the old file's permissions, renames it over `path` and flushes
+/// the folder (io/file.hpp). After a failure or a crash `path` is the old file or the new one,
+/// never a torn one; file system failures throw `file_error`.
 inline void save_safetensors(const std::filesystem::path& path, std::span<const tensor_to_write> tensors,
                              const std::map<std::string, std::string>& metadata = {}) {
   const detail::write_plan plan =
       detail::plan_write(tensors, metadata, "cannot write safetensors " + detail::quote_path(path) + ": ");
-  detail::replace_file(path, "safetensors", [&](const auto& write) {
-    std::byte prefix[8];
-    detail::store_u64_le(prefix, plan.header.size());
-    write(prefix, 8);
-    write(plan.header.data(), plan.header.size());
-    for (const tensor_to_write* t : plan.order) write(t->data.data(), t->data.size());
+  detail::replace_file(path, "safetensors", [&](const auto& write) { detail::write_file_image(plan, write); });
+}
+
+/// The header a file of these tensors would have (the `data` spans are not looked at: every
+/// tensor's size comes from its shape and dtype). Same validation and errors as `save_safetensors`.
+/// With `layout_of`, callers that produce tensors one at a time can learn each tensor's byte range
+/// before writing anything.
+[[nodiscard]] inline std::vector<tensor_info> layout_of(std::span<const tensor_to_write> tensors,
+                                                        const std::map<std::string, std::string>& metadata = {}) {
+  const detail::write_plan plan = detail::plan_write(tensors, metadata, "cannot lay out safetensors: ", false);
+  std::vector<tensor_info> out;
+  out.reserve(plan.order.size());
+  std::uint64_t at = 0;
+  for (const tensor_to_write* t : plan.order) {
+    const std::uint64_t n = *detail::checked_nbytes(t->shape, t->dtype);
+    out.push_back({t->name, t->dtype, t->shape, at, at + n});
+    at += n;
+  }
+  return out;
+}
+
+/// Where the bytes of a file being written go, tensor by tensor and in any order: the writer
+/// has laid the file out already (see `save_safetensors_with`), so each tensor's range is known
+/// and every tensor can be written as soon as it is ready, from any thread.
+class tensor_sink {
+ public:
+  /// Number of tensors, in the order the caller gave them.
+  [[nodiscard]] std::size_t size() const noexcept { return ranges_.size(); }
+  /// Tensor i's place in the file (begin/end relative to the data section).
+  [[nodiscard]] const tensor_info& layout(std::size_t i) const { return ranges_.at(i); }
+  /// Appends `n` bytes to tensor i (the i-th of the caller's list). Each tensor is written by one
+  /// thread at a time; different tensors may be written concurrently. Writing more than the
+  /// tensor's shape x dtype bytes is a `size_error`.
+  void write(std::size_t i, const void* data, std::size_t n) {
+    const tensor_info& t = ranges_.at(i);
+    std::uint64_t& done = written_[i];
+    if (n > t.nbytes() - done)
+      throw size_error(what_ + "tensor " + detail::quote(t.name) + ": more than its " + std::to_string(t.nbytes()) +
+                       " bytes were written");
+    file_->write_at(data_offset_ + t.begin + done, data, n);
+    done += n;
+  }
+  /// The bytes of tensor i written so far.
+  [[nodiscard]] std::uint64_t written(std::size_t i) const { return written_.at(i); }
+
+ private:
+  template <class Fill>
+  friend void save_safetensors_with(const std::filesystem::path&, std::span<const tensor_to_write>,
+                                    const std::map<std::string, std::string>&, Fill&&);
+  tensor_sink(detail::output_file& file, std::uint64_t data_offset, std::vector<tensor_info> ranges, std::string what)
+      : file_(&file), data_offset_(data_offset), ranges_(std::move(ranges)), written_(ranges_.size(), 0),
+        what_(std::move(what)) {}
+
+  detail::output_file* file_;
+  std::uint64_t data_offset_;
+  std::vector<tensor_info> ranges_;  // in the caller's order
+  std::vector<std::uint64_t> written_;
+  std::string what_;
+};
+
+/// Writes a safetensors file whose tensors are produced while it is written, for files larger
+/// than memory: `tensors` gives every name, dtype and shape up front (their `data` spans are
+/// ignored), the header is written, and then `fill(sink)` writes each tensor's bytes through
+/// `sink.write(i, data, n)`, in any order and from any number of threads (fill returns when all
+/// are written). Every tensor must then be complete (`size_error` otherwise). Crash-atomic and
+/// all or nothing like `save_safetensors`: an exception from `fill` propagates and leaves the
+/// target as it was.
+template <class Fill>
+void save_safetensors_with(const std::filesystem::path& path, std::span<const tensor_to_write> tensors,
+                           const std::map<std::string, std::string>& metadata, Fill&& fill) {
+  const std::string what = "cannot write safetensors " + detail::quote_path(path) + ": ";
+  const detail::write_plan plan = detail::plan_write(tensors, metadata, what, false);
+  if (!path.has_filename()) throw file_error(what + "not a file name", path);
+  std::vector<tensor_info> ranges(tensors.size());
+  {
+    std::uint64_t at = 0;
+    for (const tensor_to_write* t : plan.order) {
+      const std::uint64_t n = *detail::checked_nbytes(t->shape, t->dtype);
+      ranges[static_cast<std::size_t>(t - tensors.data())] = {t->name, t->dtype, t->shape, at, at + n};
+      at += n;
+    }
+  }
+  detail::output_file tmp = detail::output_file::temporary_for(path);
+  detail::write_prefix_and_header(plan, [&](const void* d, std::size_t n) { tmp.write(d, n); });
+  tensor_sink sink(tmp, 8 + plan.header.size(), std::move(ranges), what);
+  fill(sink);
+  for (std::size_t i = 0; i < sink.size(); ++i)
+    if (sink.written(i) != sink.layout(i).nbytes())
+      throw size_error(what + "tensor " + detail::quote(sink.layout(i).name) + ": " + std::to_string(sink.written(i)) +
+                       " of its " + std::to_string(sink.layout(i).nbytes()) + " bytes were written");
+  detail::install_file(tmp, path);
+}
+
+/// `save_safetensors_with` for a producer that writes the tensors one after the other, in the
+/// order of `tensors`: `produce(t, write)` writes tensor t's bytes through
+/// `write(const void*, std::size_t)`, in as many calls as it likes.
+template <class Produce>
+void save_safetensors_streamed(const std::filesystem::path& path, std::span<const tensor_to_write> tensors,
+                               const std::map<std::string, std::string>& metadata, Produce&& produce) {
+  save_safetensors_with(path, tensors, metadata, [&](tensor_sink& sink) {
+    for (std::size_t i = 0; i < tensors.size(); ++i)
+      produce(tensors[i], [&](const void* data, std::size_t n) { sink.write(i, data, n); });
   });
 }
 
