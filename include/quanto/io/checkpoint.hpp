@@ -432,6 +432,9 @@ struct checkpoint_options {
   /// Other files of the folder (name -> content), e.g. config.json and quanto_qmap.json. Names
   /// follow the shard-name rules.
   std::vector<std::pair<std::string, std::string>> extra_files;
+  /// The index's "total_parameters" (transformers writes the model's parameter count, which
+  /// buffers and quantized parts do not add up to); default: the tensors' element count.
+  std::optional<std::uint64_t> total_parameters;
 };
 
 namespace detail {
@@ -616,7 +619,7 @@ saved_checkpoint save_checkpoint_with(const std::filesystem::path& folder, std::
   }
   if (count > 1) {  // the index last: a folder without it is not a sharded checkpoint
     index.total_size = result.total_size;
-    index.total_parameters = parameters;
+    index.total_parameters = options.total_parameters.value_or(parameters);
     const std::string text = shard_index_json(index);
     detail::output_file f(staging / std::string(index_file_name));
     f.write(text.data(), text.size());

@@ -455,6 +455,13 @@ inline quantize_report quantize_model(const std::filesystem::path& input, const 
     total_in += m.weight->info->nbytes();
     largest = std::max(largest, m.weight->info->nbytes());
   }
+  {  // transformers' total_parameters: the model's parameters (copied tensors and float weights)
+    std::uint64_t params = 0;
+    for (const auto& t : outs)
+      if (t.copy_of) params += t.copy_of->info->numel();
+    for (const planned_module& m : report.modules) params += m.weight->info->numel();
+    co.total_parameters = params;
+  }
   const std::uint64_t budget = o.memory_budget != 0 ? o.memory_budget : 2 * largest;
   const unsigned threads = o.threads != 0 ? o.threads : std::max(1u, std::thread::hardware_concurrency());
   std::mutex progress_mutex;
