@@ -573,6 +573,10 @@ saved_checkpoint save_checkpoint_with(const std::filesystem::path& folder, std::
   const auto assignment = detail::assign_shards(tensors, options.max_shard_size);
   const std::size_t count = assignment.size();
 
+  if (const auto parent = folder.parent_path(); !parent.empty()) {  // like mkdir -p for the folders above
+    std::filesystem::create_directories(parent, ec);
+    if (ec) throw file_error(what + "cannot create the folder " + detail::quote_path(parent), parent, ec);
+  }
   detail::remove_stale_staging(folder);
   std::string staging_name = detail::staging_prefix(folder);
 #if QUANTO_IO_POSIX
