@@ -167,6 +167,7 @@ class index_sax {
     }
     if (top() == frame::root && key_ == "metadata") return push(frame::metadata);
     if (top() == frame::weight_map) reject("an object");
+    if (top() == frame::metadata) check_not_total("an object");
     return push(frame::skip);
   }
   bool end_object() {
@@ -178,6 +179,7 @@ class index_sax {
     if (top() == frame::weight_map) reject("an array");
     if (top() == frame::root && (key_ == "weight_map" || key_ == "metadata"))
       throw index_error(index_where(source_) + "\"" + key_ + "\" must be an object");
+    if (top() == frame::metadata) check_not_total("an array");
     return push(frame::skip);
   }
   bool end_array() {
@@ -221,6 +223,10 @@ class index_sax {
       default:
         return true;  // inside an ignored value
     }
+  }
+  void check_not_total(const char* got) const {
+    if (key_ == "total_size" || key_ == "total_parameters")
+      throw index_error(index_where(source_) + "\"" + key_ + "\" must be a non-negative integer (got " + got + ")");
   }
   [[noreturn]] void reject(const char* got) const {
     throw index_error(index_where(source_) + "weight_map: the shard of tensor " + quote(key_) +
@@ -321,6 +327,13 @@ class checkpoint {
     return c;
   }
 
+  // Entries point into the shards' tables: a copy would point into the original's. Move only.
+  checkpoint(const checkpoint&) = delete;
+  checkpoint& operator=(const checkpoint&) = delete;
+  checkpoint(checkpoint&&) noexcept = default;
+  checkpoint& operator=(checkpoint&&) noexcept = default;
+  ~checkpoint() = default;
+
   /// The folder (for a single file: the folder it is in).
   [[nodiscard]] const std::filesystem::path& folder() const noexcept { return folder_; }
   /// True when read through an index.
@@ -385,7 +398,9 @@ class checkpoint {
       const auto p = folder_ / name;
       std::error_code ec;
       if (std::filesystem::is_symlink(std::filesystem::symlink_status(p, ec))) {
-        const auto target = std::filesystem::weakly_canonical(p, ec);
+        if (!std::filesystem::exists(p, ec))  // where a dangling link leads cannot be checked
+          throw path_error(where + "the shard " + detail::quote(name) + " is a symbolic link to nothing");
+        const auto target = std::filesystem::canonical(p, ec);
         const auto rel = target.lexically_relative(canonical_folder);
         if (ec || rel.empty() || *rel.begin() == ".." || rel.is_absolute())
           throw path_error(where + "the shard " + detail::quote(name) + " is a symbolic link that leads out of the folder");
@@ -628,6 +643,10 @@ saved_checkpoint save_checkpoint_with(const std::filesystem::path& folder, std::
     detail::output_file f(staging / std::string(index_file_name));
     f.write(text.data(), text.size());
     f.commit();
+  }
+  if (std::filesystem::is_directory(std::filesystem::symlink_status(folder, ec))) {  // keep the old folder's mode
+    std::filesystem::permissions(staging, std::filesystem::status(folder, ec).permissions(),
+                                 std::filesystem::perm_options::replace, ec);
   }
   detail::sync_directory(staging);
   detail::commit_folder(staging, folder, options.overwrite);
