@@ -14,6 +14,8 @@ compgen -G '/usr/include/*/openblas-pthread/cblas.h' >/dev/null || need+=(libope
 # the NEON kernels are tested by cross-compiling for AArch64 and running under qemu
 command -v aarch64-linux-gnu-g++ >/dev/null || need+=(g++-aarch64-linux-gnu)
 command -v qemu-aarch64 >/dev/null || need+=(qemu-user)
+# the fuzz targets (scripts/fuzz.sh) need Clang's libFuzzer
+command -v clang++ >/dev/null || need+=(clang)
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
   $SUDO apt-get update -qq

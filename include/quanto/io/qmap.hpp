@@ -17,17 +17,30 @@
 //
 // `parse_qmap` / `read_qmap` accept any JSON with that structure and keep the file's order.
 // Like quanto they ignore other keys inside an entry. Unlike Python's json module they reject a
-// key given twice in one object (Python silently keeps the last one). A qtype may be any name
-// quanto accepts, the alias "qfloat8" included, or "none"; activations must be 8-bit.
+// key given twice in one object (Python silently keeps the last one), at any depth, inside
+// ignored keys too. A qtype may be any name quanto accepts, the alias "qfloat8" included, or
+// "none"; activations must be 8-bit.
+//
+// The text is untrusted: it is parsed by a schema-directed SAX handler that stops at the first
+// token that breaks the schema, never builds a DOM and holds only the entries and the keys of the
+// objects still open. Also rejected (`qmap_error`): more than `max_qmap_size` bytes, bytes that
+// are not UTF-8, a NUL byte (a JSON parser would take it for the end of the text), a byte-order
+// mark (Python's json.load rejects it too), and nesting deeper than `max_qmap_depth`.
 #pragma once
 
+#include <algorithm>
+#include <array>
+#include <bit>
 #include <cerrno>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <exception>
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <random>
 #include <set>
 #include <string>
 #include <string_view>
@@ -52,6 +65,13 @@ class qmap_error : public format_error {
  public:
   using format_error::format_error;
 };
+
+/// The largest quantization map read (the safetensors header cap; quanto writes about 80 bytes per
+/// quantized module, so this is over a million modules).
+inline constexpr std::uint64_t max_qmap_size = 100'000'000;
+/// The deepest JSON nesting a quantization map may have: the map is level 1 and an entry level 2;
+/// deeper levels can only be inside the values of ignored keys.
+inline constexpr std::size_t max_qmap_depth = 64;
 
 namespace detail {
 
@@ -119,6 +139,303 @@ inline void check_qmap_qtype(std::string_view value, bool activations, const std
 }
 
 
+/// SipHash-2-4 (Aumasson and Bernstein, 2012) of `s` under the 128-bit key (k0, k1): a keyed hash
+/// that someone who does not know the key cannot make collide.
+inline std::uint64_t siphash24(std::uint64_t k0, std::uint64_t k1, std::string_view s) noexcept {
+  std::uint64_t v0 = k0 ^ 0x736f6d6570736575ull, v1 = k1 ^ 0x646f72616e646f6dull;
+  std::uint64_t v2 = k0 ^ 0x6c7967656e657261ull, v3 = k1 ^ 0x7465646279746573ull;
+  const auto sip_round = [&] {
+    v0 += v1, v1 = std::rotl(v1, 13), v1 ^= v0, v0 = std::rotl(v0, 32);
+    v2 += v3, v3 = std::rotl(v3, 16), v3 ^= v2;
+    v0 += v3, v3 = std::rotl(v3, 21), v3 ^= v0;
+    v2 += v1, v1 = std::rotl(v1, 17), v1 ^= v2, v2 = std::rotl(v2, 32);
+  };
+  const auto compress = [&](std::uint64_t m) {
+    v3 ^= m;
+    sip_round();
+    sip_round();
+    v0 ^= m;
+  };
+  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+  const std::size_t n = s.size();
+  std::size_t i = 0;
+  for (; n - i >= 8; i += 8) {
+    std::uint64_t m = 0;
+    for (std::size_t b = 8; b-- > 0;) m = (m << 8) | p[i + b];  // little-endian words
+    compress(m);
+  }
+  std::uint64_t last = static_cast<std::uint64_t>(n) << 56;
+  for (std::size_t b = 0; i + b < n; ++b) last |= static_cast<std::uint64_t>(p[i + b]) << (8 * b);
+  compress(last);
+  v2 ^= 0xff;
+  for (int r = 0; r < 4; ++r) sip_round();
+  return v0 ^ v1 ^ v2 ^ v3;
+}
+
+/// The process's random key for `json_key_set`.
+inline const std::uint64_t* json_key_seed() {
+  static const auto seed = [] {
+    std::array<std::uint64_t, 2> k{};
+    try {
+      std::random_device rd;
+      for (auto& w : k) w = (static_cast<std::uint64_t>(rd()) << 32) ^ rd();
+    } catch (...) {  // no entropy source: the clock and the address space layout
+    }
+    k[0] ^= static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
+    k[1] ^= static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(&k));
+    return k;
+  }();
+  return seed.data();
+}
+
+/// The keys of one JSON object of an untrusted file, to reject a key given twice. The keys sit in
+/// one buffer (a 4-byte length, then the bytes), so a key costs its bytes plus 15 to 27 bytes, not
+/// a node allocation per key. Up to `linear_limit` keys are compared one by one; more go in an
+/// open-addressing table hashed with SipHash under a per-process random key, so that crafted keys
+/// can make the set neither large nor slow. A slot holds 32 bits of the hash next to the key's
+/// offset: a probe reads the buffer only when the hashes agree, and growing rehashes nothing.
+/// `clear` keeps the buffer for the next object.
+class json_key_set {
+ public:
+  /// Adds `key`; false if it is already in the set.
+  bool insert(std::string_view key) {
+    if (slots_.empty()) {
+      for (std::size_t at = 0; at < arena_.size(); at += 4 + length_at(at))
+        if (key_at(at) == key) return false;
+      if (count_ < linear_limit) {
+        append(key);
+        return true;
+      }
+      grow();
+    } else if ((count_ + 1) * 10 > slots_.size() * 7) {
+      grow();
+    }
+    const auto h = static_cast<std::uint32_t>(siphash24(json_key_seed()[0], json_key_seed()[1], key));
+    const std::size_t mask = slots_.size() - 1;
+    for (std::size_t i = h & mask;; i = (i + 1) & mask) {
+      const std::uint64_t s = slots_[i];
+      if (s == 0) {
+        slots_[i] = (static_cast<std::uint64_t>(h) << 32) | (std::uint64_t{append(key)} + 1);
+        return true;
+      }
+      if (static_cast<std::uint32_t>(s >> 32) == h && key_at(static_cast<std::uint32_t>(s) - 1u) == key) return false;
+    }
+  }
+  [[nodiscard]] std::size_t size() const noexcept { return count_; }
+  void clear() noexcept {
+    arena_.clear();
+    count_ = 0;
+    if (!slots_.empty()) std::vector<std::uint64_t>().swap(slots_);
+  }
+
+ private:
+  static constexpr std::size_t linear_limit = 8;
+
+  [[nodiscard]] std::uint32_t length_at(std::size_t at) const noexcept {
+    std::uint32_t n;
+    std::memcpy(&n, arena_.data() + at, 4);
+    return n;
+  }
+  [[nodiscard]] std::string_view key_at(std::size_t at) const noexcept {
+    return {arena_.data() + at + 4, length_at(at)};
+  }
+  std::uint32_t append(std::string_view key) {
+    // Offsets are 32-bit: a quantization map (at most max_qmap_size bytes) never comes close.
+    if (arena_.size() + 4 + key.size() >= 0xFFFFFFFFu)
+      throw qmap_error("quantization map: more than 4 GiB of keys in one JSON object");
+    const auto at = static_cast<std::uint32_t>(arena_.size());
+    const auto n = static_cast<std::uint32_t>(key.size());
+    arena_.append(reinterpret_cast<const char*>(&n), 4);
+    arena_.append(key);
+    ++count_;
+    return at;
+  }
+  /// A table twice as large (at least 32 slots). The first one is filled from the buffer.
+  void grow() {
+    std::vector<std::uint64_t> slots(std::max<std::size_t>(32, slots_.size() * 2), 0);
+    const std::size_t mask = slots.size() - 1;
+    const auto place = [&](std::uint64_t s) {
+      std::size_t i = static_cast<std::uint32_t>(s >> 32) & mask;
+      while (slots[i] != 0) i = (i + 1) & mask;
+      slots[i] = s;
+    };
+    if (slots_.empty()) {
+      for (std::size_t at = 0; at < arena_.size(); at += 4 + length_at(at)) {
+        const auto h = static_cast<std::uint32_t>(siphash24(json_key_seed()[0], json_key_seed()[1], key_at(at)));
+        place((static_cast<std::uint64_t>(h) << 32) | (at + 1));
+      }
+    } else {
+      for (const std::uint64_t s : slots_)
+        if (s != 0) place(s);
+    }
+    slots_.swap(slots);
+  }
+
+  std::string arena_;
+  std::vector<std::uint64_t> slots_;  // 0: empty; else (32 bits of the hash << 32) | (1 + offset in arena_)
+  std::size_t count_ = 0;
+};
+
+/// Builds the quantization map one JSON token at a time and throws `qmap_error` at the first
+/// token that breaks the schema (see the top of this file). Used through nlohmann's sax_parse.
+class qmap_sax {
+ public:
+  using json = nlohmann::json;
+
+  explicit qmap_sax(std::string_view source) : source_(source) {}
+
+  nn::quantization_map_t entries;
+
+  // nlohmann's type names, as the messages of the former DOM parser gave them
+  bool null() { return scalar("null"); }
+  bool boolean(bool) { return scalar("boolean"); }
+  bool number_integer(json::number_integer_t) { return scalar("number"); }
+  bool number_unsigned(json::number_unsigned_t) { return scalar("number"); }
+  bool number_float(json::number_float_t, const json::string_t&) { return scalar("number"); }
+  bool binary(json::binary_t&) { return scalar("binary"); }  // not produced by the JSON parser
+
+  bool string(json::string_t& s) {
+    if (skipped()) return true;
+    if (depth_ != 0 && top().type == kind::entry) {  // the value of "weights" or "activations"
+      const bool activations = top().pending == field::activations;
+      check_qmap_qtype(s, activations, module_, source_);
+      (activations ? activations_ : weights_) = std::move(s);
+      top().pending = field::none;
+      return true;
+    }
+    reject("string");
+  }
+
+  bool start_object(std::size_t) {
+    if (depth_ == 0) return push(kind::root);
+    if (skipped()) return push(kind::skip_object);
+    if (top().type == kind::root) {  // a module's entry
+      top().pending = field::none;
+      has_weights_ = has_activations_ = false;
+      return push(kind::entry);
+    }
+    reject("object");
+  }
+
+  bool start_array(std::size_t) {
+    if (skipped()) return push(kind::skip_array);
+    reject("array");
+  }
+
+  bool key(json::string_t& k) {
+    frame& f = top();
+    if (!f.keys.insert(k))
+      throw qmap_error(qmap_where(source_) + "the key " + quote(k) + " appears twice in one object" +
+                       (f.type == kind::root ? std::string() : " (in the entry of module " + quote(module_) + ")"));
+    switch (f.type) {
+      case kind::root:
+        module_ = std::move(k);
+        f.pending = field::module;
+        break;
+      case kind::entry:
+        if (k == "weights") {
+          f.pending = field::weights;
+          has_weights_ = true;
+        } else if (k == "activations") {
+          f.pending = field::activations;
+          has_activations_ = true;
+        } else {
+          f.pending = field::unknown;
+        }
+        break;
+      default:
+        break;
+    }
+    return true;
+  }
+
+  bool end_object() {
+    if (top().type == kind::entry) {
+      const char* missing = !has_weights_ ? "weights" : !has_activations_ ? "activations" : nullptr;
+      if (missing)
+        throw qmap_error(qmap_where(source_) + "module " + quote(module_) + ": no \"" + missing + "\" key");
+      entries.push_back(nn::qmap_entry{std::move(module_), std::move(weights_), std::move(activations_)});
+      module_.clear();
+      weights_.clear();
+      activations_.clear();
+    }
+    --depth_;
+    return true;
+  }
+
+  bool end_array() {
+    --depth_;
+    return true;
+  }
+
+  bool parse_error(std::size_t, const std::string&, const json::exception& ex) {
+    throw qmap_error(qmap_where(source_) + "not valid JSON: " + quote(ex.what(), 240));
+  }
+
+ private:
+  enum class kind : std::uint8_t { root, entry, skip_object, skip_array };
+  // What the next value of a root or entry object is (set by the key before it).
+  enum class field : std::uint8_t { none, module, weights, activations, unknown };
+
+  struct frame {
+    kind type = kind::root;
+    field pending = field::none;
+    json_key_set keys;  // the keys seen so far (objects only)
+  };
+
+  frame& top() noexcept { return frames_[depth_ - 1]; }
+
+  bool push(kind k) {
+    if (depth_ >= max_qmap_depth)
+      throw qmap_error(qmap_where(source_) + "JSON nested deeper than " + std::to_string(max_qmap_depth) +
+                       " levels" + (module_.empty() ? std::string() : " (in module " + quote(module_) + ")"));
+    if (depth_ == frames_.size()) frames_.emplace_back();  // frames are reused, with their key buffers
+    frame& f = frames_[depth_++];
+    f.type = k;
+    f.pending = field::none;
+    f.keys.clear();
+    return true;
+  }
+
+  /// True (and the value consumed) when the value is, or is inside, the value of an ignored key.
+  bool skipped() noexcept {
+    if (depth_ == 0) return false;
+    frame& f = top();
+    if (f.type == kind::skip_object || f.type == kind::skip_array) return true;
+    if (f.type == kind::entry && f.pending == field::unknown) {
+      f.pending = field::none;
+      return true;
+    }
+    return false;
+  }
+
+  bool scalar(const char* type) {
+    if (skipped()) return true;
+    reject(type);
+  }
+
+  /// A value the schema does not allow here (`type` is what came).
+  [[noreturn]] void reject(const char* type) const {
+    const std::string where = qmap_where(source_);
+    if (depth_ == 0) throw qmap_error(where + "expected a JSON object of modules, got " + type);
+    const frame& f = frames_[depth_ - 1];
+    if (f.type == kind::root)
+      throw qmap_error(where + "module " + quote(module_) + ": expected an object with \"weights\" and " +
+                       "\"activations\", got " + type);
+    throw qmap_error(where + "module " + quote(module_) + ": \"" +
+                     (f.pending == field::activations ? "activations" : "weights") +
+                     "\" must be a qtype name or \"none\", got " + type);
+  }
+
+  std::string_view source_;
+  std::vector<frame> frames_;
+  std::size_t depth_ = 0;
+  // the entry being read
+  std::string module_, weights_, activations_;
+  bool has_weights_ = false, has_activations_ = false;
+};
+
+
 }  // namespace detail
 
 /// The quantization map as Python's `json.dump(qmap, f, indent=4)` writes it (see the file
@@ -153,55 +470,21 @@ inline void write_qmap(const std::filesystem::path& path, const nn::quantization
 
 /// Parses a quantization map (see the file comment); `source` names it in error messages.
 [[nodiscard]] inline nn::quantization_map_t parse_qmap(std::string_view json, std::string_view source = "<memory>") {
-  using ordered = nlohmann::ordered_json;
-  // Duplicate keys: one set of keys per open object.
-  std::vector<std::set<std::string>> open_objects;
-  const ordered::parser_callback_t check_duplicates = [&](int, ordered::parse_event_t event, ordered& parsed) {
-    switch (event) {
-      case ordered::parse_event_t::object_start: open_objects.emplace_back(); break;
-      case ordered::parse_event_t::object_end:
-        if (!open_objects.empty()) open_objects.pop_back();
-        break;
-      case ordered::parse_event_t::key:
-        if (!open_objects.empty() && parsed.is_string() &&
-            !open_objects.back().insert(parsed.get<std::string>()).second)
-          throw qmap_error(detail::qmap_where(source) + "the key " + detail::quote(parsed.get<std::string>()) +
-                           " appears twice in one object");
-        break;
-      default: break;
-    }
-    return true;
-  };
-  ordered doc;
-  try {
-    doc = ordered::parse(json.begin(), json.end(), check_duplicates);
-  } catch (const ordered::exception& e) {
-    throw qmap_error(detail::qmap_where(source) + "not valid JSON: " + e.what());
-  }
-  if (!doc.is_object())
-    throw qmap_error(detail::qmap_where(source) + "expected a JSON object of modules, got " + doc.type_name());
-  nn::quantization_map_t out;
-  out.reserve(doc.size());
-  for (const auto& [module, entry] : doc.items()) {
-    const std::string name = module;
-    if (!entry.is_object())
-      throw qmap_error(detail::qmap_where(source) + "module " + detail::quote(name) +
-                       ": expected an object with \"weights\" and \"activations\", got " + entry.type_name());
-    const auto field = [&](const char* key) {
-      const auto it = entry.find(key);
-      if (it == entry.end())
-        throw qmap_error(detail::qmap_where(source) + "module " + detail::quote(name) + ": no \"" + key + "\" key");
-      if (!it->is_string())
-        throw qmap_error(detail::qmap_where(source) + "module " + detail::quote(name) + ": \"" + key +
-                         "\" must be a qtype name or \"none\", got " + it->type_name());
-      return it->template get<std::string>();
-    };
-    nn::qmap_entry e{name, field("weights"), field("activations")};
-    detail::check_qmap_qtype(e.weights, false, name, source);
-    detail::check_qmap_qtype(e.activations, true, name, source);
-    out.push_back(std::move(e));
-  }
-  return out;
+  const std::string where = detail::qmap_where(source);
+  if (json.size() > max_qmap_size)
+    throw qmap_error(where + "the text has " + std::to_string(json.size()) + " bytes, over the limit of " +
+                     std::to_string(max_qmap_size));
+  if (const auto bad = detail::utf8_error_offset(json); bad != detail::npos)
+    throw qmap_error(where + "not valid UTF-8 (byte " + std::to_string(bad) + ")");
+  if (const auto nul = json.find('\0'); nul != std::string_view::npos)
+    throw qmap_error(where + "holds a NUL byte (byte " + std::to_string(nul) + ")");
+  if (json.starts_with("\xEF\xBB\xBF"))
+    throw qmap_error(where + "starts with a UTF-8 byte-order mark, which JSON does not allow");
+  detail::qmap_sax sax(source);
+  if (!nlohmann::json::sax_parse(json.data(), json.data() + json.size(), &sax, nlohmann::json::input_format_t::json,
+                                 /*strict=*/true, /*ignore_comments=*/false))
+    throw qmap_error(where + "not valid JSON");  // not reached: the handler throws
+  return std::move(sax.entries);
 }
 
 /// Reads and parses the quantization map at `path`. `file_error` when it cannot be read,
