@@ -1128,3 +1128,13 @@ TEST_F(CheckpointSave, AReaderOfTheOldFolderKeepsReadingTheOldBytes) {
 }
 
 }  // namespace
+
+namespace {
+// Python's json module (what transformers reads the index with) rejects a byte-order mark;
+// nlohmann would skip it, so the parser checks for it first.
+TEST(ShardIndexParse, AByteOrderMarkIsRejected) {
+  std::string what;
+  EXPECT_EQ(parse_outcome("\xEF\xBB\xBF{\"weight_map\": {}}", &what), outcome::index) << what;
+  EXPECT_NE(what.find("byte-order mark"), std::string::npos) << what;
+}
+}  // namespace

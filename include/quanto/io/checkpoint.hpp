@@ -250,6 +250,8 @@ class index_sax {
     throw index_error(where + "not valid UTF-8 (byte " + std::to_string(bad) + ")");
   if (const auto nul = json.find('\0'); nul != std::string_view::npos)
     throw index_error(where + "holds a NUL byte (byte " + std::to_string(nul) + ")");
+  if (json.substr(0, 3) == "\xEF\xBB\xBF")  // nlohmann would skip it; Python's json rejects it
+    throw index_error(where + "starts with a UTF-8 byte-order mark");
   detail::index_sax sax(source);
   nlohmann::json::sax_parse(json.begin(), json.end(), &sax, nlohmann::json::input_format_t::json, true, false);
   if (!sax.saw_weight_map) throw index_error(where + "no \"weight_map\" object");
