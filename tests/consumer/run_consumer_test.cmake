@@ -15,7 +15,7 @@ endfunction()
 # 1. configure + install the library alone (no tests, bench or examples)
 run("${CMAKE_COMMAND}" -S "${SOURCE_DIR}" -B "${WORK_DIR}/lib" -G "${GENERATOR}"
     -DCMAKE_INSTALL_PREFIX=${prefix} -DQUANTO_BUILD_TESTS=OFF -DQUANTO_BUILD_BENCH=OFF
-    -DQUANTO_BUILD_EXAMPLES=OFF -DQUANTO_INSTALL=ON)
+    -DQUANTO_BUILD_EXAMPLES=OFF -DQUANTO_BUILD_TOOLS=OFF -DQUANTO_INSTALL=ON)
 run("${CMAKE_COMMAND}" --install "${WORK_DIR}/lib")
 
 # 2. a consumer that knows nothing but the install prefix

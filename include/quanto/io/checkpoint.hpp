@@ -243,15 +243,7 @@ class index_sax {
 /// Parses the text of a `model.safetensors.index.json` (see the top of this file for the rules).
 [[nodiscard]] inline shard_index parse_shard_index(std::string_view json, std::string_view source = "<memory>") {
   const auto where = detail::index_where(source);
-  if (json.size() > max_index_size)
-    throw index_error(where + "the index has " + std::to_string(json.size()) + " bytes, over the limit of " +
-                      std::to_string(max_index_size));
-  if (const auto bad = detail::utf8_error_offset(json); bad != detail::npos)
-    throw index_error(where + "not valid UTF-8 (byte " + std::to_string(bad) + ")");
-  if (const auto nul = json.find('\0'); nul != std::string_view::npos)
-    throw index_error(where + "holds a NUL byte (byte " + std::to_string(nul) + ")");
-  if (json.substr(0, 3) == "\xEF\xBB\xBF")  // nlohmann would skip it; Python's json rejects it
-    throw index_error(where + "starts with a UTF-8 byte-order mark");
+  if (const auto fault = detail::json_text_fault(json, max_index_size)) throw index_error(where + *fault);
   detail::index_sax sax(source);
   nlohmann::json::sax_parse(json.begin(), json.end(), &sax, nlohmann::json::input_format_t::json, true, false);
   if (!sax.saw_weight_map) throw index_error(where + "no \"weight_map\" object");

@@ -471,15 +471,7 @@ inline void write_qmap(const std::filesystem::path& path, const nn::quantization
 /// Parses a quantization map (see the file comment); `source` names it in error messages.
 [[nodiscard]] inline nn::quantization_map_t parse_qmap(std::string_view json, std::string_view source = "<memory>") {
   const std::string where = detail::qmap_where(source);
-  if (json.size() > max_qmap_size)
-    throw qmap_error(where + "the text has " + std::to_string(json.size()) + " bytes, over the limit of " +
-                     std::to_string(max_qmap_size));
-  if (const auto bad = detail::utf8_error_offset(json); bad != detail::npos)
-    throw qmap_error(where + "not valid UTF-8 (byte " + std::to_string(bad) + ")");
-  if (const auto nul = json.find('\0'); nul != std::string_view::npos)
-    throw qmap_error(where + "holds a NUL byte (byte " + std::to_string(nul) + ")");
-  if (json.starts_with("\xEF\xBB\xBF"))
-    throw qmap_error(where + "starts with a UTF-8 byte-order mark, which JSON does not allow");
+  if (const auto fault = detail::json_text_fault(json, max_qmap_size)) throw qmap_error(where + *fault);
   detail::qmap_sax sax(source);
   if (!nlohmann::json::sax_parse(json.data(), json.data() + json.size(), &sax, nlohmann::json::input_format_t::json,
                                  /*strict=*/true, /*ignore_comments=*/false))
