@@ -273,19 +273,13 @@ void write_demo_model(const fs::path& folder) {
   io::checkpoint_options o;
   o.overwrite = true;
   o.extra_files = {{"config.json", config}};
-  io::save_checkpoint(folder, tensors, o, [&](const io::tensor_to_write& t, auto&& write) {
-    for (const auto& u : tensors)
-      if (u.name == t.name) write(u.data.data(), u.data.size());
+  io::save_checkpoint_with(folder, tensors, o, [&](std::span<const std::size_t> members, io::tensor_sink& sink) {
+    for (std::size_t j = 0; j < members.size(); ++j)
+      sink.write(j, tensors[members[j]].data.data(), tensors[members[j]].data.size());
   });
 }
 
 // ---- inspect --------------------------------------------------------------------------------------
-
-std::string shape_string(const std::vector<std::int64_t>& s) {
-  std::string out = "[";
-  for (std::size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
-  return out + "]";
-}
 
 /// 10 log10(sum x^2 / sum (x - q)^2) over the float original and the dequantized weight.
 double sqnr_db(const quanto::any_qweight& q, const io::checkpoint& original, const io::checkpoint::entry& w) {
@@ -334,7 +328,7 @@ int inspect(int argc, char** argv) {
     const auto c = io::checkpoint::open(path);
     std::printf("%-60s %-18s %-12s %12s\n", "tensor", "shape", "dtype", "bytes");
     for (const auto& e : c.tensors())
-      std::printf("%-60s %-18s %-12s %12llu\n", e.name().c_str(), shape_string(e.info->shape).c_str(),
+      std::printf("%-60s %-18s %-12s %12llu\n", e.name().c_str(), io::detail::shape_string(e.info->shape).c_str(),
                   std::string(quanto::to_string(e.info->dtype)).c_str(), static_cast<unsigned long long>(e.info->nbytes()));
     std::printf("%zu tensors in %zu file(s), %s\n", c.tensors().size(), c.shards().size(),
                 human_bytes(static_cast<double>(c.total_size())).c_str());
@@ -365,10 +359,10 @@ int inspect(int argc, char** argv) {
     std::string shape = "?";
     std::string db;
     if (const auto* d = model.files().find(m.name + ".weight._data"); d && m.weights != "none" && d->info->dtype != quanto::dtype::u8)
-      shape = shape_string(d->info->shape);
+      shape = io::detail::shape_string(d->info->shape);
     if (original && m.weights != "none") {
       const auto& w = original->at(m.name + ".weight");
-      shape = shape_string(w.info->shape);
+      shape = io::detail::shape_string(w.info->shape);
       const double v = sqnr_db(model.weight(m.name, quanto::shape(std::span<const std::int64_t>(w.info->shape))), *original, w);
       char buf[32];
       std::snprintf(buf, sizeof buf, "   %9.2f", v);
@@ -380,7 +374,7 @@ int inspect(int argc, char** argv) {
   }
   std::printf("\n%-52s %-16s %-14s %12s\n", "other tensor", "shape", "dtype", "bytes");
   for (const auto* e : others)
-    std::printf("%-52s %-16s %-14s %12llu\n", e->name().c_str(), shape_string(e->info->shape).c_str(),
+    std::printf("%-52s %-16s %-14s %12llu\n", e->name().c_str(), io::detail::shape_string(e->info->shape).c_str(),
                 std::string(quanto::to_string(e->info->dtype)).c_str(), static_cast<unsigned long long>(e->info->nbytes()));
   std::printf("\n%zu quantized modules, %zu other tensors, %s in %zu file(s)", model.qmap().size(), others.size(),
               human_bytes(static_cast<double>(model.files().total_size())).c_str(), model.files().shards().size());

@@ -52,9 +52,11 @@
 #include <variant>
 #include <vector>
 
+#include "quanto/core/bfloat16.hpp"
 #include "quanto/core/config.hpp"
 #include "quanto/core/dtype.hpp"
 #include "quanto/core/error.hpp"
+#include "quanto/core/float16.hpp"
 #include "quanto/core/qtype.hpp"
 #include "quanto/core/tensor.hpp"
 #include "quanto/io/checkpoint.hpp"
@@ -200,15 +202,14 @@ inline void module_outputs(const planned_module& m, std::size_t index, qtype_id 
 
 /// 1.0 in a model dtype, as little-endian bytes.
 inline std::vector<std::byte> one_as(::quanto::dtype t) {
-  std::vector<std::byte> b(size_of(t));
-  if (t == ::quanto::dtype::f32) {
-    const float one = 1.0f;
-    std::memcpy(b.data(), &one, 4);
-  } else {
-    const std::uint16_t bits = t == ::quanto::dtype::f16 ? 0x3C00 : 0x3F80;
-    std::memcpy(b.data(), &bits, 2);
-  }
-  return b;
+  const auto bytes = [](auto v) {
+    std::vector<std::byte> b(sizeof v);
+    std::memcpy(b.data(), &v, sizeof v);
+    return b;
+  };
+  if (t == ::quanto::dtype::f16) return bytes(float16::from_float(1.0f).to_bits());
+  if (t == ::quanto::dtype::bf16) return bytes(bfloat16::from_float(1.0f).to_bits());
+  return bytes(1.0f);
 }
 
 /// Quantizes a module's weight (from the mapped input) with quanto's module rule.
@@ -297,12 +298,16 @@ void run_jobs(std::size_t n, unsigned threads, std::uint64_t budget, const std::
   if (failure) std::rethrow_exception(failure);
 }
 
-/// Reads config.json (bounded nesting; values deeper than 32 levels are dropped unread).
-inline std::optional<nlohmann::ordered_json> read_config(const std::filesystem::path& path) {
+/// The text of a file, or nothing when there is no such regular file.
+inline std::optional<std::string> read_text_if_exists(const std::filesystem::path& path) {
   std::error_code ec;
   if (!std::filesystem::is_regular_file(path, ec)) return std::nullopt;
   const auto bytes = read_whole_file(path);
-  const std::string_view text(reinterpret_cast<const char*>(bytes.data.get()), bytes.size);
+  return std::string(reinterpret_cast<const char*>(bytes.data.get()), bytes.size);
+}
+
+/// Parses config.json (bounded nesting; values deeper than 32 levels are dropped unread).
+inline nlohmann::ordered_json parse_config(const std::string& text, const std::filesystem::path& path) {
   try {
     return nlohmann::ordered_json::parse(
         text, [](int depth, nlohmann::ordered_json::parse_event_t, nlohmann::ordered_json&) { return depth <= 32; });
@@ -325,9 +330,8 @@ inline std::optional<nlohmann::ordered_json> read_config(const std::filesystem::
   std::vector<planned_module> modules;
   for (const checkpoint::entry& e : in.tensors()) {
     const std::string& n = e.name();
-    constexpr std::string_view suffix = ".weight";
-    if (n.size() <= suffix.size() || n.compare(n.size() - suffix.size(), suffix.size(), suffix) != 0) continue;
-    const std::string module = n.substr(0, n.size() - suffix.size());
+    if (n.size() <= 7 || !n.ends_with(".weight")) continue;
+    const std::string module = n.substr(0, n.size() - 7);
     const auto rank = e.info->shape.size();
     if ((rank != 2 && rank != 4) || !detail::is_model_float(e.info->dtype) || detail::is_embedding_name(module)) continue;
     if (e.info->shape[0] == 0) continue;
@@ -343,7 +347,7 @@ inline std::optional<nlohmann::ordered_json> read_config(const std::filesystem::
     if (const auto it = config->find("vocab_size"); it != config->end() && it->is_number_integer()) vocab = it->get<std::int64_t>();
     for (const checkpoint::entry& e : in.tensors()) {
       const std::string& n = e.name();
-      if (n.size() < 7 || n.compare(n.size() - 7, 7, ".weight") != 0) continue;
+      if (!n.ends_with(".weight")) continue;
       const auto module = std::string_view(n).substr(0, n.size() - 7);
       if (!detail::is_embedding_name(module) || e.info->shape.size() != 2 || !detail::is_model_float(e.info->dtype)) continue;
       const auto last = detail::last_part(module);
@@ -386,7 +390,8 @@ inline quantize_report quantize_model(const std::filesystem::path& input, const 
                      std::make_error_code(std::errc::file_exists));
 
   const checkpoint in = checkpoint::open(input);
-  auto config = input_is_folder ? detail::read_config(input / "config.json") : std::nullopt;
+  const auto config_text = input_is_folder ? detail::read_text_if_exists(input / "config.json") : std::nullopt;
+  auto config = config_text ? std::optional(detail::parse_config(*config_text, input / "config.json")) : std::nullopt;
   quantize_report report;
   report.modules = plan_quantization(in, config ? &*config : nullptr, o);
   if (report.modules.empty()) throw value_error("model " + detail::quote_path(input) + ": no module is selected for quantization");
@@ -423,21 +428,13 @@ inline quantize_report quantize_model(const std::filesystem::path& input, const 
   if (input_is_folder) {
     for (const auto& f : std::filesystem::directory_iterator(input)) {
       const std::string name = f.path().filename().string();
-      if (!f.is_regular_file() || name == index_file_name || name == "config.json" ||
-          (name.size() > 12 && name.compare(name.size() - 12, 12, ".safetensors") == 0) || name.front() == '.')
+      if (!f.is_regular_file() || name == index_file_name || name == "config.json" || name.ends_with(".safetensors") ||
+          name.front() == '.')
         continue;
-      const auto bytes = detail::read_whole_file(f.path());
-      co.extra_files.emplace_back(name, std::string(reinterpret_cast<const char*>(bytes.data.get()), bytes.size));
+      co.extra_files.emplace_back(name, *detail::read_text_if_exists(f.path()));
     }
-    if (config) {
-      const std::string text = report.untied_embeddings
-                                   ? config->dump(2, ' ', true) + "\n"
-                                   : [&] {
-                                       const auto b = detail::read_whole_file(input / "config.json");
-                                       return std::string(reinterpret_cast<const char*>(b.data.get()), b.size);
-                                     }();
-      co.extra_files.emplace_back("config.json", text);
-    }
+    if (config_text)  // as it was, unless lm_head was untied
+      co.extra_files.emplace_back("config.json", report.untied_embeddings ? config->dump(2, ' ', true) + "\n" : *config_text);
   }
   {
     nn::quantization_map_t qmap;
