@@ -44,6 +44,12 @@ expect("inspect --against a float folder" 2 "--against needs a quantized PATH" i
 
 # Real runs and their errors.
 expect("quantize qint8" 0 "quantized 28 modules to qint8" quantize demo-float out8 --weights qint8 --threads 2)
+# Not a terminal: no progress bar (it redraws with \r and says "tensors").
+execute_process(COMMAND "${QUANTO}" quantize demo-float outp --weights qint4 RESULT_VARIABLE rc ERROR_VARIABLE err
+                WORKING_DIRECTORY "${WORK}")
+if(NOT rc EQUAL 0 OR err MATCHES "tensors|\r")
+  message(SEND_ERROR "a run into a pipe drew a progress bar or failed (exit ${rc}):\n${err}")
+endif()
 expect("output exists" 3 "already exists" quantize demo-float out8 --weights qint8)
 expect("--force replaces" 0 "quantized 28 modules to qfloat8_e4m3fn" quantize demo-float out8 --weights qfloat8 --force)
 expect("already quantized" 6 "already quantized" quantize out8 out8b --weights qint4)
