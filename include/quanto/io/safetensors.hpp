@@ -654,7 +654,12 @@ class safetensors_file {
     const std::uint64_t data_len = size_ - 8 - n;  // safe: n <= size_ - 8
     std::uint64_t running = 0;
     for (const tensor_info& t : tensors_) {
-      const auto range = "[" + std::to_string(t.begin) + ", " + std::to_string(t.end) + "]";
+      // appended piece by piece: `"[" + std::to_string(...)` trips GCC 12's false -Wrestrict (PR 105329)
+      std::string range = "[";
+      range += std::to_string(t.begin);
+      range += ", ";
+      range += std::to_string(t.end);
+      range += "]";
       if (t.begin > running)
         throw offset_error(where + "tensor " + detail::quote(t.name) + ": data_offsets " + range +
                            " leave a gap: bytes " + std::to_string(running) + " to " + std::to_string(t.begin) +
