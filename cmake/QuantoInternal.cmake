@@ -9,3 +9,20 @@ function(quanto_internal_target target)
   target_compile_options(${target} PRIVATE ${QUANTO_WARNINGS} ${QUANTO_INTERNAL_ARCH_FLAGS})
   target_compile_features(${target} PRIVATE cxx_std_20)
 endfunction()
+
+# quanto_use_weight_instances(<target>): for the model-level targets (io/model.hpp quantizes every
+# qtype x model dtype through the run-time quantize_weight). Force-includes
+# tests/support/weight_instances.hpp, which declares every quantize_weight<Q, T, S, Optimizer> it
+# dispatches to `extern template`, and links quanto_weight_instances, the one library that
+# instantiates them (three TUs, one per model dtype, built in parallel, once for all users).
+function(quanto_use_weight_instances target)
+  set(_dir "${PROJECT_SOURCE_DIR}/tests/support")
+  if(NOT TARGET quanto_weight_instances)
+    add_library(quanto_weight_instances STATIC
+      "${_dir}/weight_instances_f32.cpp" "${_dir}/weight_instances_f16.cpp" "${_dir}/weight_instances_bf16.cpp")
+    quanto_internal_target(quanto_weight_instances)
+    target_link_libraries(quanto_weight_instances PUBLIC quanto::quanto)
+  endif()
+  target_link_libraries(${target} PRIVATE quanto_weight_instances)
+  target_compile_options(${target} PRIVATE "SHELL:-include \"${_dir}/weight_instances.hpp\"")
+endfunction()

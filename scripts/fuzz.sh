@@ -41,7 +41,11 @@ fi
 
 start=$(date +%s)
 flags="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all"
-cmake -S tests/fuzz -B "$build" -DCMAKE_CXX_COMPILER="$cxx" -DCMAKE_BUILD_TYPE= \
+# Ninja builds the (independent, one-TU) targets in parallel; Make builds the named targets one after
+# the other. A build folder keeps the generator it was configured with.
+generator=()
+[ ! -f "$build/CMakeCache.txt" ] && command -v ninja >/dev/null && generator=(-G Ninja)
+cmake -S tests/fuzz -B "$build" "${generator[@]}" -DCMAKE_CXX_COMPILER="$cxx" -DCMAKE_BUILD_TYPE= \
   -DCMAKE_CXX_FLAGS="$flags" -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=address,undefined" \
   -DQUANTO_BUILD_FUZZERS=ON -DQUANTO_BUILD_BENCH=OFF -DQUANTO_BUILD_EXAMPLES=OFF >/dev/null
 cmake --build "$build" --parallel "$jobs" --target "${targets[@]}"

@@ -1,0 +1,5 @@
+// Instantiates the quantize_weight templates for model dtype bfloat16 (see weight_instances.hpp).
+#define QUANTO_WEIGHT_INSTANTIATING
+#include "weight_instances.hpp"
+
+QUANTO_WEIGHT_INSTANCES(, ::quanto::bfloat16)
