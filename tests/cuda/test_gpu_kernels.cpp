@@ -19,6 +19,8 @@
 #include <quanto/cuda/cuda.hpp>
 #include <quanto/quanto.hpp>
 
+#include "../support/random_weight.hpp"
+
 namespace {
 
 using namespace quanto;
@@ -53,13 +55,7 @@ std::vector<T> random_values(std::size_t count, unsigned seed, float sigma = 1.0
   return v;
 }
 
-template <class T>
-tensor<T> random_weight(std::int64_t n, std::int64_t k, unsigned seed) {
-  tensor<T> w(shape{n, k});
-  const auto v = random_values<T>(w.size(), seed, 0.05f);
-  for (std::size_t i = 0; i < w.size(); ++i) w[i] = i % 97 == 3 ? T(6.0f * to_float(v[i])) : v[i];
-  return w;
-}
+using quanto_test::random_weight;
 
 template <class X>
 qc::device_buffer to_device(const std::vector<X>& v) {

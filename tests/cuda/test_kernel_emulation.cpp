@@ -25,6 +25,7 @@
 #include <quanto/quanto.hpp>
 
 #include "mma_kernel.cuh"  // the copy next to the stand-in common.cuh
+#include "../support/random_weight.hpp"
 
 thread_local uint3 threadIdx;
 uint3 blockIdx, blockDim, gridDim;
@@ -209,14 +210,7 @@ using dev::wcode;
 template <class T>
 using device_t = std::conditional_t<std::is_same_v<T, float16>, __half, __nv_bfloat16>;
 
-template <class T>
-tensor<T> random_weight(std::int64_t n, std::int64_t k, unsigned seed) {
-  tensor<T> w(shape{n, k});
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> d(0.0f, 0.05f);
-  for (std::size_t i = 0; i < w.size(); ++i) w[i] = T(i % 97 == 3 ? 6.0f * d(rng) : d(rng));
-  return w;
-}
+using quanto_test::random_weight;
 
 /// x [m, k] (ldx = k + 8), y [(m + 2), ldy = n + 8] poisoned with NaN, the split-k partial sums.
 template <class T>

@@ -15,9 +15,12 @@
 #include <quanto/cuda/repack.hpp>
 #include <quanto/quanto.hpp>
 
+#include "../support/random_weight.hpp"
+
 namespace {
 
 using namespace quanto;
+using quanto_test::random_weight;
 namespace qc = quanto::cuda;
 namespace fr = quanto::cuda::fragment;
 
@@ -25,15 +28,6 @@ template <class X>
 void expect_same_bytes(const tensor<X>& a, const tensor<X>& b, const std::string& what) {
   ASSERT_EQ(a.shape(), b.shape()) << what;
   ASSERT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * sizeof(X))) << what;
-}
-
-template <class T>
-tensor<T> random_float_weight(std::int64_t n, std::int64_t k, unsigned seed) {
-  tensor<T> w(shape{n, k});
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> d(0.0f, 0.05f);
-  for (std::size_t i = 0; i < w.size(); ++i) w[i] = T(i % 89 == 5 ? 8.0f * d(rng) : d(rng));
-  return w;
 }
 
 /// A finite T with random bits (any exponent, subnormals included).
@@ -118,8 +112,8 @@ TEST(CudaRepack, Qint4RoundTripOfQuantizedWeights) {
                          case_t{192, 384, auto_group}, case_t{64, 512, 64}, case_t{128, 192, 96},
                          case_t{64, 96, 32}, case_t{64, 160, 16}, case_t{256, 1024, auto_group}, case_t{64, 336, no_group}}) {
     const std::string what = "[" + std::to_string(c.n) + ", " + std::to_string(c.k) + "] group " + std::to_string(c.group);
-    const auto f16 = random_float_weight<float16>(c.n, c.k, 11);
-    const auto b16 = random_float_weight<bfloat16>(c.n, c.k, 12);
+    const auto f16 = random_weight<float16>(c.n, c.k, 11);
+    const auto b16 = random_weight<bfloat16>(c.n, c.k, 12);
     check_qint4_round_trip(quantize_weight<qint4>(f16, group_affine<>{c.group}), what + " f16");
     check_qint4_round_trip(quantize_weight<qint4>(b16, group_affine<>{c.group}), what + " bf16");
     check_qint4_round_trip(quantize_weight<qint4>(f16, group_affine<true>{c.group}), what + " f16 zero-point");
@@ -156,7 +150,7 @@ TEST(CudaRepack, Qint8AndFloat8RoundTrip) {
     check_qbytes_round_trip(random_file_qbytes<qfloat8_e4m3fn, bfloat16>(s, qaxis::first, ++seed), what + " e4m3fn bf16");
     check_qbytes_round_trip(random_file_qbytes<qfloat8_e4m3fn, bfloat16>(s, qaxis::none, ++seed), what + " e4m3fn per tensor");
   }
-  const auto w = random_float_weight<bfloat16>(128, 256, 3);
+  const auto w = random_weight<bfloat16>(128, 256, 3);
   check_qbytes_round_trip(quantize_weight<qint8>(w), "quantized qint8");
   check_qbytes_round_trip(quantize_weight<qfloat8_e4m3fn>(w), "quantized e4m3fn");
   check_qbytes_round_trip(quantize_weight<qint8>(w).view(), "quantized qint8 view");
@@ -324,8 +318,8 @@ TEST(CudaRepack, Qint4KernelArithmeticIsQuantos) {
       expect_kernel_dequantize_exact(random_file_qint4<bfloat16, std::uint8_t>(s, g, ++seed), what + " bf16 zp random bits");
     }
   for (const std::int64_t group : {auto_group, std::int64_t{32}, no_group}) {
-    const auto f16 = random_float_weight<float16>(128, 256, 21);
-    const auto b16 = random_float_weight<bfloat16>(128, 256, 22);
+    const auto f16 = random_weight<float16>(128, 256, 21);
+    const auto b16 = random_weight<bfloat16>(128, 256, 22);
     expect_kernel_dequantize_exact(quantize_weight<qint4>(f16, group_affine<>{group}), "quantized f16");
     expect_kernel_dequantize_exact(quantize_weight<qint4>(b16, group_affine<>{group}), "quantized bf16");
     expect_kernel_dequantize_exact(quantize_weight<qint4>(b16, group_affine<true>{group}), "quantized bf16 zp");
@@ -366,7 +360,7 @@ TEST(CudaRepack, Qint8AndFloat8KernelArithmeticIsQuantos) {
     EXPECT_EQ(std::signbit(to_float(h)), std::signbit(want)) << c;  // -0 stays -0
     EXPECT_EQ(std::signbit(to_float(b)), std::signbit(want)) << c;
   }
-  const auto w = random_float_weight<float16>(64, 4096, 9);
+  const auto w = random_weight<float16>(64, 4096, 9);
   expect_kernel_dequantize_exact(quantize_weight<qint8>(w), "quantized qint8");
   expect_kernel_dequantize_exact(quantize_weight<qfloat8_e4m3fn>(w), "quantized e4m3fn");
 }

@@ -19,20 +19,14 @@
 #include <quanto/kernels/matmul.hpp>
 #include <quanto/quanto.hpp>
 
+#include "../support/random_weight.hpp"
+
 namespace kt {
 
 using namespace quanto;
 namespace qk = quanto::kernels;
 
-/// Normal weights with a few outliers, like a trained layer.
-template <class T>
-tensor<T> random_weight(std::int64_t n, std::int64_t k, unsigned seed) {
-  tensor<T> w(shape{n, k});
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> d(0.0f, 0.05f);
-  for (std::size_t i = 0; i < w.size(); ++i) w[i] = T(i % 97 == 3 ? 6.0f * d(rng) : d(rng));
-  return w;
-}
+using quanto_test::random_weight;
 
 template <class X>
 std::vector<X> random_x(std::int64_t count, unsigned seed, float sigma = 1.0f) {
