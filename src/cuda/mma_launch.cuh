@@ -42,6 +42,25 @@ struct gemv_config {
   }
 };
 
+/// The kernel parameters of one product (`partial` and `splits` are set by `run_config`).
+inline dev::mma_params make_mma_params(const void* codes, const void* meta, int group_steps, const void* x,
+                                       std::int64_t m, std::int64_t ldx, void* y, std::int64_t ldy,
+                                       const void* bias, std::int64_t n, std::int64_t k) {
+  dev::mma_params p{};
+  p.codes = static_cast<const unsigned char*>(codes);
+  p.meta = meta;
+  p.x = x;
+  p.y = y;
+  p.bias = bias;
+  p.ldx = ldx;
+  p.ldy = ldy;
+  p.m = static_cast<int>(m);
+  p.n = static_cast<int>(n);
+  p.k = static_cast<int>(k);
+  p.group_steps = group_steps;
+  return p;
+}
+
 struct launch_plan {
   dim3 grid;
   int splits = 1;

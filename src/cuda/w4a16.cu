@@ -66,18 +66,8 @@ void w4a16_matmul(const context& ctx, const w4a16_device& w, dtype type, const v
   if (opt.path == w4a16_path::gemv && m > 4) throw unsupported_error("w4a16_matmul: the GEMV kernel takes m <= 4");
   if (m == 0) return;
   const detail::device_guard guard(ctx.device());
-  dev::mma_params p{};
-  p.codes = static_cast<const unsigned char*>(w.codes);
-  p.meta = w.meta;
-  p.x = x;
-  p.y = y;
-  p.bias = bias;
-  p.ldx = ldx;
-  p.ldy = ldy;
-  p.m = static_cast<int>(m);
-  p.n = static_cast<int>(w.n);
-  p.k = static_cast<int>(w.k);
-  p.group_steps = static_cast<int>(w.group / fragment::tile_k);
+  const int group_steps = static_cast<int>(w.group / fragment::tile_k);
+  const dev::mma_params p = detail::make_mma_params(w.codes, w.meta, group_steps, x, m, ldx, y, ldy, bias, w.n, w.k);
   with_types(type, w.zero_point, m, opt, [&](auto cfg) {
     detail::run_config<decltype(cfg)>(ctx, p, type, detail::as_stream(stream), ws, opt, "w4a16_matmul");
   });

@@ -58,18 +58,7 @@ void w8a16_matmul(const context& ctx, const w8a16_device& w, dtype type, const v
   detail::check_matmul_args("w8a16_matmul", m, w.n, w.k, x, ldx, y, ldy, true);
   if (m == 0) return;
   const detail::device_guard guard(ctx.device());
-  dev::mma_params p{};
-  p.codes = static_cast<const unsigned char*>(w.codes);
-  p.meta = w.scale;
-  p.x = x;
-  p.y = y;
-  p.bias = bias;
-  p.ldx = ldx;
-  p.ldy = ldy;
-  p.m = static_cast<int>(m);
-  p.n = static_cast<int>(w.n);
-  p.k = static_cast<int>(w.k);
-  p.group_steps = 1;
+  const dev::mma_params p = detail::make_mma_params(w.codes, w.scale, 1, x, m, ldx, y, ldy, bias, w.n, w.k);
   with_types(type, w.code, m, [&](auto cfg) {
     detail::run_config<decltype(cfg)>(ctx, p, type, detail::as_stream(stream), ws, opt, "w8a16_matmul");
   });
