@@ -1,7 +1,7 @@
 // tests/support/weight_instances.hpp: every quantize_weight<Q, T, S, Optimizer> that the run-time
 // quantize_weight(any_float_view, weight_spec) (quantize/runtime.hpp) dispatches to, declared
 // `extern template` so that a TU including this skips instantiating them (and the quantizers and
-// optimizers behind them); weight_instances.cpp instantiates them once, in the static library
+// optimizers behind them); weight_instances_{f32,f16,bf16}.cpp instantiate them once, in the static library
 // quanto_weight_instances. CMake force-includes this header into the model-level targets
 // (quanto_cli, test_model_fixtures, bench_model_io: io/model.hpp runs every qtype x model dtype),
 // which compile much faster for it. The same technique as tests/nn/nn_instances.hpp.
