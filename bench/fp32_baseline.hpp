@@ -6,8 +6,8 @@
 // what the weight format changes and nothing else: tiles of up to 4 activation rows x 1 weight row,
 // over blocks of 8 weight rows; each 32-element step issues 4 FMAs per activation row, into 4
 // (1 row), 2 (2-3 rows) or 1 (4 rows) accumulators per row; the work is split over weight rows by
-// quanto::kernels::parallel_for with the library's grain (~256 KiB of weight bytes per task, at
-// least 8 rows). OpenBLAS is the "best float32 this machine can do" reference.
+// quanto::kernels::parallel_for with the library's grain (kernels::default_rows_per_task). OpenBLAS
+// is the "best float32 this machine can do" reference.
 #pragma once
 
 #include <algorithm>
@@ -26,6 +26,7 @@
 #endif
 
 #include <quanto/core/config.hpp>
+#include <quanto/kernels/matmul.hpp>
 #include <quanto/kernels/parallel.hpp>
 
 namespace quanto_bench::fp32 {
@@ -116,7 +117,7 @@ inline void gemm(const float* w, std::int64_t n, std::int64_t k, const float* x,
                  float* y, std::int64_t ldy, const quanto::kernels::parallel_options& opt = {}) {
   if (m <= 0 || n <= 0) return;
   const std::int64_t row_bytes = std::max<std::int64_t>(1, k * static_cast<std::int64_t>(sizeof(float)));
-  const std::int64_t grain = std::min(n, std::max<std::int64_t>(8, (std::int64_t{256} << 10) / row_bytes));
+  const std::int64_t grain = std::min(n, quanto::kernels::default_rows_per_task(row_bytes, m));
   quanto::kernels::parallel_for(
       0, n, grain, [&](std::int64_t n0, std::int64_t n1) { detail::rows(w, k, x, m, ldx, y, ldy, n0, n1); }, opt);
 }

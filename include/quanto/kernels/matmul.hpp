@@ -40,8 +40,18 @@ namespace kernels {
 /// Options of a matmul call.
 struct matmul_options {
   parallel_options parallel{};  ///< threads / pool (see parallel.hpp)
-  std::int64_t rows_per_task = 0;  ///< output rows per parallel task; 0 = chosen from the shape
+  std::int64_t rows_per_task = 0;  ///< output rows per parallel task; 0 = default_rows_per_task
 };
+
+/// Weight rows per task when the caller does not choose: about 256 KiB of weight bytes per task at
+/// m <= 2 (each task streams a long run of memory), fewer rows as the batch grows, since a row then
+/// costs ~m/2 times more arithmetic than reading it (a 384 x 384 weight at m = 24 is 7 tasks, not
+/// 1); a multiple of 8 rows (the kernels' row block). Depends on the shape only (determinism).
+inline std::int64_t default_rows_per_task(std::int64_t row_bytes, std::int64_t m) noexcept {
+  const std::int64_t work = std::max<std::int64_t>(1, row_bytes) * std::max<std::int64_t>(1, (m + 1) / 2);
+  const std::int64_t rows = (std::int64_t{256} << 10) / work;
+  return std::max<std::int64_t>(8, (rows + 7) / 8 * 8);
+}
 
 inline namespace QUANTO_TARGET_NS {
 namespace dispatch {
@@ -92,10 +102,8 @@ void run(const packed_weight<Q, T, S>& w, const kernels::detail::prepared_activa
   const std::int64_t m = xp.m, n = w.n;
   if (m == 0 || n == 0) return;
   const bool simd = simd_supports<I>(w);
-  // ~256 KiB of weight bytes per task, at least 8 rows: enough tasks for load balance, few enough
-  // that each streams a long run of memory. Depends on the shape only (determinism).
   std::int64_t grain = opt.rows_per_task;
-  if (grain <= 0) grain = std::max<std::int64_t>(8, (std::int64_t{256} << 10) / std::max<std::int64_t>(1, w.row_bytes()));
+  if (grain <= 0) grain = default_rows_per_task(w.row_bytes(), m);
   grain = std::min(grain, n);
   parallel_for(0, n, grain, [&](std::int64_t n0, std::int64_t n1) {
     const std::int64_t cols = n1 - n0;
