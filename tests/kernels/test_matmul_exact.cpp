@@ -81,6 +81,22 @@ TYPED_TEST(ExactMatmul, GroupSizes) {
   check<I, qint2, bfloat16>(5, 12, 768, group_affine<true>{64});
 }
 
+// From m = 5 the AVX2 exact path decodes blocks of 8 weight rows per 256-element slice and runs
+// 6 x 2 micro-tiles: tiles of 6 with remainders, 8-row blocks with odd tails, slices cut by group
+// boundaries (192), a last slice shorter than 256, and m large enough for several tiles.
+TYPED_TEST(ExactMatmul, ManyActivationRows) {
+  using I = TypeParam;
+  check<I, qint8, float>(13, 17, 1000);
+  check<I, qint8, bfloat16>(24, 40, 384);
+  check<I, qfloat8_e4m3fn, float>(11, 9, 520);
+  check<I, qfloat8_e5m2, float16>(6, 3, 64);
+  check<I, qint4, float>(19, 23, 768, group_affine<>{192});   // a group boundary inside a slice
+  check<I, qint4, bfloat16>(8, 16, 1536, group_affine<>{128});
+  check<I, qint4, float>(7, 5, 448, group_affine<>{64});
+  check<I, qint2, float>(9, 11, 640, group_affine<>{128});
+  check<I, qint4, float>(12, 10, 300, group_affine<>{no_group});
+}
+
 TYPED_TEST(ExactMatmul, LowPrecisionActivationsAndOutputs) {
   using I = TypeParam;
   check<I, qint4, bfloat16, bfloat16, bfloat16>(3, 20, 256);
@@ -114,6 +130,27 @@ TYPED_TEST(ExactMatmul, OneHotActivationsReadSingleWeightsExactly) {
   run(make_weight<qint4, bfloat16>(9, 256, 3));
   run(make_weight<qint2, float>(9, 384, 4));
   run(make_weight<qint4, float>(9, 101, 5));
+  // the same through the many-row kernels: row i of x is one-hot at column j_i
+  const auto run_batch = [](const auto& w) {
+    const auto p = qk::pack_weight(w);
+    const std::int64_t n = p.n, k = p.k;
+    const std::vector<std::int64_t> cols{0, 1, 31, 64, 100, 255, 256, k - 1};
+    const auto m = static_cast<std::int64_t>(cols.size());
+    std::vector<float> x(static_cast<std::size_t>(m * k), 0.0f);
+    for (std::int64_t i = 0; i < m; ++i) x[static_cast<std::size_t>(i * k + cols[static_cast<std::size_t>(i)])] = 1.0f;
+    std::vector<float> y(static_cast<std::size_t>(m * n));
+    matmul_on<qk::exact_activations, I>(p, x.data(), m, k, y.data(), n);
+    const auto dq = exact_weight(w);
+    for (std::int64_t i = 0; i < m; ++i)
+      for (std::int64_t r = 0; r < n; ++r) {
+        const double e = dq[static_cast<std::size_t>(r * k + cols[static_cast<std::size_t>(i)])];
+        ASSERT_NEAR(y[static_cast<std::size_t>(i * n + r)], e, std::fabs(e) * 1e-6 + 1e-7) << "row " << r << " col " << cols[static_cast<std::size_t>(i)];
+      }
+  };
+  run_batch(make_weight<qint8, float>(11, 300, 6));
+  run_batch(make_weight<qfloat8_e4m3fnuz, bfloat16>(11, 300, 7));
+  run_batch(make_weight<qint4, float>(11, 384, 8));
+  run_batch(make_weight<qint2, float>(11, 512, 9));
 }
 
 TYPED_TEST(ExactMatmul, NanActivationGivesNanRowsOnly) {
@@ -127,6 +164,23 @@ TYPED_TEST(ExactMatmul, NanActivationGivesNanRowsOnly) {
     EXPECT_FALSE(std::isnan(y[static_cast<std::size_t>(r)]));
     EXPECT_TRUE(std::isnan(y[static_cast<std::size_t>(6 + r)]));
   }
+}
+
+TYPED_TEST(ExactMatmul, NanActivationGivesNanRowsOnlyInABatch) {
+  using I = TypeParam;
+  const auto p = qk::pack_weight(make_weight<qint8, float>(10, 384, 2));
+  std::vector<float> x = random_x<float>(9 * 384, 4);
+  x[4 * 384 + 300] = std::nanf("");
+  x[7 * 384 + 3] = INFINITY;
+  std::vector<float> y(90);
+  matmul_on<qk::exact_activations, I>(p, x.data(), std::int64_t{9}, std::int64_t{384}, y.data(), std::int64_t{10});
+  for (int i = 0; i < 9; ++i)
+    for (int r = 0; r < 10; ++r) {
+      const float v = y[static_cast<std::size_t>(i * 10 + r)];
+      if (i == 4) EXPECT_TRUE(std::isnan(v)) << i << "," << r;
+      else if (i == 7) EXPECT_FALSE(std::isfinite(v)) << i << "," << r;
+      else EXPECT_TRUE(std::isfinite(v)) << i << "," << r;
+    }
 }
 
 TYPED_TEST(ExactMatmul, SameBitsForAnyThreadCountAndTaskSize) {
