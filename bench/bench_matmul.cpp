@@ -13,6 +13,9 @@
 // Own flags (removed before Google Benchmark sees the command line):
 //   --quick            only 4096x4096 with m in {1, 16} (also: QUANTO_BENCH_QUICK=1)
 //   --threads=LIST     thread counts, comma separated (default 1,2)
+//   --shapes=LIST      weight shapes NxK, comma separated (default the Llama-3-8B ones below;
+//                      MiniLM's layers: --shapes=384x384,1536x384,384x1536 --batches=24)
+//   --batches=LIST     activation rows m, comma separated (default 1,4,16,64,512)
 //   --json=PATH        write every row and the roofline numbers to PATH
 // Defaults added unless given: --benchmark_repetitions=3 --benchmark_display_aggregates_only=true.
 // Environment: QUANTO_BENCH_ROTATE_MIB (weight bytes to rotate over for m <= 16, default 256),
@@ -34,6 +37,7 @@
 #include <memory>
 #include <random>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <utility>
@@ -61,6 +65,8 @@ constexpr layer_shape kShapes[] = {{4096, 4096}, {14336, 4096}, {4096, 14336}};
 struct config {
   bool quick = false;
   std::vector<int> threads{1, 2};
+  std::vector<layer_shape> shapes;    // --shapes=NxK,...: replaces kShapes
+  std::vector<std::int64_t> batches;  // --batches=M,...: replaces the default batches
   std::string json_path;
   int repetitions = 3;
 };
@@ -382,11 +388,13 @@ void register_rows() {
   using quanto::qint8;
   using dyn = qk::dynamic_int8_activations;
   using exact = qk::exact_activations;
-  const std::vector<std::int64_t> batches = g_cfg.quick ? std::vector<std::int64_t>{1, 16}
-                                                        : std::vector<std::int64_t>{1, 4, 16, 64, 512};
-  const std::size_t shapes = g_cfg.quick ? 1 : std::size(kShapes);
-  for (std::size_t s = 0; s < shapes; ++s) {
-    const auto [n, k] = kShapes[s];
+  std::vector<std::int64_t> batches = g_cfg.quick ? std::vector<std::int64_t>{1, 16}
+                                                  : std::vector<std::int64_t>{1, 4, 16, 64, 512};
+  if (!g_cfg.batches.empty()) batches = g_cfg.batches;
+  std::vector<layer_shape> shape_list(std::begin(kShapes), g_cfg.quick ? std::begin(kShapes) + 1 : std::end(kShapes));
+  if (!g_cfg.shapes.empty()) shape_list = g_cfg.shapes;
+  for (std::size_t s = 0; s < shape_list.size(); ++s) {
+    const auto [n, k] = shape_list[s];
     for (const std::int64_t m : batches) {
       // m = 512 only for the square shape and the fast paths (the exact paths take seconds per call).
       const bool big = m == 512;
@@ -646,6 +654,20 @@ std::vector<char*> parse_args(int argc, char** argv, std::vector<std::string>& s
       g_cfg.quick = true;
     } else if (starts_with(a, "--json=")) {
       g_cfg.json_path = a + 7;
+    } else if (starts_with(a, "--shapes=")) {  // e.g. 384x384,1536x384 (n x k)
+      std::stringstream ss(a + 9);
+      std::string item;
+      while (std::getline(ss, item, ',')) {
+        long long n = 0, k = 0;
+        if (std::sscanf(item.c_str(), "%lldx%lld", &n, &k) == 2 && n > 0 && k > 0) g_cfg.shapes.push_back({n, k});
+        else throw std::invalid_argument("--shapes: '" + item + "' is not NxK");
+      }
+    } else if (starts_with(a, "--batches=")) {
+      std::stringstream ss(a + 10);
+      std::string item;
+      while (std::getline(ss, item, ','))
+        if (const long long m = std::atoll(item.c_str()); m > 0) g_cfg.batches.push_back(m);
+        else throw std::invalid_argument("--batches: '" + item + "' is not a positive batch");
     } else if (starts_with(a, "--threads=")) {
       g_cfg.threads.clear();
       std::stringstream ss(a + 10);
@@ -680,7 +702,13 @@ std::vector<char*> parse_args(int argc, char** argv, std::vector<std::string>& s
 
 int main(int argc, char** argv) {
   std::vector<std::string> storage;
-  std::vector<char*> args = parse_args(argc, argv, storage);
+  std::vector<char*> args;
+  try {
+    args = parse_args(argc, argv, storage);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench_matmul: %s\n", e.what());
+    return 2;
+  }
   int n = static_cast<int>(args.size());
   args.push_back(nullptr);
   benchmark::Initialize(&n, args.data());
