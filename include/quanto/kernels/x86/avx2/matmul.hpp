@@ -635,10 +635,11 @@ QUANTO_ALWAYS_INLINE __m256 sum_rows8(const float* t) noexcept {
 }
 
 /// MR activation rows x NR decoded weight rows over `len` elements (a multiple of 8), then
-/// `total[ii][rr] += acc * scale[rr]` (the totals live in memory, 8 floats each).
+/// `total[ii][rr] += acc * scale[rr]` (the totals live in memory, 8 floats each; the first segment
+/// of a block stores `acc * scale` instead, so the totals need no zeroing).
 template <int MR, int NR>
 QUANTO_ALWAYS_INLINE void panel_micro(const float* const* x, const float* wd, std::int64_t len, const float* scale,
-                                      float* const* total) noexcept {
+                                      float* const* total, bool first) noexcept {
   __m256 acc[MR][NR];
   QUANTO_UNROLL
   for (int ii = 0; ii < MR; ++ii)
@@ -663,7 +664,8 @@ QUANTO_ALWAYS_INLINE void panel_micro(const float* const* x, const float* wd, st
     QUANTO_UNROLL
     for (int rr = 0; rr < NR; ++rr) {
       float* t = total[ii] + rr * 8;
-      _mm256_storeu_ps(t, _mm256_fmadd_ps(acc[ii][rr], _mm256_set1_ps(scale[rr]), _mm256_loadu_ps(t)));
+      const __m256 sc = _mm256_set1_ps(scale[rr]);
+      _mm256_storeu_ps(t, first ? _mm256_mul_ps(acc[ii][rr], sc) : _mm256_fmadd_ps(acc[ii][rr], sc, _mm256_loadu_ps(t)));
     }
 }
 
@@ -672,7 +674,7 @@ QUANTO_ALWAYS_INLINE void panel_micro(const float* const* x, const float* wd, st
 template <int NR>
 QUANTO_ALWAYS_INLINE void panel_tile(int mr, const kernels::detail::prepared_activations& xp, std::int64_t i0,
                                      std::int64_t s0, std::int64_t a, std::int64_t b, const float* wd,
-                                     std::int64_t rr0, const float* scale, float* tot) noexcept {
+                                     std::int64_t rr0, const float* scale, float* tot, bool first) noexcept {
   const float* x[panel_mr];
   float* t[panel_mr];
   for (int ii = 0; ii < mr; ++ii) {
@@ -681,12 +683,12 @@ QUANTO_ALWAYS_INLINE void panel_tile(int mr, const kernels::detail::prepared_act
   }
   const float* w0 = wd + rr0 * panel_slice + (a - s0);
   switch (mr) {
-    case 6: panel_micro<6, NR>(x, w0, b - a, scale, t); break;
-    case 5: panel_micro<5, NR>(x, w0, b - a, scale, t); break;
-    case 4: panel_micro<4, NR>(x, w0, b - a, scale, t); break;
-    case 3: panel_micro<3, NR>(x, w0, b - a, scale, t); break;
-    case 2: panel_micro<2, NR>(x, w0, b - a, scale, t); break;
-    default: panel_micro<1, NR>(x, w0, b - a, scale, t); break;
+    case 6: panel_micro<6, NR>(x, w0, b - a, scale, t, first); break;
+    case 5: panel_micro<5, NR>(x, w0, b - a, scale, t, first); break;
+    case 4: panel_micro<4, NR>(x, w0, b - a, scale, t, first); break;
+    case 3: panel_micro<3, NR>(x, w0, b - a, scale, t, first); break;
+    case 2: panel_micro<2, NR>(x, w0, b - a, scale, t, first); break;
+    default: panel_micro<1, NR>(x, w0, b - a, scale, t, first); break;
   }
 }
 
@@ -712,7 +714,9 @@ void gemm_exact_panel(const packed_weight<Q, T, S>& w, const kernels::detail::pr
   float* tot = tot_buffer.data();
   for (std::int64_t rb = n0; rb < n1; rb += panel_rows) {
     const std::int64_t rows = std::min(panel_rows, n1 - rb);
-    std::fill(tot_buffer.begin(), tot_buffer.end(), 0.0f);
+    // a full block's totals are all written by its first segment; a tail block's unused rows and
+    // an empty row (k = 0) are read as zeros
+    if (rows < panel_rows || kend == 0) std::fill(tot_buffer.begin(), tot_buffer.end(), 0.0f);
     for (std::int64_t s0 = 0; s0 < kend; s0 += panel_slice) {
       const std::int64_t s1 = std::min(kend, s0 + panel_slice);
       static_assert(panel_slice % chunk == 0);
@@ -725,8 +729,8 @@ void gemm_exact_panel(const packed_weight<Q, T, S>& w, const kernels::detail::pr
         for (std::int64_t i0 = 0; i0 < m; i0 += panel_mr) {
           const int mr = static_cast<int>(std::min<std::int64_t>(panel_mr, m - i0));
           std::int64_t rr = 0;
-          for (; rr + 2 <= rows; rr += 2) panel_tile<2>(mr, xp, i0, s0, a, b, wd, rr, sc + rr, tot);
-          if (rr < rows) panel_tile<1>(mr, xp, i0, s0, a, b, wd, rr, sc + rr, tot);
+          for (; rr + 2 <= rows; rr += 2) panel_tile<2>(mr, xp, i0, s0, a, b, wd, rr, sc + rr, tot, a == 0);
+          if (rr < rows) panel_tile<1>(mr, xp, i0, s0, a, b, wd, rr, sc + rr, tot, a == 0);
         }
         a = b;
       }
