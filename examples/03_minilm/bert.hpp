@@ -15,6 +15,7 @@
 #include <quanto/kernels/parallel.hpp>
 #include <quanto/nn.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <memory>
@@ -22,6 +23,14 @@
 #include <stdexcept>
 #include <string>
 #include <vector>
+
+// Keeps GCC from unrolling an 8-wide loop before the loop vectoriser sees it: vectorised as a loop,
+// its accumulator stays in one vector register (unrolled, the eight lanes stay scalar).
+#if defined(__GNUC__) && !defined(__clang__)
+#define MINILM_VECTOR_LOOP _Pragma("GCC unroll 1")
+#else
+#define MINILM_VECTOR_LOOP
+#endif
 
 namespace minilm {
 
@@ -88,9 +97,9 @@ class bert_layer final : public nn::module<float> {
   nn::activation<float> forward(nn::activation<float> x) override {
     nn::activation<float> q = (*query_)(x), k = (*key_)(x), v = (*value_)(x);
     tensor<float> context = attention(q.value, k.value, v.value);
-    nn::activation<float> a = (*attn_norm_)(add((*attn_dense_)(std::move(context)).value, x.value));
+    nn::activation<float> a = (*attn_norm_)(add_into((*attn_dense_)(std::move(context)), x.value));
     nn::activation<float> h = (*gelu_)((*inter_dense_)(a));
-    return (*out_norm_)(add((*out_dense_)(std::move(h)).value, a.value));
+    return (*out_norm_)(add_into((*out_dense_)(std::move(h)), a.value));
   }
   std::string_view kind() const noexcept override { return "BertLayer"; }
 
@@ -102,14 +111,23 @@ class bert_layer final : public nn::module<float> {
   }
 
  private:
-  static tensor<float> add(const tensor<float>& a, const tensor<float>& b) {
-    tensor<float> y(a.shape());
-    for (std::size_t i = 0; i < y.size(); ++i) y[i] = a[i] + b[i];
+  /// The residual sum a + b, in a's storage (a's quantized codes, if any, are dropped: the sum is float).
+  static tensor<float> add_into(nn::activation<float> a, const tensor<float>& b) {
+    tensor<float> y = std::move(a).take_value();
+    float* yp = y.data();
+    const float* bp = b.data();
+    for (std::size_t i = 0; i < y.size(); ++i) yp[i] += bp[i];
     return y;
   }
 
-  /// softmax(q kᵀ / √d) v for every sequence and head; q, k, v are [tokens, hidden].
+  /// softmax(q kᵀ / √d) v for every sequence and head; q, k, v are [tokens, hidden]. Per (sequence,
+  /// head) the keys are transposed into a zero-padded [d, keys rounded up to W] block; QB queries at
+  /// a time get their scores W keys at a time, in QB·W independent accumulators that vectorise, each
+  /// score still the in-order sum over d of a plain dot product. The weighted sums of the values go
+  /// the same way, W output elements of QB queries at a time, each summed over the keys in order;
+  /// the softmax's exp is the library's vectorisable `exp_nonpositive`.
   tensor<float> attention(const tensor<float>& q, const tensor<float>& k, const tensor<float>& v) const {
+    constexpr std::int64_t W = 8, QB = 4;
     const std::int64_t hidden = c_.hidden, heads = c_.heads, d = hidden / heads;
     const float scale = 1.0f / std::sqrt(static_cast<float>(d));
     tensor<float> ctx(q.shape());
@@ -117,30 +135,71 @@ class bert_layer final : public nn::module<float> {
     for (auto l : batch_.lengths) starts.push_back(starts.back() + l);
     const auto seqs = static_cast<std::int64_t>(batch_.lengths.size());
     quanto::kernels::parallel_for(0, seqs * heads, 1, [&](std::int64_t lo, std::int64_t hi) {
-      std::vector<float> p;
+      std::vector<float> kt, p;
       for (std::int64_t job = lo; job < hi; ++job) {
         const std::int64_t s = job / heads, h = job % heads;
         const std::int64_t t0 = starts[static_cast<std::size_t>(s)], len = batch_.lengths[static_cast<std::size_t>(s)];
-        p.resize(static_cast<std::size_t>(len));
-        for (std::int64_t i = 0; i < len; ++i) {
-          const float* qi = q.data() + (t0 + i) * hidden + h * d;
-          float mx = -INFINITY;
-          for (std::int64_t j = 0; j < len; ++j) {
-            const float* kj = k.data() + (t0 + j) * hidden + h * d;
-            float dot = 0.0f;
-            for (std::int64_t e = 0; e < d; ++e) dot += qi[e] * kj[e];
-            p[static_cast<std::size_t>(j)] = dot * scale;
-            mx = std::max(mx, p[static_cast<std::size_t>(j)]);
+        const std::int64_t padded = (len + W - 1) / W * W;
+        kt.assign(static_cast<std::size_t>(d * padded), 0.0f);
+        const float* kh = k.data() + t0 * hidden + h * d;
+        for (std::int64_t e = 0; e < d; ++e)
+          for (std::int64_t j = 0; j < len; ++j) kt[static_cast<std::size_t>(e * padded + j)] = kh[j * hidden + e];
+        p.resize(static_cast<std::size_t>(QB * padded));
+        float* pp = p.data();
+        const float* ktp = kt.data();
+        const float* vh = v.data() + t0 * hidden + h * d;
+        for (std::int64_t i0 = 0; i0 < len; i0 += QB) {
+          const std::int64_t nb = std::min(QB, len - i0);  // rows past the end repeat the last query
+          const float* qrow[QB];
+          for (std::int64_t b = 0; b < QB; ++b) qrow[b] = q.data() + (t0 + i0 + std::min(b, nb - 1)) * hidden + h * d;
+          for (std::int64_t j0 = 0; j0 < padded; j0 += W) {
+            float acc[QB][W] = {};
+            for (std::int64_t e = 0; e < d; ++e) {
+              const float* kr = ktp + e * padded + j0;
+              for (std::int64_t b = 0; b < QB; ++b) {
+                const float qe = qrow[b][e];
+                MINILM_VECTOR_LOOP
+                for (std::int64_t l = 0; l < W; ++l) acc[b][l] += qe * kr[l];
+              }
+            }
+            for (std::int64_t b = 0; b < QB; ++b) {
+              MINILM_VECTOR_LOOP
+              for (std::int64_t l = 0; l < W; ++l) pp[b * padded + j0 + l] = acc[b][l] * scale;
+            }
           }
-          float sum = 0.0f;
-          for (auto& x : p) sum += (x = std::exp(x - mx));
-          float* ci = ctx.data() + (t0 + i) * hidden + h * d;
-          for (std::int64_t e = 0; e < d; ++e) ci[e] = 0.0f;
-          for (std::int64_t j = 0; j < len; ++j) {
-            const float w = p[static_cast<std::size_t>(j)] / sum;
-            const float* vj = v.data() + (t0 + j) * hidden + h * d;
-            for (std::int64_t e = 0; e < d; ++e) ci[e] += w * vj[e];
+          for (std::int64_t b = 0; b < QB; ++b) {
+            float* pb = pp + b * padded;
+            float mx = -INFINITY;
+            for (std::int64_t j = 0; j < len; ++j) mx = std::max(mx, pb[j]);
+            for (std::int64_t j = 0; j < len; ++j) pb[j] = nn::functional::exp_nonpositive(pb[j] - mx);
+            float sum = 0.0f;
+            for (std::int64_t j = 0; j < len; ++j) sum += pb[j];
+            for (std::int64_t j = 0; j < len; ++j) pb[j] /= sum;
           }
+          float* crow[QB];
+          for (std::int64_t b = 0; b < QB; ++b) crow[b] = ctx.data() + (t0 + i0 + std::min(b, nb - 1)) * hidden + h * d;
+          std::int64_t e0 = 0;
+          for (; e0 + W <= d; e0 += W) {
+            float acc[QB][W] = {};
+            for (std::int64_t j = 0; j < len; ++j) {
+              const float* vj = vh + j * hidden + e0;
+              for (std::int64_t b = 0; b < QB; ++b) {
+                const float w = pp[b * padded + j];
+                MINILM_VECTOR_LOOP
+                for (std::int64_t l = 0; l < W; ++l) acc[b][l] += w * vj[l];
+              }
+            }
+            for (std::int64_t b = 0; b < nb; ++b) {
+              MINILM_VECTOR_LOOP
+              for (std::int64_t l = 0; l < W; ++l) crow[b][e0 + l] = acc[b][l];
+            }
+          }
+          for (; e0 < d; ++e0)
+            for (std::int64_t b = 0; b < nb; ++b) {
+              float acc = 0.0f;
+              for (std::int64_t j = 0; j < len; ++j) acc += pp[b * padded + j] * vh[j * hidden + e0];
+              crow[b][e0] = acc;
+            }
         }
       }
     });
@@ -286,3 +345,5 @@ class bert_model final : public nn::module<float> {
 };
 
 }  // namespace minilm
+
+#undef MINILM_VECTOR_LOOP
