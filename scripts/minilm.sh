@@ -17,5 +17,5 @@ build-release/examples/minilm models/all-MiniLM-L6-v2 --check
 python3 bench/minilm_optimum_quanto.py --threads "$threads" --json out/minilm_quanto.json \
   --save-weights out/minilm_quanto_weights
 QUANTO_NUM_THREADS="$threads" build-release/examples/minilm models/all-MiniLM-L6-v2 \
-  --quanto-weights out/minilm_quanto_weights --json out/minilm_cpp.json || true  # a weight mismatch is reported in the table
+  --quanto-weights out/minilm_quanto_weights --quanto-threads "$threads" --json out/minilm_cpp.json || true  # a weight mismatch is reported in the table
 python3 tools/minilm_report.py --cpp out/minilm_cpp.json --quanto out/minilm_quanto.json

@@ -12,6 +12,8 @@
 //                         (default: MODEL_DIR/reference.safetensors; tools/minilm_reference.py writes it)
 //   --configs a,b,...     configurations to run (default: all; see `configs` below)
 //   --quanto-weights DIR  DIR/<config>/model.safetensors written by optimum-quanto: compare weights
+//   --quanto-threads N    the torch.set_num_threads that optimum-quanto quantized with (default 2, as
+//                         bench/minilm_optimum_quanto.py): HQQ reproduces PyTorch's sums for that count
 //   --speed-sentences N   sentences timed per pass (default 64; 0 = all); --passes P (default 3)
 //   --json FILE           write the results as JSON
 //   --quick               fewer sentences and one pass (a smoke test)
@@ -255,7 +257,7 @@ std::string cpu_model() {
 int usage() {
   std::fprintf(stderr,
                "usage: minilm MODEL_DIR [--check] [--embed TEXT...] [--configs a,b] [--sentences F] [--calibration F]\n"
-               "              [--reference F] [--quanto-weights DIR] [--speed-sentences N] [--passes P] [--json F] [--quick]\n");
+               "              [--reference F] [--quanto-weights DIR] [--quanto-threads N] [--speed-sentences N] [--passes P] [--json F] [--quick]\n");
   return 2;
 }
 
@@ -272,6 +274,7 @@ int main(int argc, char** argv) {
     const fs::path calibration_file = option(args, "--calibration", (data / "calibration.txt").string());
     const fs::path reference_file = option(args, "--reference", (model_dir / "reference.safetensors").string());
     const std::string quanto_weights = option(args, "--quanto-weights");
+    const int quanto_threads = std::stoi(option(args, "--quanto-threads", "2"));
     const std::string json_file = option(args, "--json");
     const std::string config_list = option(args, "--configs");
     const bool quick = flag(args, "--quick");
@@ -367,7 +370,8 @@ int main(int argc, char** argv) {
       auto model = load_model(cfg, float_weights);
       if (rc.weights != "none") {
         quanto::nn::quantize_spec spec{.weights = rc.weights, .activations = rc.activations};
-        if (!rc.optimizer.empty()) spec.optimizer = rc.optimizer;
+        if (rc.optimizer == "hqq") spec.optimizer = quanto::hqq_optimizer{.torch_threads = quanto_threads};
+        else if (!rc.optimizer.empty()) spec.optimizer = rc.optimizer;
         quanto::nn::quantize(*model, spec);
         if (rc.activations != "none") {
           quanto::nn::Calibration calibrate;  // quanto's momentum 0.9, one sentence at a time

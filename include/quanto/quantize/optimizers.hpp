@@ -2,6 +2,7 @@
 // symmetric 8-bit qtypes, `max_optimizer` and `hqq_optimizer` for the affine 2/4-bit qtypes.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <string_view>
@@ -57,9 +58,13 @@ struct hqq_optimizer {
   double kappa = 1.01;
   int iters = 20;
   /// The PyTorch CPU build to match: its vector width sets the summation order (torch_sum.hpp)
-  /// and which elements of `pow` take the scalar path. Matching assumes PyTorch ran those ops in
-  /// one chunk: one thread, or tensors under 32768 elements (its parallel grain).
+  /// and which elements of `pow` take the scalar path.
   torch_sum_order sum_order = torch_sum_order::avx2;
+  /// The intra-op thread count PyTorch ran with (`torch.get_num_threads()`). On tensors over
+  /// 32768 elements (its parallel grain) it splits the work into per-thread chunks, which changes
+  /// the full sum behind HQQ's mean absolute error (and so, on a near tie, where the loop stops)
+  /// and, for float32, which `pow` elements take the scalar path. Per-row means do not depend on it.
+  int torch_threads = 1;
 
   template <LowBitQType Q, ModelFloat T>
   scale_shift<T> operator()(tensor_view<const T> base, qaxis axis) const;
@@ -91,12 +96,29 @@ constexpr std::size_t pow_tail_begin(std::size_t n, torch_sum_order order) noexc
   return n - n % step;
 }
 
-/// `float(torch.abs(a - b).mean())`.
+/// Which elements of a contiguous `n`-element tensor take that scalar path when PyTorch runs with
+/// `threads` threads: each chunk of `torch_chunk_size` elements runs the vector loop on its own,
+/// so each has its own tail (with one chunk: `pow_tail_begin`).
 template <ModelFloat T>
-double mean_abs_error(std::span<const T> a, std::span<const T> b, torch_sum_order order) {
+struct pow_tail_map {
+  std::size_t n, chunk;
+  torch_sum_order order;
+  pow_tail_map(std::size_t n_, torch_sum_order o, int threads)
+      : n(n_), chunk(static_cast<std::size_t>(torch_chunk_size(static_cast<std::int64_t>(n_), threads))), order(o) {}
+  bool operator()(std::size_t i) const noexcept {
+    if constexpr (!std::is_same_v<T, float>) return false;
+    const std::size_t begin = chunk == 0 ? 0 : i / chunk * chunk;
+    const std::size_t len = std::min(chunk, n - begin);
+    return i - begin >= pow_tail_begin<T>(len, order);
+  }
+};
+
+/// `float(torch.abs(a - b).mean())`, PyTorch running with `threads` threads.
+template <ModelFloat T>
+double mean_abs_error(std::span<const T> a, std::span<const T> b, torch_sum_order order, int threads = 1) {
   std::vector<float> d(a.size());
   for (std::size_t i = 0; i < a.size(); ++i) d[i] = widen(t_abs(t_sub(a[i], b[i])));
-  const float sum = torch_sum_all(d.data(), static_cast<std::int64_t>(d.size()), order);
+  const float sum = torch_sum_all(d.data(), static_cast<std::int64_t>(d.size()), order, threads);
   return static_cast<double>(widen(narrow<T>(sum / static_cast<float>(d.size()))));
 }
 
@@ -114,11 +136,11 @@ scale_shift<T> hqq_optimizer::operator()(tensor_view<const T> base, qaxis axis) 
   const tensor_view<const T> scale = best.scale.view();
   tensor<std::uint8_t> codes = quantize_affine<Q>(base, scale, best.shift.view());
   tensor<T> dq = dequantize_affine<T>(codes.view(), scale, best.shift.view());
-  double best_error = mean_abs_error<T>(base.span(), dq.span(), sum_order);
+  double best_error = mean_abs_error<T>(base.span(), dq.span(), sum_order, torch_threads);
 
   const param_map pm = broadcast_params(base.shape(), scale.shape());
   const T exponent = narrow<T>(static_cast<float>(lp_norm - 1.0));
-  const std::size_t tail_begin = pow_tail_begin<T>(base.size(), sum_order);
+  const pow_tail_map<T> in_pow_tail(base.size(), sum_order, torch_threads);
   double b = beta;
   std::vector<float> target(base.size());
   for (int it = 0; it < iters; ++it) {
@@ -127,7 +149,7 @@ scale_shift<T> hqq_optimizer::operator()(tensor_view<const T> base, qaxis axis) 
       // e = shrink_lp(base - dequant(base_q)) = sign(x) * relu(|x| - (1/beta) * |x|^(p-1))
       const T err = t_sub(base[i], dq[i]);
       const T a = t_abs(err);
-      const float p = i < tail_begin ? widen(t_pow(a, exponent)) : t_pow_tail(widen(a), lp_norm - 1.0);
+      const float p = in_pow_tail(i) ? t_pow_tail(widen(a), lp_norm - 1.0) : widen(t_pow(a, exponent));
       const T shrunk = t_sub(a, narrow<T>(inv_beta * p));
       const T r = widen(shrunk) > 0.0f ? shrunk : T(0.0f);
       const float ev = widen(err) > 0.0f ? widen(r) : widen(err) < 0.0f ? -widen(r) : 0.0f;
@@ -135,7 +157,9 @@ scale_shift<T> hqq_optimizer::operator()(tensor_view<const T> base, qaxis axis) 
       const T qs = narrow<T>(static_cast<float>(codes[i]) * widen(scale[j]));
       target[i] = widen(t_sub(qs, t_sub(base[i], narrow<T>(ev))));
     });
-    // hqq_shift = mean(target) per group, summed in float in PyTorch's order, rounded to T.
+    // hqq_shift = mean(target) per group, summed in float in PyTorch's order, rounded to T. With
+    // several threads PyTorch splits these reductions by output (row or 32-column blocks), so each
+    // mean is still summed in the one-thread order (for AVX2; AVX-512 groups 64 columns at a time).
     const std::int64_t rows = pm.rows, cols = pm.cols;
     const bool per_row = pm.k == param_map::kind::per_row;
     const std::vector<float> sums = per_row ? torch_sum_rows(target.data(), rows, cols, sum_order)
@@ -146,7 +170,7 @@ scale_shift<T> hqq_optimizer::operator()(tensor_view<const T> base, qaxis axis) 
 
     tensor<std::uint8_t> codes2 = quantize_affine<Q>(base, scale, shift.view());
     tensor<T> dq2 = dequantize_affine<T>(codes2.view(), scale, shift.view());
-    const double err2 = mean_abs_error<T>(base.span(), dq2.span(), sum_order);
+    const double err2 = mean_abs_error<T>(base.span(), dq2.span(), sum_order, torch_threads);
     if (!(err2 < best_error)) break;
     best_error = err2;
     best.shift = std::move(shift);

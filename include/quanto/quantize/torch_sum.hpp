@@ -9,6 +9,7 @@
 // why it is a parameter. The arithmetic here is scalar and portable; only the order is copied.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <bit>
 #include <cstdint>
@@ -151,6 +152,34 @@ inline std::vector<float> torch_sum_cols(const float* x, std::int64_t rows, std:
 /// Sums all `n` elements (PyTorch's full reduction of a contiguous tensor, one thread).
 inline float torch_sum_all(const float* x, std::int64_t n, torch_sum_order order = torch_sum_order::avx2) {
   return order == torch_sum_order::avx2 ? detail::inner_sum_lanes<8>(x, n) : detail::inner_sum_lanes<16>(x, n);
+}
+
+/// PyTorch's CPU parallel grain (`at::internal::GRAIN_SIZE`): element-wise ops and reductions
+/// over more elements than this are split between its intra-op threads.
+inline constexpr std::int64_t torch_grain_size = 32768;
+
+/// The length of the chunks `at::parallel_for(0, n, GRAIN_SIZE, f)` gives its threads when PyTorch
+/// runs with `threads` intra-op threads (`torch.get_num_threads()`): `n` itself (one chunk) when
+/// n <= GRAIN_SIZE or threads == 1, else ceil(n / t) with t = min(threads, ceil(n / GRAIN_SIZE));
+/// chunk k is [k * size, min(n, (k + 1) * size)) and runs on thread k.
+constexpr std::int64_t torch_chunk_size(std::int64_t n, int threads) noexcept {
+  if (threads <= 1 || n <= torch_grain_size) return n;
+  const std::int64_t t = std::min<std::int64_t>(threads, (n + torch_grain_size - 1) / torch_grain_size);
+  return (n + t - 1) / t;
+}
+
+/// Sums all `n` elements as PyTorch does with `threads` intra-op threads. Over GRAIN_SIZE
+/// elements its full reduction is a two-pass one (TensorIteratorReduce.cpp `two_pass_reduction`):
+/// each thread sums its chunk (`torch_chunk_size`) in the one-thread order into its own slot of a
+/// zero-filled buffer of `threads` floats, then that buffer is summed, again in that order. So
+/// the result depends on the thread count PyTorch ran with; `threads` = 1 is `torch_sum_all` above.
+inline float torch_sum_all(const float* x, std::int64_t n, torch_sum_order order, int threads) {
+  const std::int64_t chunk = torch_chunk_size(n, threads);
+  if (chunk >= n) return torch_sum_all(x, n, order);
+  std::vector<float> slots(static_cast<std::size_t>(threads), 0.0f);
+  for (std::int64_t k = 0; k * chunk < n; ++k)
+    slots[static_cast<std::size_t>(k)] += torch_sum_all(x + k * chunk, std::min(chunk, n - k * chunk), order);
+  return 0.0f + torch_sum_all(slots.data(), threads, order);
 }
 
 QUANTO_END_NAMESPACE
