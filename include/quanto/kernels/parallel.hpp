@@ -152,6 +152,11 @@ class thread_pool {
   /// The number of threads a `parallel_for` on this pool can use, the caller included.
   int size() const noexcept { return size_; }
 
+  /// How long (in pause instructions, ~50 µs) a worker and the caller poll before sleeping on a
+  /// condition variable: a model's back-to-back loops (a layer's matmuls, tens of µs each) then
+  /// start and finish without a futex wake-up each, which costs tens of µs on a VM.
+  static constexpr int spin_polls = 2000;
+
   /// The process-wide pool, created on first use with `detail::default_thread_count()` threads
   /// (QUANTO_NUM_THREADS, else the hardware concurrency).
   static thread_pool& global() {
@@ -174,17 +179,31 @@ class thread_pool {
       job_ = fn;
       job_ctx_ = ctx;
       job_workers_ = helpers;
-      pending_ = helpers;
-      ++generation_;
+      pending_.store(helpers, std::memory_order_relaxed);
+      generation_.fetch_add(1, std::memory_order_release);
     }
     if (helpers > 0) wake_.notify_all();
     {
       detail::parallel_region_guard region;
       fn(ctx);
     }
+    spin_while([this] { return pending_.load(std::memory_order_acquire) != 0; });
     std::unique_lock<std::mutex> lock(mutex_);
-    done_.wait(lock, [this] { return pending_ == 0; });
+    done_.wait(lock, [this] { return pending_.load(std::memory_order_relaxed) == 0; });
     return true;
+  }
+
+  /// Polls `busy()` up to spin_polls times (a hint only: the mutex and condition variables below
+  /// remain the synchronisation).
+  template <class Busy>
+  static void spin_while(Busy busy) noexcept {
+    for (int i = 0; i < spin_polls && busy(); ++i) {
+#if defined(__x86_64__) || defined(__i386__)
+      __builtin_ia32_pause();
+#elif defined(__aarch64__)
+      __asm__ __volatile__("yield");
+#endif
+    }
   }
 
   void worker_loop(int index) {
@@ -192,16 +211,19 @@ class thread_pool {
     std::uint64_t seen = 0;
     std::unique_lock<std::mutex> lock(mutex_);
     for (;;) {
-      wake_.wait(lock, [&] { return stop_ || generation_ != seen; });
+      lock.unlock();
+      spin_while([&] { return generation_.load(std::memory_order_acquire) == seen && !stop_flag_.load(std::memory_order_relaxed); });
+      lock.lock();
+      wake_.wait(lock, [&] { return stop_ || generation_.load(std::memory_order_relaxed) != seen; });
       if (stop_) return;
-      seen = generation_;
+      seen = generation_.load(std::memory_order_relaxed);
       if (index >= job_workers_) continue;  // this job needs fewer threads
       const job_fn fn = job_;
       void* const ctx = job_ctx_;
       lock.unlock();
       fn(ctx);
       lock.lock();
-      if (--pending_ == 0) done_.notify_one();
+      if (pending_.fetch_sub(1, std::memory_order_release) == 1) done_.notify_one();
     }
   }
 
@@ -209,6 +231,7 @@ class thread_pool {
     {
       std::lock_guard<std::mutex> lock(mutex_);
       stop_ = true;
+      stop_flag_.store(true, std::memory_order_relaxed);
     }
     wake_.notify_all();
     for (auto& t : workers_)
@@ -225,9 +248,11 @@ class thread_pool {
   job_fn job_ = nullptr;
   void* job_ctx_ = nullptr;
   int job_workers_ = 0;  // workers with index < job_workers_ take part in the current job
-  int pending_ = 0;      // participating workers that have not finished the current job
-  std::uint64_t generation_ = 0;
+  // written under mutex_; atomic so that the spin loops may read them without it
+  std::atomic<int> pending_{0};               // participating workers that have not finished the job
+  std::atomic<std::uint64_t> generation_{0};  // bumped once per job
   bool stop_ = false;
+  std::atomic<bool> stop_flag_{false};        // stop_, for the spin loop
 };
 
 namespace detail {
