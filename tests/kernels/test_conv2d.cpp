@@ -201,11 +201,12 @@ void same_bits_as_matmul(const W& w, const conv_case& cc) {
         for (std::int64_t t = 0; t < pixels; ++t)
           want[static_cast<std::size_t>((b * cc.out + o) * pixels + t)] = y[static_cast<std::size_t>(t * cc.out + o)];
     }
-    // The AVX2 kernel computes activation rows in tiles of 4 with an accumulation order that depends
-    // on the tile's height (fewer rows, more FMA chains), so a matmul output may depend on m in its
-    // last bits. Tiles that are multiples of 4 keep the whole image's row grouping; the scalar
+    // A matmul output may depend on m in its last bits: below m = 5 the AVX2 kernel computes rows
+    // in register tiles of up to 4 whose accumulation order depends on the tile's height, from 5 on
+    // its panel kernels do not depend on m. Tiles that are multiples of 4 and at least 8 (a last
+    // tile under 5 rows is joined to the one before) keep the whole image's arithmetic; the scalar
     // reference does not depend on m at all.
-    std::vector<std::int64_t> tiles{4, 64, 256, 100000};
+    std::vector<std::int64_t> tiles{8, 12, 64, 256, 100000};
     if constexpr (std::is_same_v<I, qk::isa::scalar>) tiles.insert(tiles.end(), {1, 7});
     for (std::int64_t tile : tiles)
       for (int threads : {1, 2, 3}) {

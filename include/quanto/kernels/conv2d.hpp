@@ -46,9 +46,11 @@ struct conv2d_params {
   /// by the image: about tile_pixels · (K·sizeof(X) + 4·k_padded + 4·OUT) bytes, K = C·KH·KW (the
   /// im2col rows, the matmul's float copy of them, its float output): 256 pixels of a 3x3 conv over
   /// 512 channels (K = 4608) in float take about 9.5 MiB. The results never depend on the thread
-  /// count; they equal one matmul over the whole image's im2col when the tile is a multiple of the
-  /// kernel's activation-row tile (4 on AVX2: the default is), and may otherwise differ from it in
-  /// the last bits (the matmul's outputs may depend on m), within the same error bound.
+  /// count; they equal one matmul over the whole image's im2col when the tile is a multiple of 4
+  /// and at least 8 (the default is), and may otherwise differ from it in the last bits, within the
+  /// same error bound: a matmul output may depend on m mod 4 (the row tile of the small-batch
+  /// kernels), and on AVX2 on whether m < 5 (the register tiles) or not (the panel kernels). A
+  /// last tile of fewer than 5 pixels is therefore joined to the one before it.
   std::int64_t tile_pixels = 256;
 };
 
@@ -165,14 +167,18 @@ void conv2d(const packed_weight<Q, T, S>& w, const X* x, std::int64_t batch, std
   const std::int64_t K = g.patch(), OUT = g.out_channels, pixels = g.pixels();
   if (g.batch == 0 || OUT == 0 || pixels == 0) return;
   const std::int64_t tile = std::min(p.tile_pixels, pixels);
-  std::vector<X> cols(static_cast<std::size_t>(tile * K));
-  std::vector<float> acc(static_cast<std::size_t>(tile * OUT));
+  // a remainder of under 5 pixels runs with the tile before it (see tile_pixels)
+  constexpr std::int64_t min_last = 5;
+  const std::int64_t rows = pixels > tile ? std::min(pixels, tile + min_last - 1) : tile;
+  std::vector<X> cols(static_cast<std::size_t>(rows * K));
+  std::vector<float> acc(static_cast<std::size_t>(rows * OUT));
   const std::int64_t in_image = g.channels * g.height * g.width, out_image = OUT * pixels;
   for (std::int64_t b = 0; b < g.batch; ++b) {
     const X* xb = x + b * in_image;
     Y* yb = y + b * out_image;
-    for (std::int64_t p0 = 0; p0 < pixels; p0 += tile) {
-      const std::int64_t count = std::min(tile, pixels - p0);
+    for (std::int64_t p0 = 0, count = 0; p0 < pixels; p0 += count) {
+      count = std::min(tile, pixels - p0);
+      if (pixels - p0 - count < min_last) count = pixels - p0;  // the last tile takes a small remainder
       conv_detail::im2col(xb, g, p, p0, count, cols.data());
       matmul<P, I>(w, cols.data(), count, K, acc.data(), OUT, bias, opt);
       // [count, OUT] -> the NCHW planes; one rounding to Y, after the bias (as matmul would do)
