@@ -167,8 +167,8 @@ void conv2d(const packed_weight<Q, T, S>& w, const X* x, std::int64_t batch, std
   const std::int64_t K = g.patch(), OUT = g.out_channels, pixels = g.pixels();
   if (g.batch == 0 || OUT == 0 || pixels == 0) return;
   const std::int64_t tile = std::min(p.tile_pixels, pixels);
-  // a remainder of under 5 pixels runs with the tile before it (see tile_pixels)
-  constexpr std::int64_t min_last = 5;
+  // a remainder of under exact_panel_min_rows pixels runs with the tile before it (see tile_pixels)
+  constexpr std::int64_t min_last = exact_panel_min_rows;
   const std::int64_t rows = pixels > tile ? std::min(pixels, tile + min_last - 1) : tile;
   std::vector<X> cols(static_cast<std::size_t>(rows * K));
   std::vector<float> acc(static_cast<std::size_t>(rows * OUT));

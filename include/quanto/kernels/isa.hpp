@@ -15,6 +15,8 @@
 // stay outside it, so they can cross between such translation units.
 #pragma once
 
+#include <cstdint>
+
 #include <string_view>
 #include <type_traits>
 
@@ -113,6 +115,12 @@ static_assert(UsableIsa<native_isa>,
 using native_isa = std::conditional_t<QUANTO_HAS_AVX2 != 0, isa::avx2,
                    std::conditional_t<QUANTO_HAS_NEON_DOT != 0, isa::neon_dot, isa::scalar>>;
 #endif
+
+/// The batch (activation rows) from which the AVX2 exact matmul takes its panel kernels, whose
+/// arithmetic for an output does not depend on m; below it, register tiles of up to 4 rows whose
+/// low bits may depend on the tile height. conv2d keeps every im2col tile at least this tall so
+/// that its tiles give the whole-image matmul's bits.
+inline constexpr std::int64_t exact_panel_min_rows = 5;
 
 /// Whether the CPU running this process can execute ISA `I` (the compiler flags aside): tests use it
 /// to run every path the machine supports and to say which they skipped.

@@ -599,9 +599,6 @@ inline constexpr std::int64_t panel_slice = 256;
 /// Activation rows per micro-tile: 6 rows x 2 weight rows = 12 accumulators, 2 weight registers,
 /// activations read straight into the FMAs.
 inline constexpr int panel_mr = 6;
-/// The batch from which the exact path takes the panel kernels (below it, tile_exact's decode per
-/// 4 rows costs no more than a decode into memory).
-inline constexpr std::int64_t panel_min_m = 5;
 
 /// Decodes elements [s0, s1) (whole chunks, in the layout's order = the prepared activations'
 /// order) of weight rows [r, r + rows) into `out` (rows of `panel_slice` floats): the codes' exact
@@ -776,7 +773,9 @@ void gemm_exact(const packed_weight<Q, T, S>& w, const kernels::detail::prepared
       return;
     }
   }
-  if (xp.m >= detail::panel_min_m) {
+  // from exact_panel_min_rows on (isa.hpp); below it tile_exact's decode per 4 rows costs no more
+  // than a decode into memory
+  if (xp.m >= exact_panel_min_rows) {
     detail::gemm_exact_panel(w, xp, n0, n1, y, ldy);
     return;
   }
