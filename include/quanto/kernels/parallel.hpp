@@ -212,10 +212,10 @@ class thread_pool {
     std::unique_lock<std::mutex> lock(mutex_);
     for (;;) {
       lock.unlock();
-      spin_while([&] { return generation_.load(std::memory_order_acquire) == seen && !stop_flag_.load(std::memory_order_relaxed); });
+      spin_while([&] { return generation_.load(std::memory_order_acquire) == seen && !stop_.load(std::memory_order_relaxed); });
       lock.lock();
-      wake_.wait(lock, [&] { return stop_ || generation_.load(std::memory_order_relaxed) != seen; });
-      if (stop_) return;
+      wake_.wait(lock, [&] { return stop_.load(std::memory_order_relaxed) || generation_.load(std::memory_order_relaxed) != seen; });
+      if (stop_.load(std::memory_order_relaxed)) return;
       seen = generation_.load(std::memory_order_relaxed);
       if (index >= job_workers_) continue;  // this job needs fewer threads
       const job_fn fn = job_;
@@ -230,8 +230,7 @@ class thread_pool {
   void shut_down() noexcept {
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      stop_ = true;
-      stop_flag_.store(true, std::memory_order_relaxed);
+      stop_.store(true, std::memory_order_relaxed);
     }
     wake_.notify_all();
     for (auto& t : workers_)
@@ -251,8 +250,7 @@ class thread_pool {
   // written under mutex_; atomic so that the spin loops may read them without it
   std::atomic<int> pending_{0};               // participating workers that have not finished the job
   std::atomic<std::uint64_t> generation_{0};  // bumped once per job
-  bool stop_ = false;
-  std::atomic<bool> stop_flag_{false};        // stop_, for the spin loop
+  std::atomic<bool> stop_{false};             // set once, at destruction
 };
 
 namespace detail {
