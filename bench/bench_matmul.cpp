@@ -24,6 +24,7 @@
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -643,6 +644,28 @@ class MatmulReporter : public benchmark::ConsoleReporter {
 
 bool starts_with(const char* s, const char* prefix) { return std::strncmp(s, prefix, std::strlen(prefix)) == 0; }
 
+/// A positive decimal integer, the whole of `text` (else invalid_argument naming `flag`).
+std::int64_t positive(const char* flag, const std::string& text) {
+  std::int64_t v = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec != std::errc{} || end != text.data() + text.size() || v <= 0)
+    throw std::invalid_argument(std::string(flag) + ": '" + text + "' is not a positive integer");
+  return v;
+}
+
+/// Calls f(item) for each item of a comma-separated, non-empty list.
+template <class F>
+void for_each_item(const char* flag, const char* list, F f) {
+  std::stringstream ss(list);
+  std::string item;
+  bool any = false;
+  while (std::getline(ss, item, ',')) {
+    f(item);
+    any = true;
+  }
+  if (!any) throw std::invalid_argument(std::string(flag) + ": empty list");
+}
+
 /// Takes our own flags out of argv and adds the default repetitions; returns the new argv.
 std::vector<char*> parse_args(int argc, char** argv, std::vector<std::string>& storage) {
   if (const char* q = std::getenv("QUANTO_BENCH_QUICK"); q && *q && std::strcmp(q, "0") != 0) g_cfg.quick = true;
@@ -655,26 +678,18 @@ std::vector<char*> parse_args(int argc, char** argv, std::vector<std::string>& s
     } else if (starts_with(a, "--json=")) {
       g_cfg.json_path = a + 7;
     } else if (starts_with(a, "--shapes=")) {  // e.g. 384x384,1536x384 (n x k)
-      std::stringstream ss(a + 9);
-      std::string item;
-      while (std::getline(ss, item, ',')) {
-        long long n = 0, k = 0;
-        if (std::sscanf(item.c_str(), "%lldx%lld", &n, &k) == 2 && n > 0 && k > 0) g_cfg.shapes.push_back({n, k});
-        else throw std::invalid_argument("--shapes: '" + item + "' is not NxK");
-      }
+      for_each_item("--shapes", a + 9, [](const std::string& item) {
+        const std::size_t x = item.find('x');
+        if (x == std::string::npos) throw std::invalid_argument("--shapes: '" + item + "' is not NxK");
+        g_cfg.shapes.push_back({positive("--shapes", item.substr(0, x)), positive("--shapes", item.substr(x + 1))});
+      });
     } else if (starts_with(a, "--batches=")) {
-      std::stringstream ss(a + 10);
-      std::string item;
-      while (std::getline(ss, item, ','))
-        if (const long long m = std::atoll(item.c_str()); m > 0) g_cfg.batches.push_back(m);
-        else throw std::invalid_argument("--batches: '" + item + "' is not a positive batch");
+      for_each_item("--batches", a + 10, [](const std::string& item) { g_cfg.batches.push_back(positive("--batches", item)); });
     } else if (starts_with(a, "--threads=")) {
       g_cfg.threads.clear();
-      std::stringstream ss(a + 10);
-      std::string item;
-      while (std::getline(ss, item, ','))
-        if (const int t = std::atoi(item.c_str()); t > 0) g_cfg.threads.push_back(t);
-      if (g_cfg.threads.empty()) g_cfg.threads.push_back(1);
+      for_each_item("--threads", a + 10, [](const std::string& item) {
+        g_cfg.threads.push_back(static_cast<int>(std::min<std::int64_t>(positive("--threads", item), 1024)));
+      });
     } else {
       if (starts_with(a, "--benchmark_repetitions=")) {
         reps = true;
