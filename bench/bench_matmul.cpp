@@ -261,7 +261,8 @@ void set_counters(benchmark::State& st, const std::string& name, double bytes, s
   const double it = static_cast<double>(st.iterations());
   g_bytes[name] = bytes;
   // Shown by the console as e.g. "12.3G/s": weight bytes and operations per second.
-  st.counters["weight_bytes"] = benchmark::Counter(bytes * it, benchmark::Counter::kIsRate, benchmark::Counter::kIs1000);
+  st.counters["weight_bytes"] =
+      benchmark::Counter(bytes * it, benchmark::Counter::kIsRate, benchmark::Counter::kIs1000);
   st.counters["ops"] = benchmark::Counter(2.0 * static_cast<double>(m * n) * static_cast<double>(k) * it,
                                           benchmark::Counter::kIsRate, benchmark::Counter::kIs1000);
 }
@@ -290,8 +291,7 @@ void bm_fp32(benchmark::State& st, const std::string& name, std::int64_t n, std:
 }
 
 #if defined(QUANTO_BENCH_HAVE_OPENBLAS)
-void bm_openblas(benchmark::State& st, const std::string& name, std::int64_t n, std::int64_t k, std::int64_t m,
-                 int t) {
+void bm_openblas(benchmark::State& st, const std::string& name, std::int64_t n, std::int64_t k, std::int64_t m, int t) {
   const auto set = fp32_weights(n, k, m);
   const auto x = activations(m, k);
   std::vector<float> y(static_cast<std::size_t>(m * n));
@@ -368,13 +368,14 @@ void add_row(const std::string& qtype, const std::string& policy, const std::str
   g_row_index[r.name] = g_rows.size();
   g_rows.push_back(r);
   const std::string name = r.name;
-  benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& st) {
-    try {
-      fn(st, name, n, k, m, t);
-    } catch (const std::exception& e) {
-      st.SkipWithError(e.what());
-    }
-  })
+  benchmark::RegisterBenchmark(name.c_str(),
+                               [=](benchmark::State& st) {
+                                 try {
+                                   fn(st, name, n, k, m, t);
+                                 } catch (const std::exception& e) {
+                                   st.SkipWithError(e.what());
+                                 }
+                               })
       ->Unit(benchmark::kMillisecond)
       ->UseRealTime();
 }
@@ -389,8 +390,8 @@ void register_rows() {
   using quanto::qint8;
   using dyn = qk::dynamic_int8_activations;
   using exact = qk::exact_activations;
-  std::vector<std::int64_t> batches = g_cfg.quick ? std::vector<std::int64_t>{1, 16}
-                                                  : std::vector<std::int64_t>{1, 4, 16, 64, 512};
+  std::vector<std::int64_t> batches =
+      g_cfg.quick ? std::vector<std::int64_t>{1, 16} : std::vector<std::int64_t>{1, 4, 16, 64, 512};
   if (!g_cfg.batches.empty()) batches = g_cfg.batches;
   std::vector<layer_shape> shape_list(std::begin(kShapes), g_cfg.quick ? std::begin(kShapes) + 1 : std::end(kShapes));
   if (!g_cfg.shapes.empty()) shape_list = g_cfg.shapes;
@@ -446,10 +447,11 @@ std::vector<quanto_bench::roofline::ceilings> measure_roofline(const char* when)
   for (const int t : g_cfg.threads) {
     out.push_back(quanto_bench::roofline::measure(t));
     const auto& c = out.back();
-    std::printf("  threads %d: read %.2f GB/s (%d streams x %zu B rows, prefetch %zu), fp32 FMA %.1f GFLOP/s, "
-                "int8 dot (maddubs+madd+add) %.1f GOPS, maddubs alone %.1f GOPS\n",
-                t, c.read_gbps, c.read_best.streams, c.read_best.row, c.read_best.prefetch, c.fp32_gflops, c.int8_gops,
-                c.maddubs_gops);
+    std::printf(
+        "  threads %d: read %.2f GB/s (%d streams x %zu B rows, prefetch %zu), fp32 FMA %.1f GFLOP/s, "
+        "int8 dot (maddubs+madd+add) %.1f GOPS, maddubs alone %.1f GOPS\n",
+        t, c.read_gbps, c.read_best.streams, c.read_best.row, c.read_best.prefetch, c.fp32_gflops, c.int8_gops,
+        c.maddubs_gops);
   }
   std::fflush(stdout);
   return out;
@@ -484,10 +486,14 @@ double median(std::vector<double> v) {
 
 double unit_seconds(benchmark::TimeUnit u) {
   switch (u) {
-    case benchmark::kNanosecond: return 1e-9;
-    case benchmark::kMicrosecond: return 1e-6;
-    case benchmark::kMillisecond: return 1e-3;
-    default: return 1.0;
+    case benchmark::kNanosecond:
+      return 1e-9;
+    case benchmark::kMicrosecond:
+      return 1e-6;
+    case benchmark::kMillisecond:
+      return 1e-3;
+    default:
+      return 1.0;
   }
 }
 
@@ -569,9 +575,10 @@ class MatmulReporter : public benchmark::ConsoleReporter {
 
  private:
   static void print(const std::vector<result>& rows) {
-    std::printf("\nmedian of each row's repetitions; bw = fraction of the read bandwidth, peak = fraction of the\n"
-                "fp32 FMA peak (exact, float32) or of the int8 dot peak (dynamic, w8a8), x fp32 = speed-up over\n"
-                "the float32 baseline at the same shape, batch and threads\n\n");
+    std::printf(
+        "\nmedian of each row's repetitions; bw = fraction of the read bandwidth, peak = fraction of the\n"
+        "fp32 FMA peak (exact, float32) or of the int8 dot peak (dynamic, w8a8), x fp32 = speed-up over\n"
+        "the float32 baseline at the same shape, batch and threads\n\n");
     std::printf("%-34s %6s %6s %4s %2s %10s %8s %6s %8s %6s %8s\n", "row", "n", "k", "m", "t", "ms", "GB/s", "bw",
                 "GOPS", "peak", "x fp32");
     for (const auto& r : rows) {
@@ -589,9 +596,9 @@ class MatmulReporter : public benchmark::ConsoleReporter {
       const auto& c = v[i];
       o << (i ? ", " : "") << "{\"threads\": " << c.threads << ", \"read_gbps\": " << json_number(c.read_gbps)
         << ", \"read_streams\": " << c.read_best.streams << ", \"read_row_bytes\": " << c.read_best.row
-        << ", \"read_prefetch\": " << c.read_best.prefetch
-        << ", \"fp32_gflops\": " << json_number(c.fp32_gflops) << ", \"int8_gops\": " << json_number(c.int8_gops)
-        << ", \"int8_maddubs_gops\": " << json_number(c.maddubs_gops) << "}";
+        << ", \"read_prefetch\": " << c.read_best.prefetch << ", \"fp32_gflops\": " << json_number(c.fp32_gflops)
+        << ", \"int8_gops\": " << json_number(c.int8_gops) << ", \"int8_maddubs_gops\": " << json_number(c.maddubs_gops)
+        << "}";
     }
     o << "]";
   }
@@ -608,11 +615,12 @@ class MatmulReporter : public benchmark::ConsoleReporter {
     std::vector<quanto_bench::roofline::ceilings> used;
     for (const int t : g_cfg.threads) used.push_back(ceiling(t));
     o << "{\n  \"context\": {\"date\": \"" << date << "\", \"cpu\": \"" << cpu_model()
-      << "\", \"hardware_threads\": " << std::thread::hardware_concurrency() << ", \"quick\": "
-      << (g_cfg.quick ? "true" : "false") << ", \"rotate_mib\": " << env_mib("QUANTO_BENCH_ROTATE_MIB", 256)
+      << "\", \"hardware_threads\": " << std::thread::hardware_concurrency()
+      << ", \"quick\": " << (g_cfg.quick ? "true" : "false")
+      << ", \"rotate_mib\": " << env_mib("QUANTO_BENCH_ROTATE_MIB", 256)
       << ", \"bw_buffer_mib\": " << (quanto_bench::roofline::buffer_bytes() >> 20)
-      << ", \"openblas\": " << (quanto_bench::fp32::have_openblas ? "true" : "false")
-      << ", \"parallel_backend\": \"" << qk::parallel_backend() << "\"},\n";
+      << ", \"openblas\": " << (quanto_bench::fp32::have_openblas ? "true" : "false") << ", \"parallel_backend\": \""
+      << qk::parallel_backend() << "\"},\n";
     o << "  \"roofline\": {\"start\": ";
     write_roofline(o, g_roof_start);
     o << ", \"end\": ";
@@ -684,7 +692,8 @@ std::vector<char*> parse_args(int argc, char** argv, std::vector<std::string>& s
         g_cfg.shapes.push_back({positive("--shapes", item.substr(0, x)), positive("--shapes", item.substr(x + 1))});
       });
     } else if (starts_with(a, "--batches=")) {
-      for_each_item("--batches", a + 10, [](const std::string& item) { g_cfg.batches.push_back(positive("--batches", item)); });
+      for_each_item("--batches", a + 10,
+                    [](const std::string& item) { g_cfg.batches.push_back(positive("--batches", item)); });
     } else if (starts_with(a, "--threads=")) {
       g_cfg.threads.clear();
       for_each_item("--threads", a + 10, [](const std::string& item) {
@@ -730,7 +739,8 @@ int main(int argc, char** argv) {
   if (benchmark::ReportUnrecognizedArguments(n, args.data())) return 1;
   register_rows();
   bool listing = false;
-  for (int i = 1; i < n; ++i) listing = listing || starts_with(args[static_cast<std::size_t>(i)], "--benchmark_list_tests");
+  for (int i = 1; i < n; ++i)
+    listing = listing || starts_with(args[static_cast<std::size_t>(i)], "--benchmark_list_tests");
   if (!listing) g_roof_start = measure_roofline("start");
   MatmulReporter reporter;
   benchmark::RunSpecifiedBenchmarks(&reporter);

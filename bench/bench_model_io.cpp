@@ -46,7 +46,8 @@ std::uint64_t write_model(const fs::path& dir, const model_shape& m) {
     const std::string p = "model.layers." + std::to_string(l) + ".";
     add(p + "input_layernorm.weight", {m.hidden});
     add(p + "post_attention_layernorm.weight", {m.hidden});
-    for (const char* n : {"q_proj", "k_proj", "v_proj", "o_proj"}) add(p + "self_attn." + n + ".weight", {m.hidden, m.hidden});
+    for (const char* n : {"q_proj", "k_proj", "v_proj", "o_proj"})
+      add(p + "self_attn." + n + ".weight", {m.hidden, m.hidden});
     add(p + "mlp.gate_proj.weight", {m.inter, m.hidden});
     add(p + "mlp.up_proj.weight", {m.inter, m.hidden});
     add(p + "mlp.down_proj.weight", {m.hidden, m.inter});
@@ -129,10 +130,14 @@ int main(int argc, char** argv) {
   bool keep = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
-    if (a == "--gb" && i + 1 < argc) gb = std::stod(argv[++i]);
-    else if (a == "--dir" && i + 1 < argc) dir = argv[++i];
-    else if (a == "--threads" && i + 1 < argc) threads = static_cast<unsigned>(std::stoul(argv[++i]));
-    else if (a == "--keep") keep = true;
+    if (a == "--gb" && i + 1 < argc)
+      gb = std::stod(argv[++i]);
+    else if (a == "--dir" && i + 1 < argc)
+      dir = argv[++i];
+    else if (a == "--threads" && i + 1 < argc)
+      threads = static_cast<unsigned>(std::stoul(argv[++i]));
+    else if (a == "--keep")
+      keep = true;
     else {
       std::fprintf(stderr, "usage: bench_model_io [--gb 3] [--dir PATH] [--threads N] [--keep]\n");
       return 2;
@@ -147,9 +152,11 @@ int main(int argc, char** argv) {
   const std::uint64_t bytes = write_model(input, m);
   const double gen = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const double largest = 2.0 * 32000 * 4096, largest_quantized = 2.0 * 11008 * 4096;
-  std::printf("model: %d layers, %.2f GB bf16 in %zu shards (written in %.1f s); largest tensor %.0f MB, largest quantized weight %.0f MB\n",
-              m.layers, static_cast<double>(bytes) / 1e9, io::checkpoint::open(input).shards().size(), gen, largest / 1e6,
-              largest_quantized / 1e6);
+  std::printf(
+      "model: %d layers, %.2f GB bf16 in %zu shards (written in %.1f s); largest tensor %.0f MB, largest quantized "
+      "weight %.0f MB\n",
+      m.layers, static_cast<double>(bytes) / 1e9, io::checkpoint::open(input).shards().size(), gen, largest / 1e6,
+      largest_quantized / 1e6);
   std::printf("%-16s %7s %8s %8s %10s %10s %9s %10s %s\n", "run", "threads", "seconds", "cpu s", "input GB/s",
               "output GB", "I/O floor", "vs floor", "peak RSS MB (x largest tensor)");
 
@@ -194,8 +201,8 @@ int main(int argc, char** argv) {
     if (!q) copy_rate = out_bytes / r.seconds;
     // The floor: the bytes this run wrote, at the speed the copy moved bytes (read + write + fsync).
     const double floor = out_bytes / copy_rate;
-    std::printf("%-16s %7u %8.2f %8.2f %10.3f %10.2f %8.2fs %10.2f %7.0f (%.2fx)\n", name, t, r.seconds, r.cpu_seconds, rate,
-                out_bytes / 1e9, floor, floor / r.seconds, static_cast<double>(r.max_rss_kb) / 1e3,
+    std::printf("%-16s %7u %8.2f %8.2f %10.3f %10.2f %8.2fs %10.2f %7.0f (%.2fx)\n", name, t, r.seconds, r.cpu_seconds,
+                rate, out_bytes / 1e9, floor, floor / r.seconds, static_cast<double>(r.max_rss_kb) / 1e3,
                 static_cast<double>(r.max_rss_kb) * 1e3 / largest);
   };
   run("copy (roofline)", std::nullopt, 1);

@@ -32,7 +32,8 @@ const quanto::tensor<T>& weight() {
 
 template <class T>
 void set_bytes(benchmark::State& state) {
-  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) * kOut * kIn * static_cast<std::int64_t>(sizeof(T)));
+  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) * kOut * kIn *
+                          static_cast<std::int64_t>(sizeof(T)));
 }
 
 template <class T>

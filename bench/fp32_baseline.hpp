@@ -50,7 +50,8 @@ inline constexpr int chains = MR >= 4 ? 1 : (MR == 1 ? 4 : 2);
 
 /// MR activation rows (x[0..MR)) x weight row w: y[ii * ldy] = x[ii] · w.
 template <int MR>
-QUANTO_ALWAYS_INLINE void tile(const float* w, const float* const* x, std::int64_t k, float* y, std::int64_t ldy) noexcept {
+QUANTO_ALWAYS_INLINE void tile(const float* w, const float* const* x, std::int64_t k, float* y,
+                               std::int64_t ldy) noexcept {
   constexpr int A = chains<MR>;
   __m256 acc[MR][A];
   for (int ii = 0; ii < MR; ++ii)
@@ -99,9 +100,12 @@ inline void rows(const float* w, std::int64_t k, const float* x, std::int64_t m,
     if (left == 0) continue;
     const float* xs[3] = {x + i0 * ldx, x + std::min(i0 + 1, m - 1) * ldx, x + std::min(i0 + 2, m - 1) * ldx};
     for (std::int64_t r = rb; r < re; ++r) {
-      if (left == 3) tile<3>(w + r * k, xs, k, y + i0 * ldy + r, ldy);
-      else if (left == 2) tile<2>(w + r * k, xs, k, y + i0 * ldy + r, ldy);
-      else tile<1>(w + r * k, xs, k, y + i0 * ldy + r, ldy);
+      if (left == 3)
+        tile<3>(w + r * k, xs, k, y + i0 * ldy + r, ldy);
+      else if (left == 2)
+        tile<2>(w + r * k, xs, k, y + i0 * ldy + r, ldy);
+      else
+        tile<1>(w + r * k, xs, k, y + i0 * ldy + r, ldy);
     }
   }
 #else

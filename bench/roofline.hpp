@@ -62,14 +62,14 @@ inline void keep(T& v) noexcept {
 }
 
 struct aligned_delete {
-  void operator()(unsigned char* p) const noexcept { ::operator delete(p, std::align_val_t{64}); }
+  void operator()(unsigned char* p) const noexcept { ::operator delete (p, std::align_val_t{64}); }
 };
 
 /// The bandwidth buffer: allocated once, every page written before the first measurement.
 inline const unsigned char* buffer() {
   static const std::unique_ptr<unsigned char, aligned_delete> buf = [] {
     const std::size_t bytes = buffer_bytes();
-    auto* p = static_cast<unsigned char*>(::operator new(bytes, std::align_val_t{64}));
+    auto* p = static_cast<unsigned char*>(::operator new (bytes, std::align_val_t{64}));
     std::memset(p, 1, bytes);  // fault every page in now, not during a measurement
     return std::unique_ptr<unsigned char, aligned_delete>(p);
   }();
@@ -152,8 +152,9 @@ inline void fma_chains(std::int64_t iters) noexcept {
   __m256 a6 = _mm256_set1_ps(1.06f), a7 = _mm256_set1_ps(1.07f), a8 = _mm256_set1_ps(1.08f);
   __m256 a9 = _mm256_set1_ps(1.09f), a10 = _mm256_set1_ps(1.10f), a11 = _mm256_set1_ps(1.11f);
 #if defined(__GNUC__) || defined(__clang__)
-  asm volatile("" : "+x"(a0), "+x"(a1), "+x"(a2), "+x"(a3), "+x"(a4), "+x"(a5), "+x"(a6), "+x"(a7), "+x"(a8),
-               "+x"(a9), "+x"(a10), "+x"(a11));
+  asm volatile(""
+               : "+x"(a0), "+x"(a1), "+x"(a2), "+x"(a3), "+x"(a4), "+x"(a5), "+x"(a6), "+x"(a7), "+x"(a8), "+x"(a9),
+                 "+x"(a10), "+x"(a11));
 #endif
   for (std::int64_t i = 0; i < iters; ++i) {
     a0 = _mm256_fmadd_ps(a0, b, c);
@@ -269,8 +270,8 @@ struct read_variant {
 /// a plain sequential read and reads of several rows at once (as a GEMV reads weight rows), with
 /// and without prefetch. (Streams far apart, at power-of-two distances, can hit DRAM bank
 /// conflicts: hence rows of 16-64 KiB.)
-inline constexpr read_variant read_variants[] = {
-    {1, 0, 0}, {4, 16384, 0}, {8, 16384, 0}, {4, 16384, 512}, {8, 16384, 512}, {4, 65536, 512}, {8, 0, 256}};
+inline constexpr read_variant read_variants[] = {{1, 0, 0},       {4, 16384, 0},   {8, 16384, 0}, {4, 16384, 512},
+                                                 {8, 16384, 512}, {4, 65536, 512}, {8, 0, 256}};
 
 /// Read bandwidth in GB/s (1e9 bytes) with `threads` threads for one variant, best of `reps`.
 inline double read_bandwidth_gbps(int threads, read_variant v, int reps = 5) {
@@ -306,7 +307,8 @@ inline double fp32_fma_gflops(int threads) {
 
 /// Peak int8 rate of the pmaddubsw + pmaddwd + paddd sequence in GOPS (1 MAC = 2 ops).
 inline double int8_dot_gops(int threads) {
-  return detail::compute_rate(threads, std::int64_t{1} << 23, detail::int8_dot_round_ops, detail::int8_dot_chains) / 1e9;
+  return detail::compute_rate(threads, std::int64_t{1} << 23, detail::int8_dot_round_ops, detail::int8_dot_chains) /
+         1e9;
 }
 
 /// Peak rate of pmaddubsw alone in GOPS (32 MACs = 64 ops per instruction).
@@ -317,11 +319,11 @@ inline double int8_maddubs_gops(int threads) {
 /// Every ceiling for one thread count.
 struct ceilings {
   int threads = 1;
-  double read_gbps = 0;       ///< GB/s
+  double read_gbps = 0;             ///< GB/s
   read_variant read_best{1, 0, 0};  ///< the read pattern that reached read_gbps
-  double fp32_gflops = 0;     ///< GFLOP/s
-  double int8_gops = 0;       ///< GOPS, pmaddubsw + pmaddwd + paddd
-  double maddubs_gops = 0;    ///< GOPS, pmaddubsw alone
+  double fp32_gflops = 0;           ///< GFLOP/s
+  double int8_gops = 0;             ///< GOPS, pmaddubsw + pmaddwd + paddd
+  double maddubs_gops = 0;          ///< GOPS, pmaddubsw alone
 };
 
 inline ceilings measure(int threads) {

@@ -31,21 +31,21 @@ namespace {
 
 namespace qc = quanto::cuda;
 
-#define BENCH_CHECK(call)                                                                              \
-  do {                                                                                                 \
-    const cudaError_t e_ = (call);                                                                     \
-    if (e_ != cudaSuccess) {                                                                           \
-      std::fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call, cudaGetErrorString(e_));      \
-      std::exit(1);                                                                                    \
-    }                                                                                                  \
+#define BENCH_CHECK(call)                                                                         \
+  do {                                                                                            \
+    const cudaError_t e_ = (call);                                                                \
+    if (e_ != cudaSuccess) {                                                                      \
+      std::fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call, cudaGetErrorString(e_)); \
+      std::exit(1);                                                                               \
+    }                                                                                             \
   } while (0)
-#define BENCH_CUBLAS(call)                                                                             \
-  do {                                                                                                 \
-    const cublasStatus_t s_ = (call);                                                                  \
-    if (s_ != CUBLAS_STATUS_SUCCESS) {                                                                 \
-      std::fprintf(stderr, "%s:%d: %s: cuBLAS status %d\n", __FILE__, __LINE__, #call, int(s_));        \
-      std::exit(1);                                                                                    \
-    }                                                                                                  \
+#define BENCH_CUBLAS(call)                                                                       \
+  do {                                                                                           \
+    const cublasStatus_t s_ = (call);                                                            \
+    if (s_ != CUBLAS_STATUS_SUCCESS) {                                                           \
+      std::fprintf(stderr, "%s:%d: %s: cuBLAS status %d\n", __FILE__, __LINE__, #call, int(s_)); \
+      std::exit(1);                                                                              \
+    }                                                                                            \
   } while (0)
 
 struct options {
@@ -160,10 +160,14 @@ int main(int argc, char** argv) {
   options opt;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
-    if (a == "--json" && i + 1 < argc) opt.json = argv[++i];
-    else if (a == "--samples" && i + 1 < argc) opt.samples = std::max(5, std::atoi(argv[++i]));
-    else if (a == "--quick") opt.quick = true;
-    else if (a == "--sweep-split") opt.sweep_split = true;
+    if (a == "--json" && i + 1 < argc)
+      opt.json = argv[++i];
+    else if (a == "--samples" && i + 1 < argc)
+      opt.samples = std::max(5, std::atoi(argv[++i]));
+    else if (a == "--quick")
+      opt.quick = true;
+    else if (a == "--sweep-split")
+      opt.sweep_split = true;
     else if (a == "--m" && i + 1 < argc) {
       opt.ms.clear();
       for (std::string v = argv[++i]; !v.empty();) {
@@ -172,7 +176,8 @@ int main(int argc, char** argv) {
         v = c == std::string::npos ? "" : v.substr(c + 1);
       }
     } else {
-      std::fprintf(stderr, "usage: %s [--json FILE] [--samples N] [--m 1,2,4,...] [--quick] [--sweep-split]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--json FILE] [--samples N] [--m 1,2,4,...] [--quick] [--sweep-split]\n",
+                   argv[0]);
       return 2;
     }
   }
@@ -196,15 +201,22 @@ int main(int argc, char** argv) {
     const std::size_t bytes = std::size_t{2} << 30;
     buffer src(bytes), dst(bytes), sink(64);
     random_bytes(src, 1);
-    const double read_us = time_us([&](int) { read_kernel<<<ctx.sm_count() * 8, 512, 0, s>>>(static_cast<const uint4*>(src.p), bytes / 16, static_cast<unsigned*>(sink.p)); },
-                                   1, 20, s);
-    const double copy_us = time_us([&](int) { BENCH_CHECK(cudaMemcpyAsync(dst.p, src.p, bytes, cudaMemcpyDeviceToDevice, s)); }, 1, 20, s);
+    const double read_us = time_us(
+        [&](int) {
+          read_kernel<<<ctx.sm_count() * 8, 512, 0, s>>>(static_cast<const uint4*>(src.p), bytes / 16,
+                                                         static_cast<unsigned*>(sink.p));
+        },
+        1, 20, s);
+    const double copy_us =
+        time_us([&](int) { BENCH_CHECK(cudaMemcpyAsync(dst.p, src.p, bytes, cudaMemcpyDeviceToDevice, s)); }, 1, 20, s);
     read_gbps = static_cast<double>(bytes) / read_us / 1e3;
     copy_gbps = 2.0 * static_cast<double>(bytes) / copy_us / 1e3;
   }
   const double hbm = std::max(read_gbps, copy_gbps);
-  std::printf("measured bandwidth: read kernel %.0f GB/s, device-to-device copy %.0f GB/s (read + write); reference %.0f GB/s\n\n",
-              read_gbps, copy_gbps, hbm);
+  std::printf(
+      "measured bandwidth: read kernel %.0f GB/s, device-to-device copy %.0f GB/s (read + write); reference %.0f "
+      "GB/s\n\n",
+      read_gbps, copy_gbps, hbm);
 
   struct shape_t {
     const char* name;
@@ -214,8 +226,8 @@ int main(int argc, char** argv) {
   if (!opt.quick) shapes.insert(shapes.begin(), {{"attn.q/o", 4096, 4096}, {"attn.k/v", 1024, 4096}});
 
   std::vector<record> out;
-  std::printf("%-12s %-14s %-5s %6s %6s %5s %10s %8s %7s %11s %8s\n", "shape", "kernel", "type", "n", "k", "m", "time[us]",
-              "GB/s", "%HBM", "cuBLAS[us]", "speedup");
+  std::printf("%-12s %-14s %-5s %6s %6s %5s %10s %8s %7s %11s %8s\n", "shape", "kernel", "type", "n", "k", "m",
+              "time[us]", "GB/s", "%HBM", "cuBLAS[us]", "speedup");
   const int max_m = *std::max_element(opt.ms.begin(), opt.ms.end());
   for (const auto& sh : shapes) {
     const long n = sh.n, k = sh.k;
@@ -223,7 +235,8 @@ int main(int argc, char** argv) {
       const char* tname = type == qc::dtype::float16 ? "f16" : "bf16";
       // weights: cuBLAS dense, w4a16 (codes + (scale, shift) per group of 128), w8a16 int8 / fp8
       const std::size_t dense_bytes = static_cast<std::size_t>(n * k) * 2;
-      const std::size_t w4_codes = static_cast<std::size_t>(n * k) / 2, w4_meta = static_cast<std::size_t>(n * (k / 128)) * 4;
+      const std::size_t w4_codes = static_cast<std::size_t>(n * k) / 2,
+                        w4_meta = static_cast<std::size_t>(n * (k / 128)) * 4;
       const std::size_t w8_codes = static_cast<std::size_t>(n * k), w8_scale = static_cast<std::size_t>(n) * 2;
       const int dense_copies = copies_for(dense_bytes, l2), w4_copies = copies_for(w4_codes + w4_meta, l2),
                 w8_copies = copies_for(w8_codes + w8_scale, l2);
@@ -241,12 +254,14 @@ int main(int argc, char** argv) {
       for (int c = 0; c < w8_copies; ++c) {
         w8c.emplace_back(w8_codes);
         random_bytes(w8c.back(), 40u + c);
-        no_fp8_nan_kernel<<<1024, 256>>>(static_cast<unsigned char*>(w8c.back().p), w8c.back().bytes);  // valid as int8 and e4m3fn
+        no_fp8_nan_kernel<<<1024, 256>>>(static_cast<unsigned char*>(w8c.back().p),
+                                         w8c.back().bytes);  // valid as int8 and e4m3fn
         BENCH_CHECK(cudaGetLastError());
         w8s.emplace_back(w8_scale);
         random_floats(w8s.back(), 50u + c, type);
       }
-      buffer x(static_cast<std::size_t>(max_m * k) * 2), y(static_cast<std::size_t>(max_m * n) * 2), xq(static_cast<std::size_t>(max_m * k));
+      buffer x(static_cast<std::size_t>(max_m * k) * 2), y(static_cast<std::size_t>(max_m * n) * 2),
+          xq(static_cast<std::size_t>(max_m * k));
       random_floats(x, 60, type);
       random_bytes(xq, 61);
       no_fp8_nan_kernel<<<1024, 256>>>(static_cast<unsigned char*>(xq.p), xq.bytes);
@@ -254,10 +269,11 @@ int main(int argc, char** argv) {
       // one workspace for every call: the largest any of them asks for (or any swept split needs)
       std::size_t ws_bytes = std::size_t{1} << 20;
       for (const int m : opt.ms)
-        ws_bytes = std::max({ws_bytes, qc::w4a16_workspace_bytes(ctx, m, n, k), qc::w8a16_workspace_bytes(ctx, m, n, k),
-                             qc::cublaslt_workspace_bytes(ctx, m, n),
-                             m <= 4 ? qc::w4a16_workspace_bytes(ctx, m, n, k, {0, qc::w4a16_path::gemv, 0}) : std::size_t{0},
-                             opt.sweep_split ? std::size_t{16} * static_cast<std::size_t>(m * n) * 4 : std::size_t{0}});
+        ws_bytes =
+            std::max({ws_bytes, qc::w4a16_workspace_bytes(ctx, m, n, k), qc::w8a16_workspace_bytes(ctx, m, n, k),
+                      qc::cublaslt_workspace_bytes(ctx, m, n),
+                      m <= 4 ? qc::w4a16_workspace_bytes(ctx, m, n, k, {0, qc::w4a16_path::gemv, 0}) : std::size_t{0},
+                      opt.sweep_split ? std::size_t{16} * static_cast<std::size_t>(m * n) * 4 : std::size_t{0}});
       buffer ws(ws_bytes);
       const qc::workspace wsv{ws.p, ws.bytes};
       BENCH_CHECK(cudaDeviceSynchronize());
@@ -265,17 +281,20 @@ int main(int argc, char** argv) {
       for (const int m : opt.ms) {
         const cudaDataType_t ct = type == qc::dtype::float16 ? CUDA_R_16F : CUDA_R_16BF;
         const float one = 1.0f, zero = 0.0f;
-        const double base = time_us([&](int c) {
-          BENCH_CUBLAS(cublasGemmEx(blas, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(n), m, static_cast<int>(k), &one, dense[c].p, ct,
-                                    static_cast<int>(k), x.p, ct, static_cast<int>(k), &zero, y.p, ct, static_cast<int>(n),
-                                    CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
-        }, dense_copies, opt.samples, s);
+        const double base = time_us(
+            [&](int c) {
+              BENCH_CUBLAS(cublasGemmEx(blas, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(n), m, static_cast<int>(k),
+                                        &one, dense[c].p, ct, static_cast<int>(k), x.p, ct, static_cast<int>(k), &zero,
+                                        y.p, ct, static_cast<int>(n), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+            },
+            dense_copies, opt.samples, s);
         const double io = 2.0 * m * (k + n);  // x and y bytes
         auto report = [&](const char* kernel, double us, double weight_bytes) {
           const double bytes = weight_bytes + io;
-          record r{kernel, tname, n, k, m, us, bytes, bytes / us / 1e3, 100.0 * bytes / us / 1e3 / hbm, base, base / us};
-          std::printf("%-12s %-14s %-5s %6ld %6ld %5d %10.2f %8.0f %6.1f%% %11.2f %7.2fx\n", sh.name, kernel, tname, n, k, m, us,
-                      r.gbps, r.pct_hbm, base, r.speedup);
+          record r{kernel, tname,    n, k, m, us, bytes, bytes / us / 1e3, 100.0 * bytes / us / 1e3 / hbm,
+                   base,   base / us};
+          std::printf("%-12s %-14s %-5s %6ld %6ld %5d %10.2f %8.0f %6.1f%% %11.2f %7.2fx\n", sh.name, kernel, tname, n,
+                      k, m, us, r.gbps, r.pct_hbm, base, r.speedup);
           out.push_back(r);
         };
         report("cublas_dense", base, static_cast<double>(dense_bytes));
@@ -284,43 +303,62 @@ int main(int argc, char** argv) {
           qc::matmul_options o;
           o.path = path;
           o.split_k = split;
-          return time_us([&](int c) {
-            qc::w4a16_matmul(ctx, qc::w4a16_device{w4c[c].p, w4m[c].p, n, k, 128, false}, type, x.p, m, k, y.p, n, nullptr, s, wsv, o);
-          }, w4_copies, opt.samples, s);
+          return time_us(
+              [&](int c) {
+                qc::w4a16_matmul(ctx, qc::w4a16_device{w4c[c].p, w4m[c].p, n, k, 128, false}, type, x.p, m, k, y.p, n,
+                                 nullptr, s, wsv, o);
+              },
+              w4_copies, opt.samples, s);
         };
         report("w4a16_mma", w4(qc::w4a16_path::mma), static_cast<double>(w4_codes + w4_meta));
         if (m <= 4) report("w4a16_gemv", w4(qc::w4a16_path::gemv), static_cast<double>(w4_codes + w4_meta));
         for (const qc::code_type code : {qc::code_type::int8, qc::code_type::float8_e4m3fn}) {
-          const double us = time_us([&](int c) {
-            qc::w8a16_matmul(ctx, qc::w8a16_device{w8c[c].p, w8s[c].p, n, k, code}, type, x.p, m, k, y.p, n, nullptr, s, wsv);
-          }, w8_copies, opt.samples, s);
-          report(code == qc::code_type::int8 ? "w8a16_int8" : "w8a16_fp8", us, static_cast<double>(w8_codes + w8_scale));
+          const double us = time_us(
+              [&](int c) {
+                qc::w8a16_matmul(ctx, qc::w8a16_device{w8c[c].p, w8s[c].p, n, k, code}, type, x.p, m, k, y.p, n,
+                                 nullptr, s, wsv);
+              },
+              w8_copies, opt.samples, s);
+          report(code == qc::code_type::int8 ? "w8a16_int8" : "w8a16_fp8", us,
+                 static_cast<double>(w8_codes + w8_scale));
         }
         if (opt.sweep_split && type == qc::dtype::float16)
           for (const int split : {1, 2, 4, 8, 16}) {
-            report(("w4a16_split" + std::to_string(split)).c_str(), w4(qc::w4a16_path::mma, split), static_cast<double>(w4_codes + w4_meta));
+            report(("w4a16_split" + std::to_string(split)).c_str(), w4(qc::w4a16_path::mma, split),
+                   static_cast<double>(w4_codes + w4_meta));
             qc::matmul_options o;
             o.split_k = split;
-            const double us = time_us([&](int c) {
-              qc::w8a16_matmul(ctx, qc::w8a16_device{w8c[c].p, w8s[c].p, n, k, qc::code_type::int8}, type, x.p, m, k, y.p, n, nullptr, s, wsv, o);
-            }, w8_copies, opt.samples, s);
+            const double us = time_us(
+                [&](int c) {
+                  qc::w8a16_matmul(ctx, qc::w8a16_device{w8c[c].p, w8s[c].p, n, k, qc::code_type::int8}, type, x.p, m,
+                                   k, y.p, n, nullptr, s, wsv, o);
+                },
+                w8_copies, opt.samples, s);
             report(("w8a16_split" + std::to_string(split)).c_str(), us, static_cast<double>(w8_codes + w8_scale));
           }
         // cuBLASLt w8a8 and fp8 x fp8 (weights in the file layout: the same bytes as w8a16's codes)
-        const double i8 = time_us([&](int c) {
-          qc::int8_matmul_cublaslt(ctx, qc::qbytes_device{w8c[c].p, w8s[c].p, n, k, qc::code_type::int8, qc::scale_axis::row}, type,
-                                   xq.p, 0.01f, m, k, y.p, n, nullptr, s, wsv);
-        }, w8_copies, opt.samples, s);
+        const double i8 = time_us(
+            [&](int c) {
+              qc::int8_matmul_cublaslt(
+                  ctx, qc::qbytes_device{w8c[c].p, w8s[c].p, n, k, qc::code_type::int8, qc::scale_axis::row}, type,
+                  xq.p, 0.01f, m, k, y.p, n, nullptr, s, wsv);
+            },
+            w8_copies, opt.samples, s);
         report("int8_cublaslt", i8, static_cast<double>(w8_codes + w8_scale) - 1.0 * m * k);
         if (ctx.compute_capability() >= 89) {
           try {
-            const double f8 = time_us([&](int c) {
-              qc::fp8_matmul_cublaslt(ctx, qc::qbytes_device{w8c[c].p, w8s[c].p, n, k, qc::code_type::float8_e4m3fn, qc::scale_axis::row},
-                                      type, xq.p, 0.01f, m, k, y.p, n, nullptr, s, wsv);
-            }, w8_copies, opt.samples, s);
+            const double f8 = time_us(
+                [&](int c) {
+                  qc::fp8_matmul_cublaslt(
+                      ctx,
+                      qc::qbytes_device{w8c[c].p, w8s[c].p, n, k, qc::code_type::float8_e4m3fn, qc::scale_axis::row},
+                      type, xq.p, 0.01f, m, k, y.p, n, nullptr, s, wsv);
+                },
+                w8_copies, opt.samples, s);
             report("fp8_cublaslt", f8, static_cast<double>(w8_codes + w8_scale) - 1.0 * m * k);
           } catch (const quanto::unsupported_error& e) {
-            std::printf("%-12s %-14s %-5s %6ld %6ld %5d   not run: %s\n", sh.name, "fp8_cublaslt", tname, n, k, m, e.what());
+            std::printf("%-12s %-14s %-5s %6ld %6ld %5d   not run: %s\n", sh.name, "fp8_cublaslt", tname, n, k, m,
+                        e.what());
           }
         }
       }
@@ -351,12 +389,15 @@ int main(int argc, char** argv) {
       target(("w4a16 m=1 " + shape + " % of HBM").c_str(), best1, best1->pct_hbm, 80.0);
       target(("w4a16 m=1 " + shape + " speed-up vs cuBLAS f16").c_str(), best1, best1->speedup, 3.0);
     }
-    if (const record* r = find("w4a16_mma", "f16", n, 16)) target(("w4a16 m=16 " + shape + " speed-up vs cuBLAS f16").c_str(), r, r->speedup, 2.5);
-    if (const record* r = find("w8a16_int8", "f16", n, 1)) target(("w8a16 int8 m=1 " + shape + " speed-up vs cuBLAS f16").c_str(), r, r->speedup, 1.7);
+    if (const record* r = find("w4a16_mma", "f16", n, 16))
+      target(("w4a16 m=16 " + shape + " speed-up vs cuBLAS f16").c_str(), r, r->speedup, 2.5);
+    if (const record* r = find("w8a16_int8", "f16", n, 1))
+      target(("w8a16 int8 m=1 " + shape + " speed-up vs cuBLAS f16").c_str(), r, r->speedup, 1.7);
     for (const int m : opt.ms)
       if (m >= 128)
         if (const record* r = find("fp8_cublaslt", "bf16", n, m))
-          target(("fp8 cuBLASLt m=" + std::to_string(m) + " " + shape + " speed-up vs cuBLAS bf16").c_str(), r, r->speedup, 1.5);
+          target(("fp8 cuBLASLt m=" + std::to_string(m) + " " + shape + " speed-up vs cuBLAS bf16").c_str(), r,
+                 r->speedup, 1.5);
   }
 
   if (!opt.json.empty()) {
@@ -365,17 +406,21 @@ int main(int argc, char** argv) {
       std::perror(opt.json.c_str());
       return 1;
     }
-    std::fprintf(f, "{\n  \"device\": \"%s\",\n  \"compute_capability\": %d,\n  \"sm_count\": %d,\n  \"l2_bytes\": %zu,\n",
+    std::fprintf(f,
+                 "{\n  \"device\": \"%s\",\n  \"compute_capability\": %d,\n  \"sm_count\": %d,\n  \"l2_bytes\": %zu,\n",
                  ctx.name().c_str(), ctx.compute_capability(), ctx.sm_count(), l2);
-    std::fprintf(f, "  \"read_gbps\": %.1f,\n  \"copy_gbps\": %.1f,\n  \"hbm_gbps\": %.1f,\n  \"samples\": %d,\n  \"results\": [\n", read_gbps,
-                 copy_gbps, hbm, opt.samples);
+    std::fprintf(
+        f,
+        "  \"read_gbps\": %.1f,\n  \"copy_gbps\": %.1f,\n  \"hbm_gbps\": %.1f,\n  \"samples\": %d,\n  \"results\": [\n",
+        read_gbps, copy_gbps, hbm, opt.samples);
     for (std::size_t i = 0; i < out.size(); ++i) {
       const auto& r = out[i];
       std::fprintf(f,
-                   "    {\"kernel\": \"%s\", \"dtype\": \"%s\", \"n\": %ld, \"k\": %ld, \"m\": %ld, \"us\": %.3f, \"bytes\": %.0f, "
+                   "    {\"kernel\": \"%s\", \"dtype\": \"%s\", \"n\": %ld, \"k\": %ld, \"m\": %ld, \"us\": %.3f, "
+                   "\"bytes\": %.0f, "
                    "\"gbps\": %.1f, \"pct_hbm\": %.2f, \"baseline_us\": %.3f, \"speedup\": %.3f}%s\n",
-                   r.kernel.c_str(), r.dtype.c_str(), r.n, r.k, r.m, r.us, r.bytes, r.gbps, r.pct_hbm, r.baseline_us, r.speedup,
-                   i + 1 < out.size() ? "," : "");
+                   r.kernel.c_str(), r.dtype.c_str(), r.n, r.k, r.m, r.us, r.bytes, r.gbps, r.pct_hbm, r.baseline_us,
+                   r.speedup, i + 1 < out.size() ? "," : "");
     }
     std::fprintf(f, "  ],\n  \"targets_missed\": %d\n}\n", missed);
     std::fclose(f);

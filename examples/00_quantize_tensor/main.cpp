@@ -28,11 +28,10 @@ struct named_weight {
 /// Weights shaped like a transformer layer's: normal values with a few outlier input channels.
 std::vector<named_weight> builtin_weights(bool quick) {
   const std::int64_t d = quick ? 256 : 1024, ff = quick ? 704 : 2816;
-  const std::pair<const char*, quanto::shape> layers[] = {
-      {"layers.0.self_attn.q_proj.weight", quanto::shape{d, d}},
-      {"layers.0.mlp.up_proj.weight", quanto::shape{ff, d}},
-      {"layers.0.mlp.down_proj.weight", quanto::shape{d, ff}},
-      {"conv.weight", quanto::shape{64, 32, 3, 3}}};
+  const std::pair<const char*, quanto::shape> layers[] = {{"layers.0.self_attn.q_proj.weight", quanto::shape{d, d}},
+                                                          {"layers.0.mlp.up_proj.weight", quanto::shape{ff, d}},
+                                                          {"layers.0.mlp.down_proj.weight", quanto::shape{d, ff}},
+                                                          {"conv.weight", quanto::shape{64, 32, 3, 3}}};
   std::mt19937 rng(2024);
   std::vector<named_weight> out;
   for (const auto& [name, s] : layers) {
@@ -62,8 +61,13 @@ std::vector<named_weight> file_weights(const char* path) {
     } else if (info.dtype == quanto::dtype::f16 || info.dtype == quanto::dtype::f32) {
       for (std::size_t i = 0; i < w.size(); ++i) {
         float v;
-        if (info.dtype == quanto::dtype::f32) std::memcpy(&v, raw.data() + 4 * i, 4);
-        else { quanto::float16 h; std::memcpy(&h, raw.data() + 2 * i, 2); v = static_cast<float>(h); }
+        if (info.dtype == quanto::dtype::f32)
+          std::memcpy(&v, raw.data() + 4 * i, 4);
+        else {
+          quanto::float16 h;
+          std::memcpy(&h, raw.data() + 2 * i, 2);
+          v = static_cast<float>(h);
+        }
         w[i] = quanto::bfloat16(v);
       }
     } else {
@@ -88,8 +92,10 @@ double sqnr_db(const quanto::tensor<quanto::bfloat16>& w, const quanto::tensor<q
 
 template <class QW>
 std::size_t stored_bytes(const QW& q) {
-  if constexpr (requires { q.packed; }) return q.packed.size() + q.scale.size() * 2 + q.shift.size() * sizeof(q.shift[0]);
-  else return q.data.size() + q.scale.size() * 2;
+  if constexpr (requires { q.packed; })
+    return q.packed.size() + q.scale.size() * 2 + q.shift.size() * sizeof(q.shift[0]);
+  else
+    return q.data.size() + q.scale.size() * 2;
 }
 
 }  // namespace

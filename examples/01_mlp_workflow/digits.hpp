@@ -17,8 +17,8 @@
 namespace digits {
 
 struct split {
-  quanto::tensor<float> x;            ///< [n, 64], pixels / 16
-  std::vector<std::int64_t> y;        ///< labels 0..9
+  quanto::tensor<float> x;      ///< [n, 64], pixels / 16
+  std::vector<std::int64_t> y;  ///< labels 0..9
   std::int64_t size() const { return static_cast<std::int64_t>(y.size()); }
 };
 

@@ -27,8 +27,10 @@ int main(int argc, char** argv) {
   bool quick = false;
   std::string csv = std::string(QUANTO_EXAMPLES_DATA_DIR) + "/digits.csv";
   for (int i = 1; i < argc; ++i) {
-    if (!std::strcmp(argv[i], "--quick")) quick = true;
-    else if (!std::strcmp(argv[i], "--csv") && i + 1 < argc) csv = argv[++i];
+    if (!std::strcmp(argv[i], "--quick"))
+      quick = true;
+    else if (!std::strcmp(argv[i], "--csv") && i + 1 < argc)
+      csv = argv[++i];
     else {
       std::fprintf(stderr, "usage: %s [--quick] [--csv digits.csv]\n", argv[0]);
       return 2;
@@ -56,7 +58,8 @@ int main(int argc, char** argv) {
         const auto calibrate = [&] {
           if (std::strcmp(acts, "none") == 0) return;
           nn::Calibration calib(0.9);
-          for (std::int64_t b = 0; b + 64 <= data.train.size() && b < 512; b += 64) (void)(*q)(digits::rows(data.train, b, b + 64));
+          for (std::int64_t b = 0; b + 64 <= data.train.size() && b < 512; b += 64)
+            (void)(*q)(digits::rows(data.train, b, b + 64));
         };
         calibrate();
         const double ptq = accuracy(*q, data.test);
@@ -66,9 +69,10 @@ int main(int argc, char** argv) {
         nn::freeze(*q);
         const double frozen = accuracy(*q, data.test);
         const std::size_t bytes = nn::get_state_dict(*q).nbytes();
-        std::printf("weights %-5s activations %-5s post-training %6.2f %%   after %d epochs of QAT %6.2f %% (loss %.4f)"
-                    "   frozen %6.2f %%   state dict %zu bytes\n",
-                    weights, acts, ptq, qat_epochs, qat, qat_loss, frozen, bytes);
+        std::printf(
+            "weights %-5s activations %-5s post-training %6.2f %%   after %d epochs of QAT %6.2f %% (loss %.4f)"
+            "   frozen %6.2f %%   state dict %zu bytes\n",
+            weights, acts, ptq, qat_epochs, qat, qat_loss, frozen, bytes);
       }
     }
     std::printf("\nfloat32 state dict: %zu bytes; took %.1f s\n", nn::get_state_dict(*model).nbytes(),

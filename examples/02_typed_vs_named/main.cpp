@@ -25,7 +25,9 @@ struct TypedMlp {
   nn::ReLU<float> relu;
   nn::QLinear<qint4> fc2;
 
-  nn::activation<float> forward(nn::activation<float> x) { return fc2.forward(relu.forward(fc1.forward(std::move(x)))); }
+  nn::activation<float> forward(nn::activation<float> x) {
+    return fc2.forward(relu.forward(fc1.forward(std::move(x))));
+  }
   void save(nn::state_dict& sd, const std::string& prefix) const {
     fc1.save(sd, prefix + "fc1.");
     fc2.save(sd, prefix + "fc2.");
@@ -88,13 +90,17 @@ int main(int argc, char** argv) {
       std::printf("\ncompile-time model: %zu of %zu outputs identical to the run-time model's\n", same, y_typed.size());
       nn::state_dict a, b = nn::get_state_dict(named);
       typed.save(a, "");
-      std::printf("state dicts identical: %s (%zu tensors, %zu bytes)\n",
-                  a.size() == b.size() && [&] {
+      std::printf(
+          "state dicts identical: %s (%zu tensors, %zu bytes)\n",
+          a.size() == b.size() &&
+                  [&] {
                     for (const auto& [k, t] : a)
                       if (!b.find(k) || !(*b.find(k) == t)) return false;
                     return true;
-                  }() ? "yes" : "no",
-                  a.size(), a.nbytes());
+                  }()
+              ? "yes"
+              : "no",
+          a.size(), a.nbytes());
       if (same != y_typed.size()) return 1;
     }
     return 0;

@@ -237,7 +237,8 @@ class bert_embeddings final : public nn::module<float> {
                                   std::to_string(c_.max_positions) + " positions");
       for (std::int64_t p = 0; p < len; ++p, ++t) {
         const std::int64_t id = ids[t];
-        if (id < 0 || id >= c_.vocab_size) throw quanto::value_error("token id " + std::to_string(id) + " out of range");
+        if (id < 0 || id >= c_.vocab_size)
+          throw quanto::value_error("token id " + std::to_string(id) + " out of range");
         const float* w = word_.data() + id * c_.hidden;
         const float* pe = position_.data() + p * c_.hidden;
         const float* te = type_.data();
@@ -286,7 +287,8 @@ class bert_embeddings final : public nn::module<float> {
 class bert_model final : public nn::module<float> {
  public:
   explicit bert_model(const bert_config& c) : c_(c) {
-    if (c.heads <= 0 || c.hidden % c.heads != 0) throw quanto::shape_error("hidden size is not a multiple of the heads");
+    if (c.heads <= 0 || c.hidden % c.heads != 0)
+      throw quanto::shape_error("hidden size is not a multiple of the heads");
     embeddings_ = &add("embeddings", std::make_unique<bert_embeddings>(c)).get();
     auto& encoder = bert_layer::child_group(*this, "encoder", "BertEncoder");
     auto& list = bert_layer::child_group(encoder, "layer", "ModuleList");

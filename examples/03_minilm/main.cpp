@@ -162,7 +162,10 @@ timing measure_speed(bert_model& model, const std::vector<std::vector<std::int64
                      int passes) {
   const std::vector<std::vector<std::int64_t>> sub(seqs.begin(), seqs.begin() + static_cast<std::ptrdiff_t>(count));
   const auto rate = [&](std::size_t batch) {
-    (void)embed_all(model, std::vector(sub.begin(), sub.begin() + static_cast<std::ptrdiff_t>(std::min<std::size_t>(sub.size(), 8))), batch);  // warm-up
+    (void)embed_all(
+        model,
+        std::vector(sub.begin(), sub.begin() + static_cast<std::ptrdiff_t>(std::min<std::size_t>(sub.size(), 8))),
+        batch);  // warm-up
     std::vector<double> r;
     for (int p = 0; p < passes; ++p) {
       const auto t0 = std::chrono::steady_clock::now();
@@ -207,7 +210,8 @@ weight_comparison compare_with_quanto(const quanto::nn::state_dict& ours, const 
       float a = 0, b = 0;
       std::memcpy(&a, t.bytes.data(), 4);
       std::memcpy(&b, q->bytes.data(), 4);
-      r.max_scale_rel = std::max(r.max_scale_rel, std::abs(static_cast<double>(a) - b) / std::abs(static_cast<double>(b)));
+      r.max_scale_rel =
+          std::max(r.max_scale_rel, std::abs(static_cast<double>(a) - b) / std::abs(static_cast<double>(b)));
     }
   }
   return r;
@@ -257,7 +261,8 @@ std::string cpu_model() {
 int usage() {
   std::fprintf(stderr,
                "usage: minilm MODEL_DIR [--check] [--embed TEXT...] [--configs a,b] [--sentences F] [--calibration F]\n"
-               "              [--reference F] [--quanto-weights DIR] [--quanto-threads N] [--speed-sentences N] [--passes P] [--json F] [--quick]\n");
+               "              [--reference F] [--quanto-weights DIR] [--quanto-threads N] [--speed-sentences N] "
+               "[--passes P] [--json F] [--quick]\n");
   return 2;
 }
 
@@ -305,7 +310,8 @@ int main(int argc, char** argv) {
       const tensor<float> e = embed_all(*model, seqs, seqs.size());
       for (std::size_t i = 0; i < seqs.size(); ++i) {
         for (std::size_t j = 0; j < seqs.size(); ++j)
-          std::printf("%8.4f", cosine(e.data() + static_cast<std::int64_t>(i) * cfg.hidden, e.data() + static_cast<std::int64_t>(j) * cfg.hidden, cfg.hidden));
+          std::printf("%8.4f", cosine(e.data() + static_cast<std::int64_t>(i) * cfg.hidden,
+                                      e.data() + static_cast<std::int64_t>(j) * cfg.hidden, cfg.hidden));
         std::printf("   %s\n", args[i].c_str());
       }
       return 0;
@@ -338,15 +344,18 @@ int main(int argc, char** argv) {
         const auto len = static_cast<std::size_t>(lens[s]);
         const std::int64_t* row = ids.data() + static_cast<std::int64_t>(s) * ids.shape()[1];
         if (len != seqs[s].size() || !std::equal(seqs[s].begin(), seqs[s].end(), row)) {
-          if (id_mismatch++ < 3) std::fprintf(stderr, "token ids differ from Hugging Face's: %s\n", sentences[s].c_str());
+          if (id_mismatch++ < 3)
+            std::fprintf(stderr, "token ids differ from Hugging Face's: %s\n", sentences[s].c_str());
         }
-        const double c = cosine(float_emb.data() + static_cast<std::int64_t>(s) * d, emb.data() + static_cast<std::int64_t>(s) * d, d);
+        const double c = cosine(float_emb.data() + static_cast<std::int64_t>(s) * d,
+                                emb.data() + static_cast<std::int64_t>(s) * d, d);
         cos_min = std::min(cos_min, c);
         cos_sum += c;
       }
-      std::printf("reference: %zu sentences, token ids equal Hugging Face's for %zu, float cosine to "
-                  "sentence-transformers mean %.8f min %.8f\n",
-                  seqs.size(), seqs.size() - id_mismatch, cos_sum / static_cast<double>(seqs.size()), cos_min);
+      std::printf(
+          "reference: %zu sentences, token ids equal Hugging Face's for %zu, float cosine to "
+          "sentence-transformers mean %.8f min %.8f\n",
+          seqs.size(), seqs.size() - id_mismatch, cos_sum / static_cast<double>(seqs.size()), cos_min);
       if (id_mismatch != 0) ++failures;
       if (!(cos_min >= 0.99999)) ++failures;
       if (check) {
@@ -370,12 +379,15 @@ int main(int argc, char** argv) {
       auto model = load_model(cfg, float_weights);
       if (rc.weights != "none") {
         quanto::nn::quantize_spec spec{.weights = rc.weights, .activations = rc.activations};
-        if (rc.optimizer == "hqq") spec.optimizer = quanto::hqq_optimizer{.torch_threads = quanto_threads};
-        else if (!rc.optimizer.empty()) spec.optimizer = rc.optimizer;
+        if (rc.optimizer == "hqq")
+          spec.optimizer = quanto::hqq_optimizer{.torch_threads = quanto_threads};
+        else if (!rc.optimizer.empty())
+          spec.optimizer = rc.optimizer;
         quanto::nn::quantize(*model, spec);
         if (rc.activations != "none") {
           quanto::nn::Calibration calibrate;  // quanto's momentum 0.9, one sentence at a time
-          for (const auto& s : calib) (void)model->embed(s, std::vector<std::int64_t>{static_cast<std::int64_t>(s.size())});
+          for (const auto& s : calib)
+            (void)model->embed(s, std::vector<std::int64_t>{static_cast<std::int64_t>(s.size())});
         }
         quanto::nn::freeze(*model);
       }
@@ -406,8 +418,9 @@ int main(int argc, char** argv) {
       nlohmann::json row = {{"config", rc.name},
                             {"weights", null_if_none(rc.weights)},
                             {"activations", null_if_none(rc.activations)},
-                            {"optimizer", rc.weights == "none" ? nlohmann::json()
-                                          : rc.optimizer.empty() ? nlohmann::json("absmax") : nlohmann::json(rc.optimizer)},
+                            {"optimizer", rc.weights == "none"   ? nlohmann::json()
+                                          : rc.optimizer.empty() ? nlohmann::json("absmax")
+                                                                 : nlohmann::json(rc.optimizer)},
                             {"cosine_mean", csum / n},
                             {"cosine_min", cmin},
                             {"top1_agreement", 100.0 * static_cast<double>(agree) / n},
@@ -439,9 +452,15 @@ int main(int argc, char** argv) {
       const nlohmann::json doc = {
           {"tool", "quanto-cpp"},
           {"model", "sentence-transformers/all-MiniLM-L6-v2"},
-          {"machine", {{"cpu", cpu_model()}, {"logical_cpus", std::thread::hardware_concurrency()},
-                       {"loadavg_before", load_before}, {"loadavg_after", loadavg()}}},
-          {"versions", {{"quanto-cpp", "0.1.0"}, {"compiler", compiler_version()}, {"parallel", std::string(quanto::kernels::parallel_backend())}}},
+          {"machine",
+           {{"cpu", cpu_model()},
+            {"logical_cpus", std::thread::hardware_concurrency()},
+            {"loadavg_before", load_before},
+            {"loadavg_after", loadavg()}}},
+          {"versions",
+           {{"quanto-cpp", "0.1.0"},
+            {"compiler", compiler_version()},
+            {"parallel", std::string(quanto::kernels::parallel_backend())}}},
           {"threads", threads},
           {"passes", passes},
           {"n_sentences", seqs.size()},
@@ -449,11 +468,13 @@ int main(int argc, char** argv) {
           {"speed_sentences", speed_sentences},
           {"speed_sentences_batch32", speed_sentences},
           {"accuracy_batch", 32},
-          {"timing", "forward + mean pooling + L2 normalisation from pre-tokenized ids (tokenization not timed); "
-                     "median of the timed passes, after the untimed accuracy pass; a batch of 32 is packed "
-                     "(no padding tokens)"},
-          {"calibration", "each calibration sentence alone, in file order, inside nn::Calibration (momentum 0.9); "
-                          "outputs stay quantized (no streamline, docs/divergences.md 7)"},
+          {"timing",
+           "forward + mean pooling + L2 normalisation from pre-tokenized ids (tokenization not timed); "
+           "median of the timed passes, after the untimed accuracy pass; a batch of 32 is packed "
+           "(no padding tokens)"},
+          {"calibration",
+           "each calibration sentence alone, in file order, inside nn::Calibration (momentum 0.9); "
+           "outputs stay quantized (no streamline, docs/divergences.md 7)"},
           {"configs", results}};
       std::ofstream(json_file) << doc.dump(2) << "\n";
     }

@@ -36,8 +36,10 @@ inline std::vector<char32_t> decode_utf8(std::string_view s) {
     bool ok = len > 0 && i + static_cast<std::size_t>(len) <= s.size();
     for (int k = 1; ok && k < len; ++k) {
       const auto b = static_cast<unsigned char>(s[i + static_cast<std::size_t>(k)]);
-      if ((b & 0xC0) != 0x80) ok = false;
-      else cp = (cp << 6) | (b & 0x3F);
+      if ((b & 0xC0) != 0x80)
+        ok = false;
+      else
+        cp = (cp << 6) | (b & 0x3F);
     }
     // overlong forms, surrogates and values past U+10FFFF are invalid too
     if (ok && ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
@@ -76,8 +78,8 @@ namespace unicode {
 
 /// Unicode category Zs, plus the ASCII whitespace BERT counts.
 inline bool is_whitespace(char32_t c) {
-  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == 0xA0 || c == 0x1680 ||
-         (c >= 0x2000 && c <= 0x200A) || c == 0x202F || c == 0x205F || c == 0x3000;
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == 0xA0 || c == 0x1680 || (c >= 0x2000 && c <= 0x200A) ||
+         c == 0x202F || c == 0x205F || c == 0x3000;
 }
 
 /// Categories C* (control, format, private use) that BERT's cleaning drops; tab/newline/CR are
@@ -85,8 +87,7 @@ inline bool is_whitespace(char32_t c) {
 inline bool is_control(char32_t c) {
   if (c == '\t' || c == '\n' || c == '\r') return false;
   return c < 0x20 || (c >= 0x7F && c <= 0x9F) || c == 0xAD || (c >= 0x200B && c <= 0x200F) ||
-         (c >= 0x202A && c <= 0x202E) || (c >= 0x2060 && c <= 0x2064) || c == 0xFEFF ||
-         (c >= 0xE000 && c <= 0xF8FF);
+         (c >= 0x202A && c <= 0x202E) || (c >= 0x2060 && c <= 0x2064) || c == 0xFEFF || (c >= 0xE000 && c <= 0xF8FF);
 }
 
 /// ASCII non-alphanumeric printable characters (BERT counts them all, `$` and `^` included) and
@@ -94,8 +95,16 @@ inline bool is_control(char32_t c) {
 inline bool is_punctuation(char32_t c) {
   if ((c >= 33 && c <= 47) || (c >= 58 && c <= 64) || (c >= 91 && c <= 96) || (c >= 123 && c <= 126)) return true;
   switch (c) {
-    case 0xA1: case 0xA7: case 0xAB: case 0xB6: case 0xB7: case 0xBB: case 0xBF: return true;
-    default: break;
+    case 0xA1:
+    case 0xA7:
+    case 0xAB:
+    case 0xB6:
+    case 0xB7:
+    case 0xBB:
+    case 0xBF:
+      return true;
+    default:
+      break;
   }
   if (c >= 0x2010 && c <= 0x2027) return true;
   if (c >= 0x2030 && c <= 0x205E) return c != 0x2044 && c != 0x2052;  // fraction slash, minus: Sm
@@ -130,8 +139,8 @@ inline char32_t to_lower(char32_t c) {
     return (c % 2 == 0) ? c + 1 : c;
   }
   if (c >= 0x391 && c <= 0x3A9 && c != 0x3A2) return c + 32;  // Greek capitals
-  if (c >= 0x410 && c <= 0x42F) return c + 32;                  // Cyrillic А..Я
-  if (c >= 0x400 && c <= 0x40F) return c + 80;                  // Cyrillic Ѐ..Џ
+  if (c >= 0x410 && c <= 0x42F) return c + 32;                // Cyrillic А..Я
+  if (c >= 0x400 && c <= 0x40F) return c + 80;                // Cyrillic Ѐ..Џ
   return c;
 }
 
@@ -148,7 +157,8 @@ inline char32_t strip_accent(char32_t c) {
   if (c >= 0x100 && c <= 0x17F) {
     // Latin Extended-A, capitals and small letters alike; '.' = no decomposition
     static constexpr std::string_view base =
-        "aaaaaaccccccccdd..eeeeeeeeeegggggggghh..iiiiiiiii...jjkk.llllll....nnnnnn...oooooo..rrrrrrsssssssstttt..uuuuuuuuuuuuwwyyyzzzzzz.";
+        "aaaaaaccccccccdd..eeeeeeeeeegggggggghh..iiiiiiiii...jjkk.llllll....nnnnnn...oooooo..rrrrrrsssssssstttt.."
+        "uuuuuuuuuuuuwwyyyzzzzzz.";
     const char b = base[c - 0x100];
     return b == '.' ? c : static_cast<char32_t>(b);
   }

@@ -113,8 +113,8 @@ inline std::size_t lt_scratch_bytes(int cc) { return cc >= 90 ? (std::size_t{32}
 inline bool aligned16(const void* p) noexcept { return (reinterpret_cast<std::uintptr_t>(p) & 15u) == 0; }
 
 /// m, lds and pointers of a matmul call (shape_error / unsupported_error).
-void check_matmul_args(const char* who, std::int64_t m, std::int64_t n, std::int64_t k, const void* x,
-                       std::int64_t ldx, const void* y, std::int64_t ldy, bool need_alignment);
+void check_matmul_args(const char* who, std::int64_t m, std::int64_t n, std::int64_t k, const void* x, std::int64_t ldx,
+                       const void* y, std::int64_t ldy, bool need_alignment);
 
 // ---- the split-k reduction ----------------------------------------------------------------------------
 
@@ -131,15 +131,15 @@ struct lt_gemm {
   cublasComputeType_t compute;
   cudaDataType_t scale_type;
   std::int64_t m, n, k, ldx, ldd;
-  const void* bias = nullptr;  ///< of d_type, [n]
+  const void* bias = nullptr;          ///< of d_type, [n]
   const float* a_scale_vec = nullptr;  ///< outer-vector (per-row of W) float32 scales, fp8 only
   const float* b_scale_vec = nullptr;  ///< outer-vector (per-row of x) float32 scales, fp8 only
 };
 
 /// Runs one cuBLASLt matmul. Returns false (and runs nothing) when cuBLASLt has no algorithm for it;
 /// throws cuda_error on any other failure. `alpha` points to a float or an int32 (scale_type).
-bool run_lt(const context& ctx, const lt_gemm& g, const void* alpha, const void* a, const void* b, void* d,
-            void* lt_ws, std::size_t lt_ws_bytes, cudaStream_t stream);
+bool run_lt(const context& ctx, const lt_gemm& g, const void* alpha, const void* a, const void* b, void* d, void* lt_ws,
+            std::size_t lt_ws_bytes, cudaStream_t stream);
 
 }  // namespace detail
 }  // namespace cuda
@@ -260,7 +260,8 @@ struct elem<__nv_bfloat16> {
 
 /// D = A · B + D, m16n8k16, float32 accumulators.
 template <class T>
-__device__ __forceinline__ void mma16816(float (&c)[4], const std::uint32_t (&a)[4], std::uint32_t b0, std::uint32_t b1) {
+__device__ __forceinline__ void mma16816(float (&c)[4], const std::uint32_t (&a)[4], std::uint32_t b0,
+                                         std::uint32_t b1) {
   if constexpr (std::is_same_v<T, __half>) {
     asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
         "{%0, %1, %2, %3};\n"

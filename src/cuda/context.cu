@@ -38,8 +38,8 @@ scratch::~scratch() {
   if (owned_) (void)cudaFreeAsync(ptr_, stream_);
 }
 
-void check_matmul_args(const char* who, std::int64_t m, std::int64_t n, std::int64_t k, const void* x,
-                       std::int64_t ldx, const void* y, std::int64_t ldy, bool need_alignment) {
+void check_matmul_args(const char* who, std::int64_t m, std::int64_t n, std::int64_t k, const void* x, std::int64_t ldx,
+                       const void* y, std::int64_t ldy, bool need_alignment) {
   const std::string w(who);
   if (m < 0) throw shape_error(w + ": negative m = " + std::to_string(m));
   if (m > std::numeric_limits<int>::max()) throw shape_error(w + ": m = " + std::to_string(m) + " is too large");
@@ -48,8 +48,9 @@ void check_matmul_args(const char* who, std::int64_t m, std::int64_t n, std::int
   if (ldy < n) throw shape_error(w + ": ldy = " + std::to_string(ldy) + " is smaller than n = " + std::to_string(n));
   if (m > 0 && (x == nullptr || y == nullptr)) throw shape_error(w + ": null x or y");
   if (need_alignment && (!aligned16(x) || !aligned16(y) || ldx % 8 != 0 || ldy % 8 != 0))
-    throw unsupported_error(w + ": x and y must be 16-byte aligned with leading dimensions that are multiples of 8 "
-                                "elements; use dequantize_matmul_fallback");
+    throw unsupported_error(w +
+                            ": x and y must be 16-byte aligned with leading dimensions that are multiples of 8 "
+                            "elements; use dequantize_matmul_fallback");
 }
 
 // ---- the split-k reduction ----------------------------------------------------------------------------
@@ -83,12 +84,13 @@ void launch_splitk_reduce(dtype type, const float* partial, int splits, std::int
   const int threads = 256;
   const auto blocks = static_cast<unsigned>(std::min<std::int64_t>((pairs + threads - 1) / threads, 65535));
   if (type == dtype::float16)
-    splitk_reduce_kernel<__half><<<blocks, threads, 0, stream>>>(partial, splits, static_cast<int>(m), static_cast<int>(n),
-                                                                static_cast<const __half*>(bias), static_cast<__half*>(y), ldy);
+    splitk_reduce_kernel<__half><<<blocks, threads, 0, stream>>>(partial, splits, static_cast<int>(m),
+                                                                 static_cast<int>(n), static_cast<const __half*>(bias),
+                                                                 static_cast<__half*>(y), ldy);
   else
-    splitk_reduce_kernel<__nv_bfloat16><<<blocks, threads, 0, stream>>>(
-        partial, splits, static_cast<int>(m), static_cast<int>(n), static_cast<const __nv_bfloat16*>(bias),
-        static_cast<__nv_bfloat16*>(y), ldy);
+    splitk_reduce_kernel<__nv_bfloat16>
+        <<<blocks, threads, 0, stream>>>(partial, splits, static_cast<int>(m), static_cast<int>(n),
+                                         static_cast<const __nv_bfloat16*>(bias), static_cast<__nv_bfloat16*>(y), ldy);
   check_launch("split-k reduction");
 }
 
@@ -156,7 +158,9 @@ int device_count() noexcept {
   return n;
 }
 
-void synchronize(stream_t stream) { detail::check(cudaStreamSynchronize(detail::as_stream(stream)), "cudaStreamSynchronize"); }
+void synchronize(stream_t stream) {
+  detail::check(cudaStreamSynchronize(detail::as_stream(stream)), "cudaStreamSynchronize");
+}
 
 // ---- device memory ------------------------------------------------------------------------------------
 
@@ -175,13 +179,18 @@ device_buffer& device_buffer::operator=(device_buffer&& o) noexcept {
   return *this;
 }
 void device_buffer::upload(const void* host, std::size_t bytes, stream_t stream) {
-  if (bytes > bytes_) throw shape_error("device_buffer::upload: " + std::to_string(bytes) + " bytes into " + std::to_string(bytes_));
-  if (bytes) detail::check(cudaMemcpyAsync(ptr_, host, bytes, cudaMemcpyHostToDevice, detail::as_stream(stream)), "cudaMemcpyAsync");
+  if (bytes > bytes_)
+    throw shape_error("device_buffer::upload: " + std::to_string(bytes) + " bytes into " + std::to_string(bytes_));
+  if (bytes)
+    detail::check(cudaMemcpyAsync(ptr_, host, bytes, cudaMemcpyHostToDevice, detail::as_stream(stream)),
+                  "cudaMemcpyAsync");
 }
 void device_buffer::download(void* host, std::size_t bytes, stream_t stream) const {
-  if (bytes > bytes_) throw shape_error("device_buffer::download: " + std::to_string(bytes) + " bytes from " + std::to_string(bytes_));
+  if (bytes > bytes_)
+    throw shape_error("device_buffer::download: " + std::to_string(bytes) + " bytes from " + std::to_string(bytes_));
   if (bytes) {
-    detail::check(cudaMemcpyAsync(host, ptr_, bytes, cudaMemcpyDeviceToHost, detail::as_stream(stream)), "cudaMemcpyAsync");
+    detail::check(cudaMemcpyAsync(host, ptr_, bytes, cudaMemcpyDeviceToHost, detail::as_stream(stream)),
+                  "cudaMemcpyAsync");
     detail::check(cudaStreamSynchronize(detail::as_stream(stream)), "cudaStreamSynchronize");
   }
 }

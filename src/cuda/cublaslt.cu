@@ -58,27 +58,35 @@ std::unique_ptr<lt_plan> make_plan(cublasLtHandle_t lt, const lt_gemm& g, std::s
   if (g.a_scale_vec || g.b_scale_vec) {
     const std::int32_t mode = CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F;
     // an older cuBLASLt may not know the attribute: then there is no plan
-    if (cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_A_SCALE_MODE, &mode, sizeof(mode)) != CUBLAS_STATUS_SUCCESS ||
-        cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_B_SCALE_MODE, &mode, sizeof(mode)) != CUBLAS_STATUS_SUCCESS)
+    if (cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_A_SCALE_MODE, &mode, sizeof(mode)) !=
+            CUBLAS_STATUS_SUCCESS ||
+        cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_B_SCALE_MODE, &mode, sizeof(mode)) !=
+            CUBLAS_STATUS_SUCCESS)
       return p;
     set_attr(p->desc, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, g.a_scale_vec, "cuBLASLt A scale");
     set_attr(p->desc, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, g.b_scale_vec, "cuBLASLt B scale");
   }
   // W [n, k] row-major is the column-major k x n matrix A, used transposed; x [m, k] (ldx) is B (k x m).
-  check(cublasLtMatrixLayoutCreate(&p->a, g.a_type, static_cast<std::uint64_t>(g.k), static_cast<std::uint64_t>(g.n), g.k),
+  check(cublasLtMatrixLayoutCreate(&p->a, g.a_type, static_cast<std::uint64_t>(g.k), static_cast<std::uint64_t>(g.n),
+                                   g.k),
         "cublasLtMatrixLayoutCreate A");
-  check(cublasLtMatrixLayoutCreate(&p->b, g.b_type, static_cast<std::uint64_t>(g.k), static_cast<std::uint64_t>(g.m), g.ldx),
+  check(cublasLtMatrixLayoutCreate(&p->b, g.b_type, static_cast<std::uint64_t>(g.k), static_cast<std::uint64_t>(g.m),
+                                   g.ldx),
         "cublasLtMatrixLayoutCreate B");
-  check(cublasLtMatrixLayoutCreate(&p->d, g.d_type, static_cast<std::uint64_t>(g.n), static_cast<std::uint64_t>(g.m), g.ldd),
+  check(cublasLtMatrixLayoutCreate(&p->d, g.d_type, static_cast<std::uint64_t>(g.n), static_cast<std::uint64_t>(g.m),
+                                   g.ldd),
         "cublasLtMatrixLayoutCreate D");
   cublasLtMatmulPreference_t pref = nullptr;
   check(cublasLtMatmulPreferenceCreate(&pref), "cublasLtMatmulPreferenceCreate");
   const std::uint64_t max_ws = ws_bytes;
-  cublasStatus_t s = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &max_ws, sizeof(max_ws));
+  cublasStatus_t s =
+      cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &max_ws, sizeof(max_ws));
   // only algorithms that work with the operands' actual alignment (the default assumes 256 bytes)
   const std::pair<cublasLtMatmulPreferenceAttributes_t, std::uint32_t> aligns[] = {
-      {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, align_a}, {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, align_b},
-      {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, align_d}, {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, align_d}};
+      {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, align_a},
+      {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, align_b},
+      {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, align_d},
+      {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, align_d}};
   for (const auto& [attr, value] : aligns)
     if (s == CUBLAS_STATUS_SUCCESS) s = cublasLtMatmulPreferenceSetAttribute(pref, attr, &value, sizeof(value));
   cublasLtMatmulHeuristicResult_t result{};
@@ -100,9 +108,22 @@ std::unique_ptr<lt_plan> make_plan(cublasLtHandle_t lt, const lt_gemm& g, std::s
 bool run_lt(const context& ctx, const lt_gemm& g, const void* alpha, const void* a, const void* b, void* d, void* lt_ws,
             std::size_t lt_ws_bytes, cudaStream_t stream) {
   const cublasLtHandle_t lt = ctx.get().lt;
-  const lt_key key{static_cast<int>(g.a_type), static_cast<int>(g.b_type), static_cast<int>(g.d_type), static_cast<int>(g.compute),
-                   static_cast<int>(g.scale_type), g.m, g.n, g.k, g.ldx, g.ldd, g.bias != nullptr,
-                   g.a_scale_vec != nullptr || g.b_scale_vec != nullptr, lt_ws_bytes, alignment(a), alignment(b), alignment(d)};
+  const lt_key key{static_cast<int>(g.a_type),
+                   static_cast<int>(g.b_type),
+                   static_cast<int>(g.d_type),
+                   static_cast<int>(g.compute),
+                   static_cast<int>(g.scale_type),
+                   g.m,
+                   g.n,
+                   g.k,
+                   g.ldx,
+                   g.ldd,
+                   g.bias != nullptr,
+                   g.a_scale_vec != nullptr || g.b_scale_vec != nullptr,
+                   lt_ws_bytes,
+                   alignment(a),
+                   alignment(b),
+                   alignment(d)};
   context::impl& ci = ctx.get();
   // The descriptor's pointer attributes change per call: hold the lock from setting them until the
   // matmul is enqueued.
@@ -137,19 +158,22 @@ __device__ __forceinline__ float weight_scale(const T* s, scale_axis axis, std::
 
 /// Outer-vector scales for cuBLASLt: a[row] = w_scale(row), b[i] = x_scale.
 template <class T>
-__global__ void fill_scales_kernel(const T* __restrict__ ws, scale_axis axis, std::int64_t n, float x_scale, std::int64_t m,
-                                   float* __restrict__ a, float* __restrict__ b) {
+__global__ void fill_scales_kernel(const T* __restrict__ ws, scale_axis axis, std::int64_t n, float x_scale,
+                                   std::int64_t m, float* __restrict__ a, float* __restrict__ b) {
   for (std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; i < n + m;
        i += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
-    if (i < n) a[i] = weight_scale(ws, axis, i);
-    else b[i - n] = x_scale;
+    if (i < n)
+      a[i] = weight_scale(ws, axis, i);
+    else
+      b[i - n] = x_scale;
   }
 }
 
 /// y[r, c] = T(acc[r][c] · (x_scale · w_scale[c]) (+ bias[c])); acc is column-major [n, m] (ld n), int32 or float.
 template <class T, class A>
-__global__ void scale_epilogue_kernel(const A* __restrict__ acc, std::int64_t m, std::int64_t n, float x_scale, const T* __restrict__ ws,
-                                      scale_axis axis, const T* __restrict__ bias, T* __restrict__ y, std::int64_t ldy) {
+__global__ void scale_epilogue_kernel(const A* __restrict__ acc, std::int64_t m, std::int64_t n, float x_scale,
+                                      const T* __restrict__ ws, scale_axis axis, const T* __restrict__ bias,
+                                      T* __restrict__ y, std::int64_t ldy) {
   using E = dev::elem<T>;
   for (std::int64_t e = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; e < m * n;
        e += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
@@ -166,8 +190,10 @@ unsigned grid_for(std::int64_t elements, int threads) {
 
 template <class F>
 void with_type(dtype t, F&& f) {
-  if (t == dtype::float16) f(__half{});
-  else f(__nv_bfloat16{});
+  if (t == dtype::float16)
+    f(__half{});
+  else
+    f(__nv_bfloat16{});
 }
 
 void check_file_weight(const char* who, const qbytes_device& w, code_type want) {
@@ -178,10 +204,10 @@ void check_file_weight(const char* who, const qbytes_device& w, code_type want) 
 }
 
 struct lt_parts {
-  unsigned char* acc;   ///< m * n int32 / float32 (column-major [n, m])
-  float* a_vec;         ///< n
-  float* b_vec;         ///< m
-  unsigned char* lt;    ///< cuBLASLt's scratch
+  unsigned char* acc;  ///< m * n int32 / float32 (column-major [n, m])
+  float* a_vec;        ///< n
+  float* b_vec;        ///< m
+  unsigned char* lt;   ///< cuBLASLt's scratch
   std::size_t lt_bytes;
 };
 
@@ -213,22 +239,24 @@ std::size_t cublaslt_workspace_bytes(const context& ctx, std::int64_t m, std::in
 }
 
 void dense_matmul(const context& ctx, const void* w, std::int64_t n, std::int64_t k, dtype type, const void* x,
-                  std::int64_t m, std::int64_t ldx, void* y, std::int64_t ldy, const void* bias, stream_t stream, workspace ws) {
+                  std::int64_t m, std::int64_t ldx, void* y, std::int64_t ldy, const void* bias, stream_t stream,
+                  workspace ws) {
   detail::check_matmul_args("dense_matmul", m, n, k, x, ldx, y, ldy, false);
   if (m == 0) return;
   const detail::device_guard guard(ctx.device());
   const cudaStream_t s = detail::as_stream(stream);
   const std::size_t lt_bytes = detail::lt_scratch_bytes(ctx.compute_capability());
   const detail::scratch scratch(ws, lt_bytes, s, "dense_matmul");
-  detail::lt_gemm g{cuda_type(type), cuda_type(type), cuda_type(type), CUBLAS_COMPUTE_32F, CUDA_R_32F, m, n, k, ldx, ldy, bias};
+  detail::lt_gemm g{
+      cuda_type(type), cuda_type(type), cuda_type(type), CUBLAS_COMPUTE_32F, CUDA_R_32F, m, n, k, ldx, ldy, bias};
   const float one = 1.0f;
   if (!detail::run_lt(ctx, g, &one, w, x, y, scratch.data(), lt_bytes, s))
     throw unsupported_error("dense_matmul: cuBLASLt has no algorithm for this problem");
 }
 
 void int8_matmul_cublaslt(const context& ctx, const qbytes_device& w, dtype type, const void* xq, float x_scale,
-                          std::int64_t m, std::int64_t ldx, void* y, std::int64_t ldy, const void* bias, stream_t stream,
-                          workspace ws) {
+                          std::int64_t m, std::int64_t ldx, void* y, std::int64_t ldy, const void* bias,
+                          stream_t stream, workspace ws) {
   check_file_weight("int8_matmul_cublaslt", w, code_type::int8);
   detail::check_matmul_args("int8_matmul_cublaslt", m, w.n, w.k, xq, ldx, y, ldy, false);
   if (w.k % 4 != 0 || ldx % 4 != 0 || !detail::aligned16(xq) || !detail::aligned16(w.data))
@@ -261,7 +289,8 @@ void fp8_matmul_cublaslt(const context& ctx, const qbytes_device& w, dtype type,
     throw unsupported_error("fp8_matmul_cublaslt: float8 matrix multiplication needs compute capability 8.9 or newer");
   if (w.k % 16 != 0 || ldx % 16 != 0 || ldy % 8 != 0 || !detail::aligned16(xq) || !detail::aligned16(w.data) ||
       !detail::aligned16(y))
-    throw unsupported_error("fp8_matmul_cublaslt: k and ldx must be multiples of 16, ldy of 8, pointers 16-byte aligned");
+    throw unsupported_error(
+        "fp8_matmul_cublaslt: k and ldx must be multiples of 16, ldy of 8, pointers 16-byte aligned");
   if (m == 0) return;
   const detail::device_guard guard(ctx.device());
   const cudaStream_t s = detail::as_stream(stream);
@@ -271,16 +300,18 @@ void fp8_matmul_cublaslt(const context& ctx, const qbytes_device& w, dtype type,
   with_type(type, [&](auto tag) {
     using T = decltype(tag);
     // 1. per-row scales of W and x applied by cuBLASLt itself (outer-vector scaling), output in T
-    fill_scales_kernel<T><<<grid_for(m + w.n, 256), 256, 0, s>>>(static_cast<const T*>(w.scale), w.axis, w.n, x_scale, m,
-                                                                  parts.a_vec, parts.b_vec);
+    fill_scales_kernel<T><<<grid_for(m + w.n, 256), 256, 0, s>>>(static_cast<const T*>(w.scale), w.axis, w.n, x_scale,
+                                                                 m, parts.a_vec, parts.b_vec);
     detail::check_launch("fp8_matmul_cublaslt scales");
-    detail::lt_gemm g{CUDA_R_8F_E4M3, CUDA_R_8F_E4M3, cuda_type(type), CUBLAS_COMPUTE_32F, CUDA_R_32F, m, w.n, w.k, ldx, ldy,
-                      bias, parts.a_vec, parts.b_vec};
+    detail::lt_gemm g{
+        CUDA_R_8F_E4M3, CUDA_R_8F_E4M3, cuda_type(type), CUBLAS_COMPUTE_32F, CUDA_R_32F, m, w.n, w.k, ldx, ldy,
+        bias,           parts.a_vec,    parts.b_vec};
     const float one = 1.0f;
     done = detail::run_lt(ctx, g, &one, w.data, xq, y, parts.lt, parts.lt_bytes, s);
     if (done) return;
     // 2. otherwise: a float32 product scaled by x_scale, then the per-row scales in an epilogue kernel
-    detail::lt_gemm g32{CUDA_R_8F_E4M3, CUDA_R_8F_E4M3, CUDA_R_32F, CUBLAS_COMPUTE_32F, CUDA_R_32F, m, w.n, w.k, ldx, w.n, nullptr};
+    detail::lt_gemm g32{
+        CUDA_R_8F_E4M3, CUDA_R_8F_E4M3, CUDA_R_32F, CUBLAS_COMPUTE_32F, CUDA_R_32F, m, w.n, w.k, ldx, w.n, nullptr};
     if (!detail::run_lt(ctx, g32, &one, w.data, xq, parts.acc, parts.lt, parts.lt_bytes, s))
       throw unsupported_error("fp8_matmul_cublaslt: cuBLASLt has no float8 algorithm for this problem");
     scale_epilogue_kernel<T, float><<<grid_for(m * w.n, 256), 256, 0, s>>>(

@@ -40,7 +40,8 @@ __global__ void dequantize_qbits_kernel(const unsigned char* __restrict__ packed
     if constexpr (ZP) {
       // scale * (int8(q) - int8(zero_point)), an int8 difference (wrapping as torch's int8 tensors do)
       const unsigned char z = static_cast<const unsigned char*>(shift)[row];
-      const auto d = static_cast<signed char>(static_cast<int>(static_cast<signed char>(q)) - static_cast<int>(static_cast<signed char>(z)));
+      const auto d = static_cast<signed char>(static_cast<int>(static_cast<signed char>(q)) -
+                                              static_cast<int>(static_cast<signed char>(z)));
       out[e] = t_mul(s, static_cast<float>(d));
     } else {
       out[e] = t_sub(t_mul(s, static_cast<float>(q)), static_cast<const T*>(shift)[row]);  // scale * q - shift
@@ -59,8 +60,9 @@ __device__ __forceinline__ float code_value(const unsigned char* data, std::int6
 
 /// 8-bit: T(scale * q), the scale per row, per tensor or per column.
 template <class T>
-__global__ void dequantize_qbytes_kernel(const unsigned char* __restrict__ data, const T* __restrict__ scale, code_type code,
-                                         scale_axis axis, std::int64_t n, std::int64_t k, T* __restrict__ out) {
+__global__ void dequantize_qbytes_kernel(const unsigned char* __restrict__ data, const T* __restrict__ scale,
+                                         code_type code, scale_axis axis, std::int64_t n, std::int64_t k,
+                                         T* __restrict__ out) {
   for (std::int64_t e = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; e < n * k;
        e += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
     const std::int64_t si = axis == scale_axis::row ? e / k : axis == scale_axis::column ? e % k : 0;
@@ -73,10 +75,12 @@ unsigned grid_for(std::int64_t elements, int threads) {
 }
 
 void check_qbits(const qbits_device& w) {
-  if (w.bits != 2 && w.bits != 4) throw unsupported_error("dequantize: qbits weights have 2 or 4 bits, not " + std::to_string(w.bits));
+  if (w.bits != 2 && w.bits != 4)
+    throw unsupported_error("dequantize: qbits weights have 2 or 4 bits, not " + std::to_string(w.bits));
   if (w.n <= 0 || w.k <= 0) throw shape_error("dequantize: empty weight");
   if (w.group < 0 || (w.group > 0 && (w.n * w.k) % w.group != 0) || (w.group > 0 && w.k % w.group != 0))
-    throw shape_error("dequantize: group size " + std::to_string(w.group) + " does not divide k = " + std::to_string(w.k));
+    throw shape_error("dequantize: group size " + std::to_string(w.group) +
+                      " does not divide k = " + std::to_string(w.k));
   if (!w.packed || !w.scale || !w.shift) throw shape_error("dequantize: null weight pointers");
 }
 
@@ -91,19 +95,19 @@ void launch_dequantize(const qbits_device& w, dtype type, void* out, cudaStream_
   const unsigned blocks = grid_for(total, 256);
   if (type == dtype::float16) {
     if (w.zero_point)
-      dequantize_qbits_kernel<__half, true><<<blocks, 256, 0, s>>>(packed, static_cast<const __half*>(w.scale), w.shift, w.bits,
-                                                                  total, cols, static_cast<__half*>(out));
+      dequantize_qbits_kernel<__half, true><<<blocks, 256, 0, s>>>(packed, static_cast<const __half*>(w.scale), w.shift,
+                                                                   w.bits, total, cols, static_cast<__half*>(out));
     else
-      dequantize_qbits_kernel<__half, false><<<blocks, 256, 0, s>>>(packed, static_cast<const __half*>(w.scale), w.shift, w.bits,
-                                                                   total, cols, static_cast<__half*>(out));
+      dequantize_qbits_kernel<__half, false><<<blocks, 256, 0, s>>>(
+          packed, static_cast<const __half*>(w.scale), w.shift, w.bits, total, cols, static_cast<__half*>(out));
   } else {
     using B = __nv_bfloat16;
     if (w.zero_point)
-      dequantize_qbits_kernel<B, true><<<blocks, 256, 0, s>>>(packed, static_cast<const B*>(w.scale), w.shift, w.bits, total,
-                                                             cols, static_cast<B*>(out));
+      dequantize_qbits_kernel<B, true><<<blocks, 256, 0, s>>>(packed, static_cast<const B*>(w.scale), w.shift, w.bits,
+                                                              total, cols, static_cast<B*>(out));
     else
-      dequantize_qbits_kernel<B, false><<<blocks, 256, 0, s>>>(packed, static_cast<const B*>(w.scale), w.shift, w.bits, total,
-                                                              cols, static_cast<B*>(out));
+      dequantize_qbits_kernel<B, false><<<blocks, 256, 0, s>>>(packed, static_cast<const B*>(w.scale), w.shift, w.bits,
+                                                               total, cols, static_cast<B*>(out));
   }
   detail::check_launch("dequantize (qbits)");
 }
@@ -112,11 +116,11 @@ void launch_dequantize(const qbytes_device& w, dtype type, void* out, cudaStream
   const auto* data = static_cast<const unsigned char*>(w.data);
   const unsigned blocks = grid_for(w.n * w.k, 256);
   if (type == dtype::float16)
-    dequantize_qbytes_kernel<__half><<<blocks, 256, 0, s>>>(data, static_cast<const __half*>(w.scale), w.code, w.axis, w.n, w.k,
-                                                           static_cast<__half*>(out));
+    dequantize_qbytes_kernel<__half><<<blocks, 256, 0, s>>>(data, static_cast<const __half*>(w.scale), w.code, w.axis,
+                                                            w.n, w.k, static_cast<__half*>(out));
   else
-    dequantize_qbytes_kernel<__nv_bfloat16><<<blocks, 256, 0, s>>>(data, static_cast<const __nv_bfloat16*>(w.scale), w.code,
-                                                                  w.axis, w.n, w.k, static_cast<__nv_bfloat16*>(out));
+    dequantize_qbytes_kernel<__nv_bfloat16><<<blocks, 256, 0, s>>>(
+        data, static_cast<const __nv_bfloat16*>(w.scale), w.code, w.axis, w.n, w.k, static_cast<__nv_bfloat16*>(out));
   detail::check_launch("dequantize (qbytes)");
 }
 
@@ -154,17 +158,20 @@ void dequantize(const context& ctx, const qbytes_device& w, dtype type, void* ou
 
 std::size_t fallback_workspace_bytes(const context& ctx, std::int64_t n, std::int64_t k, dtype type) {
   (void)type;  // both model dtypes are 2 bytes
-  return detail::align_up(static_cast<std::size_t>(n * k) * 2, 256) + detail::lt_scratch_bytes(ctx.compute_capability());
+  return detail::align_up(static_cast<std::size_t>(n * k) * 2, 256) +
+         detail::lt_scratch_bytes(ctx.compute_capability());
 }
 
 void dequantize_matmul_fallback(const context& ctx, const qbits_device& w, dtype type, const void* x, std::int64_t m,
-                                std::int64_t ldx, void* y, std::int64_t ldy, const void* bias, stream_t stream, workspace ws) {
+                                std::int64_t ldx, void* y, std::int64_t ldy, const void* bias, stream_t stream,
+                                workspace ws) {
   check_qbits(w);
   fallback(ctx, w, type, x, m, ldx, y, ldy, bias, stream, ws);
 }
 
 void dequantize_matmul_fallback(const context& ctx, const qbytes_device& w, dtype type, const void* x, std::int64_t m,
-                                std::int64_t ldx, void* y, std::int64_t ldy, const void* bias, stream_t stream, workspace ws) {
+                                std::int64_t ldx, void* y, std::int64_t ldy, const void* bias, stream_t stream,
+                                workspace ws) {
   check_qbytes(w);
   fallback(ctx, w, type, x, m, ldx, y, ldy, bias, stream, ws);
 }

@@ -48,7 +48,8 @@ struct mma_params {
 
 /// Bytes of one pipeline slot of one warp.
 template <wcode C, int MT, int NT>
-inline constexpr int slot_bytes = NT * (is_4bit<C> ? fr::w4_tile_bytes : fr::w8_tile_bytes) + (is_4bit<C> ? NT * 256 : 0) + MT * 512;
+inline constexpr int slot_bytes = NT*(is_4bit<C> ? fr::w4_tile_bytes : fr::w8_tile_bytes) +
+                                  (is_4bit<C> ? NT * 256 : 0) + MT * 512;
 
 /// Dynamic shared memory of a block: the warps' rings, reused at the end for the reduction.
 template <wcode C, int MT, int NT, int WK, int WN, int STAGES>
@@ -69,8 +70,10 @@ __device__ __forceinline__ void decode_w4_word(std::uint32_t word, std::uint32_t
     const std::uint32_t st = e < 2 ? st0 : st1;
     const std::uint32_t v = lop3_and_or(word >> (4 * e), 0x000F000Fu, E::magic2);  // magic + q, exact
     std::uint32_t w;
-    if constexpr (ZP) w = E::mul2(E::sub2(v, dup_hi(st)), dup_lo(st));               // T(scale * (q - zp))
-    else w = E::sub2(E::mul2(E::sub2(v, E::magic2), dup_lo(st)), dup_hi(st));         // T(T(scale * q) - shift)
+    if constexpr (ZP)
+      w = E::mul2(E::sub2(v, dup_hi(st)), dup_lo(st));  // T(scale * (q - zp))
+    else
+      w = E::sub2(E::mul2(E::sub2(v, E::magic2), dup_lo(st)), dup_hi(st));  // T(T(scale * q) - shift)
     b[e / 2][e % 2] = w;
   }
 }
@@ -78,7 +81,8 @@ __device__ __forceinline__ void decode_w4_word(std::uint32_t word, std::uint32_t
 /// Decodes the four 8-bit codes of n8 block j (bytes b0 b1 = register 0, b2 b3 = register 1) and
 /// multiplies by the column's scale pair `s2` (both halves the same scale).
 template <class T, wcode C>
-__device__ __forceinline__ void decode_w8_word(std::uint32_t word, std::uint32_t s2, std::uint32_t& r0, std::uint32_t& r1) {
+__device__ __forceinline__ void decode_w8_word(std::uint32_t word, std::uint32_t s2, std::uint32_t& r0,
+                                               std::uint32_t& r1) {
   using E = elem<T>;
   std::uint32_t lo, hi;
   if constexpr (C == wcode::i8) {
@@ -91,7 +95,8 @@ __device__ __forceinline__ void decode_w8_word(std::uint32_t word, std::uint32_t
       // through float32: 2^23 + q + 128, minus 2^23 + 128; bfloat16 = the upper 16 bits (exact)
       float f[4];
 #pragma unroll
-      for (int i = 0; i < 4; ++i) f[i] = __fsub_rn(__uint_as_float(__byte_perm(u, 0x4B000000u, 0x7440 + i)), 8388736.0f);
+      for (int i = 0; i < 4; ++i)
+        f[i] = __fsub_rn(__uint_as_float(__byte_perm(u, 0x4B000000u, 0x7440 + i)), 8388736.0f);
       lo = __byte_perm(__float_as_uint(f[0]), __float_as_uint(f[1]), 0x7632);
       hi = __byte_perm(__float_as_uint(f[2]), __float_as_uint(f[3]), 0x7632);
     }
@@ -127,7 +132,7 @@ __global__ void __launch_bounds__(WK* WN * 32) mma_kernel(const mma_params p) {
   using E = elem<T>;
   constexpr bool W4 = is_4bit<C>;
   constexpr int TB = W4 ? fr::w4_tile_bytes : fr::w8_tile_bytes;  // bytes per tile
-  constexpr int SB = W4 ? 256 : 0;                                 // (scale, shift) bytes per tile and group
+  constexpr int SB = W4 ? 256 : 0;                                // (scale, shift) bytes per tile and group
   constexpr int SLOT = slot_bytes<C, MT, NT>;
   constexpr int S_OFF = NT * TB, A_OFF = NT * TB + NT * SB;
 
@@ -163,11 +168,13 @@ __global__ void __launch_bounds__(WK* WN * 32) mma_kernel(const mma_params p) {
   for (int mt = 0; mt < MT; ++mt) {
     const int row = m0 + mt * 16 + lane / 2;
     arow[mt] = row < p.m;
-    asrc[mt] = x + (arow[mt] ? static_cast<std::int64_t>(row) * p.ldx : 0) + static_cast<std::int64_t>(a) * 16 + (lane % 2) * 8;
+    asrc[mt] = x + (arow[mt] ? static_cast<std::int64_t>(row) * p.ldx : 0) + static_cast<std::int64_t>(a) * 16 +
+               (lane % 2) * 8;
   }
   // A is stored swizzled: row r, 16-byte chunk c at unit 2r + (c ^ (r/4 & 1)) (conflict-free ldmatrix)
   const int arow_in = lane / 2, achunk = lane % 2;
-  const std::uint32_t a_store = static_cast<std::uint32_t>(A_OFF + 16 * (2 * arow_in + (achunk ^ ((arow_in >> 2) & 1))));
+  const std::uint32_t a_store =
+      static_cast<std::uint32_t>(A_OFF + 16 * (2 * arow_in + (achunk ^ ((arow_in >> 2) & 1))));
   const int lrow = ((lane >> 3) & 1) * 8 + (lane & 7), lchunk = lane >> 4;
   const std::uint32_t a_load = static_cast<std::uint32_t>(A_OFF + 16 * (2 * lrow + (lchunk ^ ((lrow >> 2) & 1))));
 
@@ -224,7 +231,8 @@ __global__ void __launch_bounds__(WK* WN * 32) mma_kernel(const mma_params p) {
 #pragma unroll
     for (int i = 0; i < NT; ++i) {
       uint4 v = make_uint4(0, 0, 0, 0);
-      if (valid[i]) v = __ldg(reinterpret_cast<const uint4*>(static_cast<const T*>(p.meta) + (nt0 + i) * fr::tile_n + 8 * g));
+      if (valid[i])
+        v = __ldg(reinterpret_cast<const uint4*>(static_cast<const T*>(p.meta) + (nt0 + i) * fr::tile_n + 8 * g));
       sc8[i][0] = v.x, sc8[i][1] = v.y, sc8[i][2] = v.z, sc8[i][3] = v.w;
     }
   }
@@ -383,7 +391,8 @@ __global__ void __launch_bounds__(256) w4_gemv_kernel(const mma_params p) {
   const int hi = static_cast<int>(static_cast<std::int64_t>(k16) * (blockIdx.y + 1) / p.splits);
   const int a = lo + (hi - lo) * wk / WK, b = lo + (hi - lo) * (wk + 1) / WK;
 
-  const unsigned char* codes = p.codes + (static_cast<std::int64_t>(nt) * k16) * fr::w4_tile_bytes + fr::lane_bytes * lane;
+  const unsigned char* codes =
+      p.codes + (static_cast<std::int64_t>(nt) * k16) * fr::w4_tile_bytes + fr::lane_bytes * lane;
   const unsigned char* meta = static_cast<const unsigned char*>(p.meta);
   const T* x = static_cast<const T*>(p.x);
 
@@ -407,7 +416,8 @@ __global__ void __launch_bounds__(256) w4_gemv_kernel(const mma_params p) {
       const int gi = step / p.group_steps;
       if (gi != group) {
         group = gi;
-        const auto* src = reinterpret_cast<const uint4*>(meta + ((static_cast<std::int64_t>(gi) * n64 + nt) * fr::tile_n + 8 * g) * 4);
+        const auto* src = reinterpret_cast<const uint4*>(
+            meta + ((static_cast<std::int64_t>(gi) * n64 + nt) * fr::tile_n + 8 * g) * 4);
         const uint4 v0 = __ldg(src), v1 = __ldg(src + 1);
         st[0] = v0.x, st[1] = v0.y, st[2] = v0.z, st[3] = v0.w, st[4] = v1.x, st[5] = v1.y, st[6] = v1.z, st[7] = v1.w;
       }

@@ -44,8 +44,8 @@ struct gemv_config {
 
 /// The kernel parameters of one product (`partial` and `splits` are set by `run_config`).
 inline dev::mma_params make_mma_params(const void* codes, const void* meta, int group_steps, const void* x,
-                                       std::int64_t m, std::int64_t ldx, void* y, std::int64_t ldy,
-                                       const void* bias, std::int64_t n, std::int64_t k) {
+                                       std::int64_t m, std::int64_t ldx, void* y, std::int64_t ldy, const void* bias,
+                                       std::int64_t n, std::int64_t k) {
   dev::mma_params p{};
   p.codes = static_cast<const unsigned char*>(codes);
   p.meta = meta;
@@ -87,7 +87,8 @@ launch_plan plan_launch(const context& ctx, std::int64_t m, std::int64_t n, std:
   } else {
     const std::int64_t base = n_blocks * m_blocks, slots = static_cast<std::int64_t>(ctx.sm_count()) * per_sm;
     const std::int64_t most = std::min<std::int64_t>(std::max<std::int64_t>(1, k16 / (K::k_warps * 8)), 256);
-    const double weight = K::weight_bytes * static_cast<double>(n) * static_cast<double>(k) * static_cast<double>(m_blocks);
+    const double weight =
+        K::weight_bytes * static_cast<double>(n) * static_cast<double>(k) * static_cast<double>(m_blocks);
     double best = 0;
     for (std::int64_t c = 1; c <= most; ++c) {
       const double waves = static_cast<double>((base * c + slots - 1) / slots) / static_cast<double>(c);
@@ -123,7 +124,8 @@ void run_config(const context& ctx, dev::mma_params p, dtype type, cudaStream_t 
 
 /// The workspace configuration K would use without a limit.
 template <class K>
-std::size_t config_workspace(const context& ctx, std::int64_t m, std::int64_t n, std::int64_t k, const matmul_options& opt) {
+std::size_t config_workspace(const context& ctx, std::int64_t m, std::int64_t n, std::int64_t k,
+                             const matmul_options& opt) {
   if (m <= 0) return 0;
   return plan_launch<K>(ctx, m, n, k, opt, ~std::size_t{0}).workspace;
 }

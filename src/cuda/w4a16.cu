@@ -53,9 +53,8 @@ std::size_t w4a16_workspace_bytes(const context& ctx, std::int64_t m, std::int64
                                   const matmul_options& opt) {
   if (detail::tile_problem(n, k, k).size() || m <= 0) return 0;
   const detail::device_guard guard(ctx.device());
-  return with_types(dtype::float16, false, m, opt, [&](auto cfg) {
-    return detail::config_workspace<decltype(cfg)>(ctx, m, n, k, opt);
-  });
+  return with_types(dtype::float16, false, m, opt,
+                    [&](auto cfg) { return detail::config_workspace<decltype(cfg)>(ctx, m, n, k, opt); });
 }
 
 void w4a16_matmul(const context& ctx, const w4a16_device& w, dtype type, const void* x, std::int64_t m,

@@ -27,14 +27,16 @@ template <class F>
 decltype(auto) with_types(dtype type, code_type code, std::int64_t m, F&& f) {
   if (type == dtype::float16)
     return code == code_type::int8 ? with_config<__half, wcode::i8>(m, f) : with_config<__half, wcode::e4m3>(m, f);
-  return code == code_type::int8 ? with_config<__nv_bfloat16, wcode::i8>(m, f) : with_config<__nv_bfloat16, wcode::e4m3>(m, f);
+  return code == code_type::int8 ? with_config<__nv_bfloat16, wcode::i8>(m, f)
+                                 : with_config<__nv_bfloat16, wcode::e4m3>(m, f);
 }
 
 void check_weight(const w8a16_device& w) {
   const std::string problem = detail::tile_problem(w.n, w.k, w.k);
   if (!problem.empty()) throw unsupported_error("w8a16_matmul: " + problem + "; use dequantize_matmul_fallback");
   if (w.code != code_type::int8 && w.code != code_type::float8_e4m3fn)
-    throw unsupported_error("w8a16_matmul: the fused kernel decodes int8 and float8 e4m3fn codes; use dequantize_matmul_fallback");
+    throw unsupported_error(
+        "w8a16_matmul: the fused kernel decodes int8 and float8 e4m3fn codes; use dequantize_matmul_fallback");
   if (!w.codes || !w.scale) throw shape_error("w8a16_matmul: null weight pointers");
   if (!detail::aligned16(w.codes) || !detail::aligned16(w.scale))
     throw unsupported_error("w8a16_matmul: the weight's codes and scales must be 16-byte aligned");
@@ -46,9 +48,8 @@ std::size_t w8a16_workspace_bytes(const context& ctx, std::int64_t m, std::int64
                                   const matmul_options& opt) {
   if (detail::tile_problem(n, k, k).size() || m <= 0) return 0;
   const detail::device_guard guard(ctx.device());
-  return with_types(dtype::float16, code_type::int8, m, [&](auto cfg) {
-    return detail::config_workspace<decltype(cfg)>(ctx, m, n, k, opt);
-  });
+  return with_types(dtype::float16, code_type::int8, m,
+                    [&](auto cfg) { return detail::config_workspace<decltype(cfg)>(ctx, m, n, k, opt); });
 }
 
 void w8a16_matmul(const context& ctx, const w8a16_device& w, dtype type, const void* x, std::int64_t m,

@@ -27,25 +27,21 @@ using namespace float_reference;
 
 // The c10 scalar casts: NaN keeps its sign in float16 and is always 0x7FC0 in bfloat16; overflow is
 // an infinity.
-constexpr Spec kHalf{"float16", 5, 10, 15, NanRule::ieee, false,
-                     0x7E00u, 0xFE00u, 0x7C00u, 0xFC00u, 0x7C00u, 0xFC00u};
-constexpr Spec kBf16{"bfloat16", 8, 7, 127, NanRule::ieee, false,
-                     0x7FC0u, 0x7FC0u, 0x7F80u, 0xFF80u, 0x7F80u, 0xFF80u};
+constexpr Spec kHalf{"float16", 5, 10, 15, NanRule::ieee, false, 0x7E00u, 0xFE00u, 0x7C00u, 0xFC00u, 0x7C00u, 0xFC00u};
+constexpr Spec kBf16{"bfloat16", 8, 7, 127, NanRule::ieee, false, 0x7FC0u, 0x7FC0u, 0x7F80u, 0xFF80u, 0x7F80u, 0xFF80u};
 
 // Float bits that edge_inputs also probes around, beside those it always takes: the float16 max
 // (65504), its overflow tie (65520) and 2^16; the bfloat16 overflow tie and the float below it;
 // float16's tie with zero (2^-25) and its neighbours.
-const std::vector<std::uint32_t> kExtraBoundaries = {0x477FE000u, 0x477FF000u, 0x47800000u,
-                                                     0x7F7F8000u, 0x7F7F7FFFu, 0x33000000u,
-                                                     0x33000001u, 0x32FFFFFFu};
+const std::vector<std::uint32_t> kExtraBoundaries = {0x477FE000u, 0x477FF000u, 0x47800000u, 0x7F7F8000u,
+                                                     0x7F7F7FFFu, 0x33000000u, 0x33000001u, 0x32FFFFFFu};
 
 // ---- layout and compile-time use ------------------------------------------------------------------
 
 template <class T>
-constexpr bool plain_16_bit = std::is_trivially_copyable_v<T> && std::is_standard_layout_v<T> &&
-                              std::is_trivially_default_constructible_v<T> && sizeof(T) == 2 &&
-                              alignof(T) == 2 && !std::is_convertible_v<float, T> &&
-                              !std::is_convertible_v<T, float>;
+constexpr bool plain_16_bit =
+    std::is_trivially_copyable_v<T>&& std::is_standard_layout_v<T>&& std::is_trivially_default_constructible_v<T> &&
+    sizeof(T) == 2 && alignof(T) == 2 && !std::is_convertible_v<float, T> && !std::is_convertible_v<T, float>;
 static_assert(plain_16_bit<quanto::float16>);
 static_assert(plain_16_bit<quanto::bfloat16>);
 
@@ -102,12 +98,12 @@ TEST(Float16, KnownValues) {
   EXPECT_EQ(float16(ffrom(0x7F800000u)).to_bits(), 0x7C00u);
   EXPECT_EQ(float16(ffrom(0x80000000u)).to_bits(), 0x8000u);
   EXPECT_EQ(float16(0x1p-24f).to_bits(), 0x0001u);
-  EXPECT_EQ(float16(0x1p-25f).to_bits(), 0x0000u);           // tie with 0: even
+  EXPECT_EQ(float16(0x1p-25f).to_bits(), 0x0000u);  // tie with 0: even
   EXPECT_EQ(float16(0x1.000002p-25f).to_bits(), 0x0001u);
-  EXPECT_EQ(float16(0x3p-25f).to_bits(), 0x0002u);           // 1.5 ulp: tie to even 2
-  EXPECT_EQ(float16(0x1.ffcp-15f).to_bits(), 0x0400u);       // tie above the largest subnormal: up
-  EXPECT_EQ(float16(ffrom(0x7FFFFFFFu)).to_bits(), 0x7E00u); // c10: payload dropped
-  EXPECT_EQ(float16(ffrom(0xFF800001u)).to_bits(), 0xFE00u); // sign kept
+  EXPECT_EQ(float16(0x3p-25f).to_bits(), 0x0002u);            // 1.5 ulp: tie to even 2
+  EXPECT_EQ(float16(0x1.ffcp-15f).to_bits(), 0x0400u);        // tie above the largest subnormal: up
+  EXPECT_EQ(float16(ffrom(0x7FFFFFFFu)).to_bits(), 0x7E00u);  // c10: payload dropped
+  EXPECT_EQ(float16(ffrom(0xFF800001u)).to_bits(), 0xFE00u);  // sign kept
   // torch's decoding of NaN codes: quiet, payload kept
   EXPECT_EQ(fbits(static_cast<float>(float16::from_bits(0x7C01))), 0x7FC02000u);
   EXPECT_EQ(fbits(static_cast<float>(float16::from_bits(0xFD00))), 0xFFE00000u);

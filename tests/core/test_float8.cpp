@@ -28,16 +28,14 @@ constexpr bool kOptimised = false;
 
 using namespace float_reference;
 
-constexpr Spec kE4M3FN{"e4m3fn", 4, 3, 7, NanRule::all_ones, false,
-                       0x7F, 0xFF, 0x7F, 0xFF, 0x7F, 0xFF};
+constexpr Spec kE4M3FN{"e4m3fn", 4, 3, 7, NanRule::all_ones, false, 0x7F, 0xFF, 0x7F, 0xFF, 0x7F, 0xFF};
 constexpr Spec kE5M2{"e5m2", 5, 2, 15, NanRule::ieee, false, 0x7F, 0xFF, 0x7C, 0xFC, 0x7C, 0xFC};
-constexpr Spec kE4M3FNUZ{"e4m3fnuz", 4, 3, 8, NanRule::only_sign_bit, true,
-                         0x80, 0x80, 0x80, 0x80, 0x80, 0x80};
+constexpr Spec kE4M3FNUZ{"e4m3fnuz", 4, 3, 8, NanRule::only_sign_bit, true, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80};
 
 // Float bits that edge_inputs also probes around, beside those it always takes: a huge value
 // (1e9), 2^16 and the float16 max, and 256 and 480 (e4m3fn: the top binade and one ulp above max).
-const std::vector<std::uint32_t> kExtraBoundaries = {0x4E6E6B28u /* 1e9 */, 0x47800000u,
-                                                     0x43800000u, 0x43F00000u, 0x477FE000u};
+const std::vector<std::uint32_t> kExtraBoundaries = {0x4E6E6B28u /* 1e9 */, 0x47800000u, 0x43800000u, 0x43F00000u,
+                                                     0x477FE000u};
 
 // ---- generic checks ----------------------------------------------------------------------------
 
@@ -59,9 +57,9 @@ void check_8_bit_limits(const Spec& s) {
 // ---- layout and compile-time use ------------------------------------------------------------------
 
 template <class T>
-constexpr bool plain_8_bit = std::is_trivially_copyable_v<T> && std::is_standard_layout_v<T> &&
-                             std::is_trivially_default_constructible_v<T> && sizeof(T) == 1 &&
-                             !std::is_convertible_v<float, T> && !std::is_convertible_v<T, float>;
+constexpr bool plain_8_bit =
+    std::is_trivially_copyable_v<T>&& std::is_standard_layout_v<T>&& std::is_trivially_default_constructible_v<T> &&
+    sizeof(T) == 1 && !std::is_convertible_v<float, T> && !std::is_convertible_v<T, float>;
 static_assert(plain_8_bit<quanto::float8_e4m3fn>);
 static_assert(plain_8_bit<quanto::float8_e5m2>);
 static_assert(plain_8_bit<quanto::float8_e4m3fnuz>);
@@ -80,22 +78,14 @@ static_assert(!quanto::is_finite_bits(quanto::bits_to_float(0xFF800000u)));
 
 // ---- tests: the formats -----------------------------------------------------------------------------
 
-TEST(Float8E4M3FN, AllCodesAndFloatsMatchReference) {
-  check_format<quanto::float8_e4m3fn>(kE4M3FN, 101u);
-}
+TEST(Float8E4M3FN, AllCodesAndFloatsMatchReference) { check_format<quanto::float8_e4m3fn>(kE4M3FN, 101u); }
 TEST(Float8E5M2, AllCodesAndFloatsMatchReference) { check_format<quanto::float8_e5m2>(kE5M2, 202u); }
-TEST(Float8E4M3FNUZ, AllCodesAndFloatsMatchReference) {
-  check_format<quanto::float8_e4m3fnuz>(kE4M3FNUZ, 303u);
-}
+TEST(Float8E4M3FNUZ, AllCodesAndFloatsMatchReference) { check_format<quanto::float8_e4m3fnuz>(kE4M3FNUZ, 303u); }
 
 // Opt-in (--gtest_also_run_disabled_tests): every one of the 2^32 floats against the reference.
-TEST(Float8E4M3FN, DISABLED_EveryFloatMatchesReference) {
-  check_every_float<quanto::float8_e4m3fn>(kE4M3FN);
-}
+TEST(Float8E4M3FN, DISABLED_EveryFloatMatchesReference) { check_every_float<quanto::float8_e4m3fn>(kE4M3FN); }
 TEST(Float8E5M2, DISABLED_EveryFloatMatchesReference) { check_every_float<quanto::float8_e5m2>(kE5M2); }
-TEST(Float8E4M3FNUZ, DISABLED_EveryFloatMatchesReference) {
-  check_every_float<quanto::float8_e4m3fnuz>(kE4M3FNUZ);
-}
+TEST(Float8E4M3FNUZ, DISABLED_EveryFloatMatchesReference) { check_every_float<quanto::float8_e4m3fnuz>(kE4M3FNUZ); }
 
 TEST(Float8E4M3FN, NumericLimits) { check_8_bit_limits<quanto::float8_e4m3fn>(kE4M3FN); }
 TEST(Float8E5M2, NumericLimits) { check_8_bit_limits<quanto::float8_e5m2>(kE5M2); }
@@ -105,8 +95,8 @@ TEST(Float8E4M3FN, KnownValues) {
   using T = quanto::float8_e4m3fn;
   EXPECT_EQ(T(448.0f).to_bits(), 0x7Eu);
   EXPECT_EQ(T(-448.0f).to_bits(), 0xFEu);
-  EXPECT_EQ(T(464.0f).to_bits(), 0x7Eu);     // tie between 448 and (480): even
-  EXPECT_EQ(T(464.00003f).to_bits(), 0x7Fu); // rounds to 480: not representable -> NaN
+  EXPECT_EQ(T(464.0f).to_bits(), 0x7Eu);      // tie between 448 and (480): even
+  EXPECT_EQ(T(464.00003f).to_bits(), 0x7Fu);  // rounds to 480: not representable -> NaN
   EXPECT_EQ(T(-1e6f).to_bits(), 0xFFu);
   EXPECT_EQ(T(ffrom(0x7F800000u)).to_bits(), 0x7Fu);
   EXPECT_EQ(T(ffrom(0xFFC00000u)).to_bits(), 0xFFu);
@@ -115,8 +105,8 @@ TEST(Float8E4M3FN, KnownValues) {
   EXPECT_EQ(T(0x1p-10f).to_bits(), 0x00u);   // tie with 0: even
   EXPECT_EQ(T(-0x1p-10f).to_bits(), 0x80u);  // -0 exists
   EXPECT_EQ(T(0x1.000002p-10f).to_bits(), 0x01u);
-  EXPECT_EQ(T(0x7p-10f).to_bits(), 0x04u);   // 3.5 ulp: tie to even 4
-  EXPECT_EQ(T(256.0f).to_bits(), 0x78u);     // the top binade is finite
+  EXPECT_EQ(T(0x7p-10f).to_bits(), 0x04u);  // 3.5 ulp: tie to even 4
+  EXPECT_EQ(T(256.0f).to_bits(), 0x78u);    // the top binade is finite
   EXPECT_EQ(T::from_float_saturate(480.0f).to_bits(), 0x7Eu);
   EXPECT_EQ(T::from_float_saturate(ffrom(0xFF800000u)).to_bits(), 0xFEu);
   EXPECT_EQ(T::from_float_saturate(ffrom(0x7FC00000u)).to_bits(), 0x7Fu);
@@ -131,7 +121,7 @@ TEST(Float8E5M2, KnownValues) {
   using T = quanto::float8_e5m2;
   EXPECT_EQ(T(57344.0f).to_bits(), 0x7Bu);
   EXPECT_EQ(T(61439.996f).to_bits(), 0x7Bu);
-  EXPECT_EQ(T(61440.0f).to_bits(), 0x7Cu);   // tie with 65536: even -> inf
+  EXPECT_EQ(T(61440.0f).to_bits(), 0x7Cu);  // tie with 65536: even -> inf
   EXPECT_EQ(T(-1e9f).to_bits(), 0xFCu);
   EXPECT_EQ(T(ffrom(0xFF800000u)).to_bits(), 0xFCu);
   EXPECT_EQ(T(ffrom(0x7F800001u)).to_bits(), 0x7Fu);
@@ -152,7 +142,7 @@ TEST(Float8E4M3FNUZ, KnownValues) {
   EXPECT_EQ(T(240.0f).to_bits(), 0x7Fu);
   EXPECT_EQ(T(-240.0f).to_bits(), 0xFFu);
   EXPECT_EQ(T(247.99998f).to_bits(), 0x7Fu);
-  EXPECT_EQ(T(248.0f).to_bits(), 0x80u);     // tie with 256: even -> overflow -> NaN
+  EXPECT_EQ(T(248.0f).to_bits(), 0x80u);  // tie with 256: even -> overflow -> NaN
   EXPECT_EQ(T(-1e6f).to_bits(), 0x80u);
   EXPECT_EQ(T(ffrom(0xFF800000u)).to_bits(), 0x80u);
   EXPECT_EQ(T(ffrom(0xFFC00000u)).to_bits(), 0x80u);
@@ -230,19 +220,33 @@ TEST(FloatBits, RoundHalfEvenKnownValues) {
   struct Case {
     float in, out;
   };
-  const Case cases[] = {{0.5f, 0.0f},   {1.5f, 2.0f},   {2.5f, 2.0f},   {3.5f, 4.0f},
-                        {-0.5f, -0.0f}, {-1.5f, -2.0f}, {-2.5f, -2.0f}, {0.49999997f, 0.0f},
-                        {0.50000006f, 1.0f}, {1.4999999f, 1.0f}, {-0.3f, -0.0f},
-                        {8388607.5f, 8388608.0f}, {8388606.5f, 8388606.0f}, {8388608.0f, 8388608.0f},
-                        {16777216.0f, 16777216.0f}, {3e38f, 3e38f}, {-7.0f, -7.0f},
-                        {0x1p-149f, 0.0f}, {-0x1p-149f, -0.0f}, {4194303.5f, 4194304.0f},
+  const Case cases[] = {{0.5f, 0.0f},
+                        {1.5f, 2.0f},
+                        {2.5f, 2.0f},
+                        {3.5f, 4.0f},
+                        {-0.5f, -0.0f},
+                        {-1.5f, -2.0f},
+                        {-2.5f, -2.0f},
+                        {0.49999997f, 0.0f},
+                        {0.50000006f, 1.0f},
+                        {1.4999999f, 1.0f},
+                        {-0.3f, -0.0f},
+                        {8388607.5f, 8388608.0f},
+                        {8388606.5f, 8388606.0f},
+                        {8388608.0f, 8388608.0f},
+                        {16777216.0f, 16777216.0f},
+                        {3e38f, 3e38f},
+                        {-7.0f, -7.0f},
+                        {0x1p-149f, 0.0f},
+                        {-0x1p-149f, -0.0f},
+                        {4194303.5f, 4194304.0f},
                         {4194302.5f, 4194302.0f}};
   for (const Case& c : cases) {
     EXPECT_EQ(fbits(quanto::round_half_even(c.in)), fbits(c.out)) << c.in;
     EXPECT_EQ(fbits(quanto::round_half_even(c.in)), ref_round(fbits(c.in))) << c.in;
   }
-  for (std::uint32_t special : {0x7F800000u, 0xFF800000u, 0x7FC00001u, 0xFF812345u, 0x7F800001u,
-                                0x00000000u, 0x80000000u}) {
+  for (std::uint32_t special :
+       {0x7F800000u, 0xFF800000u, 0x7FC00001u, 0xFF812345u, 0x7F800001u, 0x00000000u, 0x80000000u}) {
     EXPECT_EQ(fbits(quanto::round_half_even(ffrom(special))), special) << hex(special);
   }
 }
@@ -264,8 +268,7 @@ TEST(FloatBits, RoundHalfEvenHalfwayCases) {
 void check_round_range(std::uint32_t step) {
   for (std::uint32_t u = 0x3E800000u; u <= 0x4B800000u; u += step) {
     if (fbits(quanto::round_half_even(ffrom(u))) != ref_round(u)) {
-      FAIL() << hex(u) << " -> " << hex(fbits(quanto::round_half_even(ffrom(u)))) << ", want "
-             << hex(ref_round(u));
+      FAIL() << hex(u) << " -> " << hex(fbits(quanto::round_half_even(ffrom(u)))) << ", want " << hex(ref_round(u));
     }
   }
 }
@@ -278,8 +281,7 @@ TEST(FloatBits, RoundHalfEvenMatchesReference) {
   for (std::uint32_t i = 0; i < kRandomSamples; ++i) {
     const auto u = static_cast<std::uint32_t>(rng());
     if (fbits(quanto::round_half_even(ffrom(u))) != ref_round(u)) {
-      FAIL() << hex(u) << " -> " << hex(fbits(quanto::round_half_even(ffrom(u)))) << ", want "
-             << hex(ref_round(u));
+      FAIL() << hex(u) << " -> " << hex(fbits(quanto::round_half_even(ffrom(u)))) << ", want " << hex(ref_round(u));
     }
   }
 }

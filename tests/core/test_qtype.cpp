@@ -69,9 +69,9 @@ TEST(QType, UnknownNameIsATypedError) {
 }
 
 TEST(DType, SafetensorsNamesRoundTrip) {
-  for (auto t : {dtype::boolean, dtype::u8, dtype::i8, dtype::u16, dtype::i16, dtype::u32, dtype::i32, dtype::u64,
-                 dtype::i64, dtype::f16, dtype::bf16, dtype::f32, dtype::f64, dtype::f8_e4m3fn, dtype::f8_e5m2,
-                 dtype::f8_e4m3fnuz})
+  for (auto t :
+       {dtype::boolean, dtype::u8, dtype::i8, dtype::u16, dtype::i16, dtype::u32, dtype::i32, dtype::u64, dtype::i64,
+        dtype::f16, dtype::bf16, dtype::f32, dtype::f64, dtype::f8_e4m3fn, dtype::f8_e5m2, dtype::f8_e4m3fnuz})
     EXPECT_EQ(dtype_from_string(to_string(t)), t);
   EXPECT_EQ(to_string(dtype::f8_e4m3fn), "F8_E4M3");
   EXPECT_EQ(to_string(dtype::bf16), "BF16");

@@ -27,8 +27,8 @@ TEST(Shape, NumelRankAndAxes) {
 TEST(Shape, RejectsNegativeDimsOverflowAndTooManyDims) {
   EXPECT_THROW((shape{-1, 2}), shape_error);
   const std::int64_t big = std::int64_t{1} << 40;
-  EXPECT_THROW((shape{big, big}), shape_error);            // 2^80 elements
-  EXPECT_NO_THROW((shape{0, big, big}));                     // zero elements, no overflow
+  EXPECT_THROW((shape{big, big}), shape_error);  // 2^80 elements
+  EXPECT_NO_THROW((shape{0, big, big}));         // zero elements, no overflow
   EXPECT_THROW((shape{1, 1, 1, 1, 1, 1, 1, 1, 1}), shape_error);
 }
 

@@ -8,8 +8,8 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <cstdio>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <random>
@@ -89,7 +89,8 @@ struct problem {
   }
   void one_hot(const std::vector<std::int64_t>& positions) {
     for (auto& v : x) v = T(0.0f);
-    for (std::int64_t i = 0; i < m; ++i) x[static_cast<std::size_t>(i * ldx + positions[static_cast<std::size_t>(i)])] = T(1.0f);
+    for (std::int64_t i = 0; i < m; ++i)
+      x[static_cast<std::size_t>(i * ldx + positions[static_cast<std::size_t>(i)])] = T(1.0f);
     dx = to_device(x);
     with_bias = false;
   }
@@ -113,14 +114,17 @@ struct problem {
 /// The value of an 8-bit code (int8 or float8).
 template <class C>
 double code_value(C c) {
-  if constexpr (std::is_same_v<C, std::int8_t>) return c;
-  else return to_float(c);
+  if constexpr (std::is_same_v<C, std::int8_t>)
+    return c;
+  else
+    return to_float(c);
 }
 
 /// Compares y with the float64 product of x and the dequantized weight wdq [n, k] (plus bias):
 /// |y - ref| <= u_T |ref| + acc_eps * sum |x w| (+ the smallest normal, for results near zero).
 template <class T>
-void expect_matmul(const problem<T>& p, const std::vector<T>& y, const tensor<T>& wdq, double acc_eps, const std::string& what) {
+void expect_matmul(const problem<T>& p, const std::vector<T>& y, const tensor<T>& wdq, double acc_eps,
+                   const std::string& what) {
   double err2 = 0, ref2 = 0;
   int failures = 0;
   for (std::int64_t i = 0; i < p.m; ++i)
@@ -139,7 +143,8 @@ void expect_matmul(const problem<T>& p, const std::vector<T>& y, const tensor<T>
       const double got = to_float(y[static_cast<std::size_t>(i * p.ldy + j)]);
       const double bound = unit_roundoff<T> * std::fabs(ref) + acc_eps * mag + smallest_normal<T>;
       if (!(std::fabs(got - ref) <= bound) && ++failures <= 5)
-        ADD_FAILURE() << what << ": y[" << i << ", " << j << "] = " << got << ", float64 reference " << ref << " (bound " << bound << ")";
+        ADD_FAILURE() << what << ": y[" << i << ", " << j << "] = " << got << ", float64 reference " << ref
+                      << " (bound " << bound << ")";
       err2 += (got - ref) * (got - ref);
       ref2 += ref * ref;
     }
@@ -160,8 +165,8 @@ std::vector<std::int64_t> one_hot_positions(std::int64_t m, std::int64_t k, unsi
 
 /// One-hot rows: y[i, j] must be the dequantized weight at (j, k_i), exactly.
 template <class T>
-void expect_one_hot(const problem<T>& p, const std::vector<T>& y, const tensor<T>& wdq, const std::vector<std::int64_t>& pos,
-                    const std::string& what) {
+void expect_one_hot(const problem<T>& p, const std::vector<T>& y, const tensor<T>& wdq,
+                    const std::vector<std::int64_t>& pos, const std::string& what) {
   int failures = 0;
   for (std::int64_t i = 0; i < p.m; ++i)
     for (std::int64_t j = 0; j < p.n; ++j) {
@@ -195,12 +200,21 @@ void dequantize_qbits_case(std::int64_t n, std::int64_t k, std::int64_t group, u
     const auto f = random_weight<T>(n, k, seed);
     auto run = [&](const auto& w) {
       const auto packed = to_device(w.packed), scale = to_device(w.scale), shift = to_device(w.shift);
-      qc::qbits_device v{packed.data(), scale.data(), shift.data(), bits, n, k, w.group_size ? *w.group_size : 0,
+      qc::qbits_device v{packed.data(),
+                         scale.data(),
+                         shift.data(),
+                         bits,
+                         n,
+                         k,
+                         w.group_size ? *w.group_size : 0,
                          std::is_same_v<Shift, std::uint8_t>};
-      expect_same_dequantization<T>(w, v, "qint" + std::to_string(bits) + " [" + std::to_string(n) + ", " + std::to_string(k) + "]");
+      expect_same_dequantization<T>(
+          w, v, "qint" + std::to_string(bits) + " [" + std::to_string(n) + ", " + std::to_string(k) + "]");
     };
-    if (bits == 2) run(quantize_weight<qint2>(f, S{group}));
-    else run(quantize_weight<qint4>(f, S{group}));
+    if (bits == 2)
+      run(quantize_weight<qint2>(f, S{group}));
+    else
+      run(quantize_weight<qint4>(f, S{group}));
   }
 }
 
@@ -218,11 +232,13 @@ TEST(CudaDequantize, QbytesMatchQuanto) {
     const auto data = to_device(w.data), scale = to_device(w.scale);
     const std::int64_t n = w.shape()[0], k = w.shape().numel() / n;
     qc::device_buffer out(static_cast<std::size_t>(n * k) * sizeof(T));
-    qc::dequantize(ctx(), qc::qbytes_device{data.data(), scale.data(), n, k, code, axis}, qc::dtype_of<T>, out.data(), nullptr);
+    qc::dequantize(ctx(), qc::qbytes_device{data.data(), scale.data(), n, k, code, axis}, qc::dtype_of<T>, out.data(),
+                   nullptr);
     std::vector<T> got(static_cast<std::size_t>(n * k));
     out.download(got.data(), got.size() * sizeof(T));
     const tensor<T> want = w.dequantize();
-    for (std::size_t i = 0; i < got.size(); ++i) ASSERT_EQ(got[i].to_bits(), want[i].to_bits()) << what << " element " << i;
+    for (std::size_t i = 0; i < got.size(); ++i)
+      ASSERT_EQ(got[i].to_bits(), want[i].to_bits()) << what << " element " << i;
   };
   const auto f = random_weight<float16>(96, 200, 5);
   const auto b = random_weight<bfloat16>(96, 200, 6);
@@ -244,23 +260,27 @@ void w4a16_case(std::int64_t n, std::int64_t k, std::int64_t group, unsigned see
   const auto dev = qc::upload(packed);
   const tensor<T> wdq = q.dequantize();
   const std::string base = std::string(std::is_same_v<T, float16> ? "f16" : "bf16") + (packed.zero_point ? " zp" : "") +
-                           " [" + std::to_string(n) + ", " + std::to_string(k) + "] group " + std::to_string(packed.group);
+                           " [" + std::to_string(n) + ", " + std::to_string(k) + "] group " +
+                           std::to_string(packed.group);
   for (const std::int64_t m : batch_sizes()) {
-    std::vector<qc::matmul_options> options{{}, qc::matmul_options{1, qc::w4a16_path::mma, 0}, qc::matmul_options{3, qc::w4a16_path::mma, 0}};
+    std::vector<qc::matmul_options> options{
+        {}, qc::matmul_options{1, qc::w4a16_path::mma, 0}, qc::matmul_options{3, qc::w4a16_path::mma, 0}};
     if (m <= 4) options.push_back(qc::matmul_options{0, qc::w4a16_path::gemv, 0});
     for (const auto& opt : options) {
       const std::string what = base + " m " + std::to_string(m) + " split " + std::to_string(opt.split_k) +
                                (opt.path == qc::w4a16_path::gemv ? " gemv" : "");
       problem<T> p(m, n, k, seed + static_cast<unsigned>(m));
       p.poison();
-      qc::w4a16_matmul(ctx(), dev.view, qc::dtype_of<T>, p.dx.data(), m, p.ldx, p.dy.data(), p.ldy, p.bias_ptr(), nullptr, {}, opt);
+      qc::w4a16_matmul(ctx(), dev.view, qc::dtype_of<T>, p.dx.data(), m, p.ldx, p.dy.data(), p.ldy, p.bias_ptr(),
+                       nullptr, {}, opt);
       qc::synchronize();
       expect_matmul(p, p.result(what), wdq, fp32_accumulation(k), what);
       // one-hot activations: the layout, exactly
       const auto pos = one_hot_positions<T>(m, k, seed + 7);
       p.one_hot(pos);
       p.poison();
-      qc::w4a16_matmul(ctx(), dev.view, qc::dtype_of<T>, p.dx.data(), m, p.ldx, p.dy.data(), p.ldy, nullptr, nullptr, {}, opt);
+      qc::w4a16_matmul(ctx(), dev.view, qc::dtype_of<T>, p.dx.data(), m, p.ldx, p.dy.data(), p.ldy, nullptr, nullptr,
+                       {}, opt);
       qc::synchronize();
       expect_one_hot(p, p.result(what + " one-hot"), wdq, pos, what);
     }
@@ -294,7 +314,8 @@ T random_bits_below(std::mt19937& rng, float limit) {
 /// weight that comes out as zero is counted apart (tensor cores that flush subnormal inputs) and
 /// reported, not failed.
 template <class T, class Run>
-void expect_random_bits_one_hot(const tensor<T>& wdq, std::int64_t n, std::int64_t k, const Run& run, const std::string& what) {
+void expect_random_bits_one_hot(const tensor<T>& wdq, std::int64_t n, std::int64_t k, const Run& run,
+                                const std::string& what) {
   const std::int64_t m = 16;
   problem<T> p(m, n, k, 91);
   const auto pos = one_hot_positions<T>(m, k, 92);
@@ -316,7 +337,9 @@ void expect_random_bits_one_hot(const tensor<T>& wdq, std::int64_t n, std::int64
       if (++failures <= 5) ADD_FAILURE() << what << ": y[" << i << ", " << j << "] = " << got << ", weight " << want;
     }
   EXPECT_EQ(failures, 0) << what;
-  if (flushed) std::printf("note: %s: %d subnormal weights came out as 0 (the tensor cores flush subnormal inputs)\n", what.c_str(), flushed);
+  if (flushed)
+    std::printf("note: %s: %d subnormal weights came out as 0 (the tensor cores flush subnormal inputs)\n",
+                what.c_str(), flushed);
 }
 
 template <class T, class Shift>
@@ -334,19 +357,24 @@ void w4a16_random_bits(unsigned seed) {
   const float limit = std::is_same_v<T, float16> ? 2048.0f : 1e30f;  // |scale * 15| + |shift| stays finite
   for (std::size_t i = 0; i < w.scale.size(); ++i) {
     w.scale[i] = random_bits_below<T>(rng, limit);
-    if constexpr (std::is_same_v<Shift, std::uint8_t>) w.shift[i] = static_cast<std::uint8_t>(rng() % 16);
-    else w.shift[i] = random_bits_below<T>(rng, 16 * limit);
+    if constexpr (std::is_same_v<Shift, std::uint8_t>)
+      w.shift[i] = static_cast<std::uint8_t>(rng() % 16);
+    else
+      w.shift[i] = random_bits_below<T>(rng, 16 * limit);
   }
   const auto dev = qc::upload(qc::repack_w4a16(w));
   const std::string what = std::string("w4a16 random bits ") + (std::is_same_v<T, float16> ? "f16" : "bf16") +
                            (std::is_same_v<Shift, std::uint8_t> ? " zp" : "");
   for (const auto path : {qc::w4a16_path::mma, qc::w4a16_path::gemv}) {
     const std::int64_t m_run = path == qc::w4a16_path::gemv ? 4 : 16;
-    expect_random_bits_one_hot<T>(w.dequantize(), n, k, [&](problem<T>& p) {
-      qc::w4a16_matmul(ctx(), dev.view, qc::dtype_of<T>, p.dx.data(), m_run, p.ldx, p.dy.data(), p.ldy, nullptr, nullptr, {},
-                       qc::matmul_options{0, path, 0});
-      p.m = m_run;  // only these rows were computed
-    }, what + (path == qc::w4a16_path::gemv ? " gemv" : " mma"));
+    expect_random_bits_one_hot<T>(
+        w.dequantize(), n, k,
+        [&](problem<T>& p) {
+          qc::w4a16_matmul(ctx(), dev.view, qc::dtype_of<T>, p.dx.data(), m_run, p.ldx, p.dy.data(), p.ldy, nullptr,
+                           nullptr, {}, qc::matmul_options{0, path, 0});
+          p.m = m_run;  // only these rows were computed
+        },
+        what + (path == qc::w4a16_path::gemv ? " gemv" : " mma"));
   }
 }
 
@@ -367,9 +395,13 @@ void w8a16_random_bits(unsigned seed) {
   const auto dev = qc::upload(qc::repack_w8a16(w));
   const std::string what = std::string("w8a16 random bits ") + (std::is_same_v<Q, qint8> ? "int8 " : "e4m3fn ") +
                            (std::is_same_v<T, float16> ? "f16" : "bf16");
-  expect_random_bits_one_hot<T>(w.dequantize(), n, k, [&](problem<T>& p) {
-    qc::w8a16_matmul(ctx(), dev.view, qc::dtype_of<T>, p.dx.data(), p.m, p.ldx, p.dy.data(), p.ldy, nullptr, nullptr);
-  }, what);
+  expect_random_bits_one_hot<T>(
+      w.dequantize(), n, k,
+      [&](problem<T>& p) {
+        qc::w8a16_matmul(ctx(), dev.view, qc::dtype_of<T>, p.dx.data(), p.m, p.ldx, p.dy.data(), p.ldy, nullptr,
+                         nullptr);
+      },
+      what);
 }
 
 TEST(CudaFused, RandomBitsDecodeExactly) {
@@ -392,9 +424,11 @@ TEST(CudaW4A16, LlamaShapeSmallBatch) {
     for (const std::int64_t m : {1, 4}) {
       problem<float16> p(m, n, k, 22);
       p.poison();
-      qc::w4a16_matmul(ctx(), dev.view, qc::dtype::float16, p.dx.data(), m, p.ldx, p.dy.data(), p.ldy, p.bias_ptr(), nullptr);
+      qc::w4a16_matmul(ctx(), dev.view, qc::dtype::float16, p.dx.data(), m, p.ldx, p.dy.data(), p.ldy, p.bias_ptr(),
+                       nullptr);
       qc::synchronize();
-      expect_matmul(p, p.result("llama"), wdq, fp32_accumulation(k), "llama [" + std::to_string(n) + ", " + std::to_string(k) + "] m " + std::to_string(m));
+      expect_matmul(p, p.result("llama"), wdq, fp32_accumulation(k),
+                    "llama [" + std::to_string(n) + ", " + std::to_string(k) + "] m " + std::to_string(m));
     }
   }
 }
@@ -404,21 +438,24 @@ void w8a16_case(std::int64_t n, std::int64_t k, qaxis axis, unsigned seed) {
   const auto q = quantize_weight<Q>(random_weight<T>(n, k, seed), symmetric{axis});
   const auto dev = qc::upload(qc::repack_w8a16(q));
   const tensor<T> wdq = q.dequantize();
-  const std::string base = std::string(std::is_same_v<Q, qint8> ? "qint8" : "e4m3fn") + (std::is_same_v<T, float16> ? " f16" : " bf16") +
-                           " [" + std::to_string(n) + ", " + std::to_string(k) + "]";
+  const std::string base = std::string(std::is_same_v<Q, qint8> ? "qint8" : "e4m3fn") +
+                           (std::is_same_v<T, float16> ? " f16" : " bf16") + " [" + std::to_string(n) + ", " +
+                           std::to_string(k) + "]";
   for (const std::int64_t m : batch_sizes())
     for (const int split : {0, 1, 4}) {
       const std::string what = base + " m " + std::to_string(m) + " split " + std::to_string(split);
       const qc::matmul_options opt{split, qc::w4a16_path::automatic, 0};
       problem<T> p(m, n, k, seed + static_cast<unsigned>(m));
       p.poison();
-      qc::w8a16_matmul(ctx(), dev.view, qc::dtype_of<T>, p.dx.data(), m, p.ldx, p.dy.data(), p.ldy, p.bias_ptr(), nullptr, {}, opt);
+      qc::w8a16_matmul(ctx(), dev.view, qc::dtype_of<T>, p.dx.data(), m, p.ldx, p.dy.data(), p.ldy, p.bias_ptr(),
+                       nullptr, {}, opt);
       qc::synchronize();
       expect_matmul(p, p.result(what), wdq, fp32_accumulation(k), what);
       const auto pos = one_hot_positions<T>(m, k, seed + 9);
       p.one_hot(pos);
       p.poison();
-      qc::w8a16_matmul(ctx(), dev.view, qc::dtype_of<T>, p.dx.data(), m, p.ldx, p.dy.data(), p.ldy, nullptr, nullptr, {}, opt);
+      qc::w8a16_matmul(ctx(), dev.view, qc::dtype_of<T>, p.dx.data(), m, p.ldx, p.dy.data(), p.ldy, nullptr, nullptr,
+                       {}, opt);
       qc::synchronize();
       expect_one_hot(p, p.result(what + " one-hot"), wdq, pos, what);
     }
@@ -440,18 +477,20 @@ TEST(CudaFused, RunsAreDeterministicAndWorkspacesWork) {
   const std::size_t need = qc::w4a16_workspace_bytes(ctx(), m, n, k);
   qc::device_buffer ws(std::max<std::size_t>(need, 16));
   p.poison();
-  qc::w4a16_matmul(ctx(), dev.view, qc::dtype::bfloat16, p.dx.data(), m, p.ldx, p.dy.data(), p.ldy, p.bias_ptr(), nullptr, {ws.data(), ws.size()});
+  qc::w4a16_matmul(ctx(), dev.view, qc::dtype::bfloat16, p.dx.data(), m, p.ldx, p.dy.data(), p.ldy, p.bias_ptr(),
+                   nullptr, {ws.data(), ws.size()});
   const auto first = p.result("first");
   for (int run = 0; run < 3; ++run) {
     p.poison();
-    qc::w4a16_matmul(ctx(), dev.view, qc::dtype::bfloat16, p.dx.data(), m, p.ldx, p.dy.data(), p.ldy, p.bias_ptr(), nullptr);
+    qc::w4a16_matmul(ctx(), dev.view, qc::dtype::bfloat16, p.dx.data(), m, p.ldx, p.dy.data(), p.ldy, p.bias_ptr(),
+                     nullptr);
     EXPECT_EQ(0, std::memcmp(first.data(), p.result("again").data(), first.size() * 2)) << "run " << run;
   }
   // a workspace too small for the chosen split limits the split: still right
   qc::device_buffer small(16);
   p.poison();
-  qc::w4a16_matmul(ctx(), dev.view, qc::dtype::bfloat16, p.dx.data(), m, p.ldx, p.dy.data(), p.ldy, p.bias_ptr(), nullptr,
-                   {small.data(), small.size()});
+  qc::w4a16_matmul(ctx(), dev.view, qc::dtype::bfloat16, p.dx.data(), m, p.ldx, p.dy.data(), p.ldy, p.bias_ptr(),
+                   nullptr, {small.data(), small.size()});
   expect_matmul(p, p.result("small workspace"), q.dequantize(), fp32_accumulation(k), "small workspace");
 }
 
@@ -460,16 +499,19 @@ TEST(CudaFused, RefusesWhatItDoesNotTake) {
   const auto dev = qc::upload(qc::repack_w4a16(q));
   problem<float16> p(4, 128, 256, 52);
   const auto* x = static_cast<const unsigned char*>(p.dx.data());
-  EXPECT_THROW(qc::w4a16_matmul(ctx(), dev.view, qc::dtype::float16, x + 2, 4, p.ldx, p.dy.data(), p.ldy, nullptr, nullptr),
-               unsupported_error);  // misaligned activations
-  EXPECT_THROW(qc::w4a16_matmul(ctx(), dev.view, qc::dtype::float16, x, 4, 100, p.dy.data(), p.ldy, nullptr, nullptr), shape_error);
+  EXPECT_THROW(
+      qc::w4a16_matmul(ctx(), dev.view, qc::dtype::float16, x + 2, 4, p.ldx, p.dy.data(), p.ldy, nullptr, nullptr),
+      unsupported_error);  // misaligned activations
+  EXPECT_THROW(qc::w4a16_matmul(ctx(), dev.view, qc::dtype::float16, x, 4, 100, p.dy.data(), p.ldy, nullptr, nullptr),
+               shape_error);
   auto bad = dev.view;
   bad.n = 100;
-  EXPECT_THROW(qc::w4a16_matmul(ctx(), bad, qc::dtype::float16, x, 4, p.ldx, p.dy.data(), p.ldy, nullptr, nullptr), unsupported_error);
+  EXPECT_THROW(qc::w4a16_matmul(ctx(), bad, qc::dtype::float16, x, 4, p.ldx, p.dy.data(), p.ldy, nullptr, nullptr),
+               unsupported_error);
   qc::matmul_options gemv{0, qc::w4a16_path::gemv, 0};
   problem<float16> big(8, 128, 256, 53);
-  EXPECT_THROW(qc::w4a16_matmul(ctx(), dev.view, qc::dtype::float16, big.dx.data(), 8, big.ldx, big.dy.data(), big.ldy, nullptr,
-                                nullptr, {}, gemv),
+  EXPECT_THROW(qc::w4a16_matmul(ctx(), dev.view, qc::dtype::float16, big.dx.data(), 8, big.ldx, big.dy.data(), big.ldy,
+                                nullptr, nullptr, {}, gemv),
                unsupported_error);
   // m = 0 does nothing
   p.poison();
@@ -488,17 +530,26 @@ void fallback_case(const W& q, const std::string& what) {
     p.poison();
     if constexpr (LowBitQType<typename W::qtype>) {
       const auto packed = to_device(q.packed), scale = to_device(q.scale), shift = to_device(q.shift);
-      const qc::qbits_device v{packed.data(), scale.data(), shift.data(), W::qtype::bits, n, k, q.group_size ? *q.group_size : 0,
+      const qc::qbits_device v{packed.data(),
+                               scale.data(),
+                               shift.data(),
+                               W::qtype::bits,
+                               n,
+                               k,
+                               q.group_size ? *q.group_size : 0,
                                std::is_same_v<typename W::shift_type, std::uint8_t>};
-      qc::dequantize_matmul_fallback(ctx(), v, qc::dtype_of<T>, p.dx.data(), m, p.ldx, p.dy.data(), p.ldy, p.bias_ptr(), nullptr);
+      qc::dequantize_matmul_fallback(ctx(), v, qc::dtype_of<T>, p.dx.data(), m, p.ldx, p.dy.data(), p.ldy, p.bias_ptr(),
+                                     nullptr);
     } else {
       const auto data = to_device(q.data), scale = to_device(q.scale);
-      const auto code = std::is_same_v<typename W::qtype, qint8> ? qc::code_type::int8
+      const auto code = std::is_same_v<typename W::qtype, qint8>            ? qc::code_type::int8
                         : std::is_same_v<typename W::qtype, qfloat8_e4m3fn> ? qc::code_type::float8_e4m3fn
-                                                                             : qc::code_type::float8_e5m2;
-      const auto axis = q.axis == qaxis::first ? qc::scale_axis::row : q.axis == qaxis::none ? qc::scale_axis::tensor : qc::scale_axis::column;
-      qc::dequantize_matmul_fallback(ctx(), qc::qbytes_device{data.data(), scale.data(), n, k, code, axis}, qc::dtype_of<T>,
-                                     p.dx.data(), m, p.ldx, p.dy.data(), p.ldy, p.bias_ptr(), nullptr);
+                                                                            : qc::code_type::float8_e5m2;
+      const auto axis = q.axis == qaxis::first  ? qc::scale_axis::row
+                        : q.axis == qaxis::none ? qc::scale_axis::tensor
+                                                : qc::scale_axis::column;
+      qc::dequantize_matmul_fallback(ctx(), qc::qbytes_device{data.data(), scale.data(), n, k, code, axis},
+                                     qc::dtype_of<T>, p.dx.data(), m, p.ldx, p.dy.data(), p.ldy, p.bias_ptr(), nullptr);
     }
     qc::synchronize();
     expect_matmul(p, p.result(what), wdq, fp32_accumulation(k), what + " m " + std::to_string(m));
@@ -508,8 +559,10 @@ void fallback_case(const W& q, const std::string& what) {
 TEST(CudaFallback, OddShapes) {
   fallback_case<float16>(quantize_weight<qint4>(random_weight<float16>(100, 200, 71)), "qint4 [100, 200] per row");
   fallback_case<bfloat16>(quantize_weight<qint4>(random_weight<bfloat16>(72, 160, 72)), "qint4 [72, 160] group 32");
-  fallback_case<float16>(quantize_weight<qint2>(random_weight<float16>(66, 384, 73), group_affine<true>{}), "qint2 zp [66, 384]");
-  fallback_case<bfloat16>(quantize_weight<qint8>(random_weight<bfloat16>(65, 33, 74), symmetric{qaxis::last}), "qint8 columns [65, 33]");
+  fallback_case<float16>(quantize_weight<qint2>(random_weight<float16>(66, 384, 73), group_affine<true>{}),
+                         "qint2 zp [66, 384]");
+  fallback_case<bfloat16>(quantize_weight<qint8>(random_weight<bfloat16>(65, 33, 74), symmetric{qaxis::last}),
+                          "qint8 columns [65, 33]");
   fallback_case<float16>(quantize_weight<qfloat8_e5m2>(random_weight<float16>(130, 96, 75)), "e5m2 [130, 96]");
 }
 
@@ -521,7 +574,8 @@ void lt_case(std::int64_t n, std::int64_t k, unsigned seed) {
   if (fp8 && ctx().compute_capability() < 89) GTEST_SKIP() << "float8 needs compute capability 8.9";
   const auto q = quantize_weight<Q>(random_weight<T>(n, k, seed));
   const auto data = to_device(q.data), scale = to_device(q.scale);
-  const qc::qbytes_device w{data.data(), scale.data(), n, k, fp8 ? qc::code_type::float8_e4m3fn : qc::code_type::int8, qc::scale_axis::row};
+  const qc::qbytes_device w{
+      data.data(), scale.data(), n, k, fp8 ? qc::code_type::float8_e4m3fn : qc::code_type::int8, qc::scale_axis::row};
   for (const std::int64_t m : batch_sizes()) {
     const std::string what = std::string(fp8 ? "fp8" : "int8") + " m " + std::to_string(m);
     problem<T> p(m, n, k, seed + static_cast<unsigned>(m), true, 16);
@@ -534,7 +588,8 @@ void lt_case(std::int64_t n, std::int64_t k, unsigned seed) {
     p.poison();
     if constexpr (fp8) {
       try {
-        qc::fp8_matmul_cublaslt(ctx(), w, qc::dtype_of<T>, dxq.data(), x_scale, m, p.ldx, p.dy.data(), p.ldy, p.bias_ptr(), nullptr);
+        qc::fp8_matmul_cublaslt(ctx(), w, qc::dtype_of<T>, dxq.data(), x_scale, m, p.ldx, p.dy.data(), p.ldy,
+                                p.bias_ptr(), nullptr);
       } catch (const unsupported_error& e) {
         // cuBLASLt's float8 kernels may want m to be a multiple of 16: then the API says so
         EXPECT_NE(m % 16, 0) << e.what();
@@ -542,7 +597,8 @@ void lt_case(std::int64_t n, std::int64_t k, unsigned seed) {
         continue;
       }
     } else
-      qc::int8_matmul_cublaslt(ctx(), w, qc::dtype_of<T>, dxq.data(), x_scale, m, p.ldx, p.dy.data(), p.ldy, p.bias_ptr(), nullptr);
+      qc::int8_matmul_cublaslt(ctx(), w, qc::dtype_of<T>, dxq.data(), x_scale, m, p.ldx, p.dy.data(), p.ldy,
+                               p.bias_ptr(), nullptr);
     qc::synchronize();
     const auto y = p.result(what);
     // the reference: codes times codes in float64, times both scales, plus the bias
@@ -562,7 +618,8 @@ void lt_case(std::int64_t n, std::int64_t k, unsigned seed) {
         const double got = to_float(y[static_cast<std::size_t>(i * p.ldy + j)]);
         // int8: an exact int32 product and a float32 epilogue; fp8: float32-class accumulation on the tensor cores
         const double eps = fp8 ? 0x1p-10 : 0x1p-20;
-        const double bound = unit_roundoff<T> * std::fabs(want) + eps * mag * std::fabs(s) + 0x1p-20 * std::fabs(b) + smallest_normal<T>;
+        const double bound =
+            unit_roundoff<T> * std::fabs(want) + eps * mag * std::fabs(s) + 0x1p-20 * std::fabs(b) + smallest_normal<T>;
         if (!(std::fabs(got - want) <= bound) && ++failures <= 5)
           ADD_FAILURE() << what << ": y[" << i << ", " << j << "] = " << got << ", float64 reference " << want;
       }
@@ -594,6 +651,7 @@ int main(int argc, char** argv) {
     std::printf("no CUDA device: the GPU tests are skipped\n");
     return 77;  // ctest SKIP_RETURN_CODE
   }
-  std::printf("[ device %s, compute capability %d, %d SMs ]\n", ctx().name().c_str(), ctx().compute_capability(), ctx().sm_count());
+  std::printf("[ device %s, compute capability %d, %d SMs ]\n", ctx().name().c_str(), ctx().compute_capability(),
+              ctx().sm_count());
   return RUN_ALL_TESTS();
 }

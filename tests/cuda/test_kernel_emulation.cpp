@@ -24,8 +24,8 @@
 #include <quanto/cuda/repack.hpp>
 #include <quanto/quanto.hpp>
 
-#include "mma_kernel.cuh"  // the copy next to the stand-in common.cuh
 #include "../support/random_weight.hpp"
+#include "mma_kernel.cuh"  // the copy next to the stand-in common.cuh
 
 thread_local uint3 threadIdx;
 uint3 blockIdx, blockDim, gridDim;
@@ -92,8 +92,10 @@ void land(const pending_copy& c) { std::memcpy(smem_base + c.dst, c.data, 16); }
 void cp_async(std::uint32_t dst, const void* src, bool valid) {
   pending_copy c{dst, {}};
   if (valid) std::memcpy(c.data, src, 16);  // zero-fill otherwise
-  if (deferred_copies) self().open.push_back(c);
-  else land(c);
+  if (deferred_copies)
+    self().open.push_back(c);
+  else
+    land(c);
 }
 void cp_commit() {
   fiber& f = self();
@@ -173,7 +175,8 @@ std::string run_block(int threads, const std::function<void()>& kernel) {
     }
   }
   for (const auto& f : r.fibers)
-    if (error.empty() && (!f.groups.empty() || !f.open.empty())) error = "cp.async copies left pending at the end of the kernel";
+    if (error.empty() && (!f.groups.empty() || !f.open.empty()))
+      error = "cp.async copies left pending at the end of the kernel";
   run = nullptr;
   return error;
 }
@@ -221,7 +224,8 @@ struct problem {
   bool with_bias = true;
   std::vector<std::int64_t> hot;  // one-hot positions, when set
 
-  problem(std::int64_t m_, std::int64_t n_, std::int64_t k_, unsigned seed) : m(m_), n(n_), k(k_), ldx(k_ + 8), ldy(n_ + 8) {
+  problem(std::int64_t m_, std::int64_t n_, std::int64_t k_, unsigned seed)
+      : m(m_), n(n_), k(k_), ldx(k_ + 8), ldy(n_ + 8) {
     std::mt19937 rng(seed);
     std::normal_distribution<float> d(0.0f, 1.0f);
     x.resize(static_cast<std::size_t>(m * ldx));
@@ -234,7 +238,8 @@ struct problem {
     hot.resize(static_cast<std::size_t>(m));
     for (auto& v : hot) v = static_cast<std::int64_t>(rng() % static_cast<unsigned>(k));
     for (auto& v : x) v = T(0.0f);
-    for (std::int64_t i = 0; i < m; ++i) x[static_cast<std::size_t>(i * ldx + hot[static_cast<std::size_t>(i)])] = T(1.0f);
+    for (std::int64_t i = 0; i < m; ++i)
+      x[static_cast<std::size_t>(i * ldx + hot[static_cast<std::size_t>(i)])] = T(1.0f);
     with_bias = false;
   }
 };
@@ -253,7 +258,8 @@ void expect_result(const problem<T>& p, const tensor<T>& wdq, const std::string&
       }
       if (!p.hot.empty()) {
         const double want = to_float(wdq[static_cast<std::size_t>(j * p.k + p.hot[static_cast<std::size_t>(i)])]);
-        if (!(got == want) && ++bad <= 3) ADD_FAILURE() << what << ": one-hot y[" << i << ", " << j << "] = " << got << ", weight " << want;
+        if (!(got == want) && ++bad <= 3)
+          ADD_FAILURE() << what << ": one-hot y[" << i << ", " << j << "] = " << got << ", weight " << want;
         continue;
       }
       double ref = 0, mag = 0;
@@ -277,8 +283,9 @@ void expect_result(const problem<T>& p, const tensor<T>& wdq, const std::string&
 /// Runs a kernel over `grid` (grid.y = splits), then the split-k reduction (splitk_reduce's
 /// arithmetic: float sums in split order, plus the bias, one rounding) on the CPU.
 template <class T>
-void run_kernel(problem<T>& p, const void* codes, const void* meta, int group_steps, int splits, uint3 grid, int threads,
-                const std::function<void(const dev::mma_params&)>& kernel, unsigned seed, const std::string& what) {
+void run_kernel(problem<T>& p, const void* codes, const void* meta, int group_steps, int splits, uint3 grid,
+                int threads, const std::function<void(const dev::mma_params&)>& kernel, unsigned seed,
+                const std::string& what) {
   using E = dev::elem<device_t<T>>;
   p.y.assign(static_cast<std::size_t>((p.m + 2) * p.ldy), T::from_bits(0xFFFF));
   p.partial.assign(static_cast<std::size_t>(splits * p.m * p.n), std::nanf(""));
@@ -297,7 +304,8 @@ void run_kernel(problem<T>& p, const void* codes, const void* meta, int group_st
   mp.group_steps = group_steps;
   mp.splits = splits;
   grid.y = static_cast<unsigned>(splits);
-  const std::string error = emu::launch(grid, threads, [&] { kernel(mp); }, seed);
+  const std::string error = emu::launch(
+      grid, threads, [&] { kernel(mp); }, seed);
   ASSERT_TRUE(error.empty()) << what << ": " << error;
   if (splits == 1) return;
   for (std::int64_t r = 0; r < p.m; ++r)
@@ -320,7 +328,8 @@ void run_kernel(problem<T>& p, const void* codes, const void* meta, int group_st
 /// Both cp.async modes, random activations with a bias, then one-hot activations.
 template <class T, class F>
 void run_both(std::int64_t m, std::int64_t n, std::int64_t k, const tensor<T>& wdq, const void* codes, const void* meta,
-              int group_steps, int splits, uint3 grid, int threads, const F& kernel, unsigned seed, const std::string& name) {
+              int group_steps, int splits, uint3 grid, int threads, const F& kernel, unsigned seed,
+              const std::string& name) {
   for (const bool deferred : {false, true}) {
     emu::deferred_copies = deferred;
     const std::string what = name + (deferred ? " (copies land at wait)" : " (copies land at issue)");
@@ -335,7 +344,8 @@ void run_both(std::int64_t m, std::int64_t n, std::int64_t k, const tensor<T>& w
 }
 
 std::string shape_name(std::int64_t m, std::int64_t n, std::int64_t k, int splits) {
-  return " m " + std::to_string(m) + " [" + std::to_string(n) + ", " + std::to_string(k) + "] split " + std::to_string(splits);
+  return " m " + std::to_string(m) + " [" + std::to_string(n) + ", " + std::to_string(k) + "] split " +
+         std::to_string(splits);
 }
 
 /// qint4 through mma_kernel configuration (MT, NT, WK, WN).
@@ -346,11 +356,14 @@ void w4_mma(std::int64_t m, std::int64_t n, std::int64_t k, std::int64_t group, 
   const auto pk = qc::repack_w4a16(q);
   const uint3 grid{static_cast<unsigned>((n + 64 * NT * WN - 1) / (64 * NT * WN)), 1,
                    static_cast<unsigned>((m + 16 * MT - 1) / (16 * MT))};
-  const auto kernel = [](const dev::mma_params& mp) { dev::mma_kernel<device_t<T>, ZP ? wcode::u4_zp : wcode::u4, MT, NT, WK, WN, 4>(mp); };
-  const std::string name = std::string("w4a16 ") + (std::is_same_v<T, float16> ? "f16" : "bf16") + (ZP ? " zp" : "") + " MT " +
-                           std::to_string(MT) + " NT " + std::to_string(NT) + " group " + std::to_string(pk.group) + shape_name(m, n, k, splits);
-  run_both(m, n, k, q.dequantize(), pk.codes.data(), pk.meta.data(), static_cast<int>(pk.group / 16), splits, grid, WK * WN * 32,
-           kernel, seed, name);
+  const auto kernel = [](const dev::mma_params& mp) {
+    dev::mma_kernel<device_t<T>, ZP ? wcode::u4_zp : wcode::u4, MT, NT, WK, WN, 4>(mp);
+  };
+  const std::string name = std::string("w4a16 ") + (std::is_same_v<T, float16> ? "f16" : "bf16") + (ZP ? " zp" : "") +
+                           " MT " + std::to_string(MT) + " NT " + std::to_string(NT) + " group " +
+                           std::to_string(pk.group) + shape_name(m, n, k, splits);
+  run_both(m, n, k, q.dequantize(), pk.codes.data(), pk.meta.data(), static_cast<int>(pk.group / 16), splits, grid,
+           WK * WN * 32, kernel, seed, name);
 }
 
 template <class Q, class T, int MT, int NT, int WK, int WN>
@@ -362,8 +375,10 @@ void w8_mma(std::int64_t m, std::int64_t n, std::int64_t k, qaxis axis, int spli
   constexpr wcode C = std::is_same_v<Q, qint8> ? wcode::i8 : wcode::e4m3;
   const auto kernel = [](const dev::mma_params& mp) { dev::mma_kernel<device_t<T>, C, MT, NT, WK, WN, 4>(mp); };
   const std::string name = std::string("w8a16 ") + (std::is_same_v<Q, qint8> ? "int8 " : "e4m3fn ") +
-                           (std::is_same_v<T, float16> ? "f16" : "bf16") + " MT " + std::to_string(MT) + shape_name(m, n, k, splits);
-  run_both(m, n, k, q.dequantize(), pk.codes.data(), pk.scale.data(), 1, splits, grid, WK * WN * 32, kernel, seed, name);
+                           (std::is_same_v<T, float16> ? "f16" : "bf16") + " MT " + std::to_string(MT) +
+                           shape_name(m, n, k, splits);
+  run_both(m, n, k, q.dequantize(), pk.codes.data(), pk.scale.data(), 1, splits, grid, WK * WN * 32, kernel, seed,
+           name);
 }
 
 template <class T, bool ZP>
@@ -372,8 +387,8 @@ void w4_gemv(std::int64_t m, std::int64_t n, std::int64_t k, std::int64_t group,
   const auto q = quantize_weight<qint4>(random_weight<T>(n, k, seed), S{group});
   const auto pk = qc::repack_w4a16(q);
   const auto kernel = [](const dev::mma_params& mp) { dev::w4_gemv_kernel<device_t<T>, ZP>(mp); };
-  const std::string name = std::string("gemv ") + (std::is_same_v<T, float16> ? "f16" : "bf16") + (ZP ? " zp" : "") + " group " +
-                           std::to_string(pk.group) + shape_name(m, n, k, splits);
+  const std::string name = std::string("gemv ") + (std::is_same_v<T, float16> ? "f16" : "bf16") + (ZP ? " zp" : "") +
+                           " group " + std::to_string(pk.group) + shape_name(m, n, k, splits);
   run_both(m, n, k, q.dequantize(), pk.codes.data(), pk.meta.data(), static_cast<int>(pk.group / 16), splits,
            uint3{static_cast<unsigned>(n / 64), 1, 1}, 256, kernel, seed, name);
 }

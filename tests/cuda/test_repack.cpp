@@ -56,8 +56,10 @@ qbits_weight<qint4, T, Shift> random_file_qint4(const shape& s, std::optional<st
   w.shift = tensor<Shift>(ps);
   for (std::size_t i = 0; i < w.scale.size(); ++i) {
     w.scale[i] = random_finite<T>(rng);
-    if constexpr (std::is_same_v<Shift, std::uint8_t>) w.shift[i] = static_cast<std::uint8_t>(rng() % 16);
-    else w.shift[i] = random_finite<T>(rng);
+    if constexpr (std::is_same_v<Shift, std::uint8_t>)
+      w.shift[i] = static_cast<std::uint8_t>(rng() % 16);
+    else
+      w.shift[i] = random_finite<T>(rng);
   }
   return w;
 }
@@ -107,11 +109,14 @@ void check_qbytes_round_trip(const basic_qbytes_weight<Q, T, H>& w, const std::s
 TEST(CudaRepack, Qint4RoundTripOfQuantizedWeights) {
   // (n, k, group): quanto's automatic rule (128 for these k, none for k <= 128), explicit groups,
   // one group per row; several groups per row everywhere it applies.
-  struct case_t { std::int64_t n, k, group; };
+  struct case_t {
+    std::int64_t n, k, group;
+  };
   for (const case_t c : {case_t{64, 16, no_group}, case_t{64, 128, auto_group}, case_t{128, 256, auto_group},
-                         case_t{192, 384, auto_group}, case_t{64, 512, 64}, case_t{128, 192, 96},
-                         case_t{64, 96, 32}, case_t{64, 160, 16}, case_t{256, 1024, auto_group}, case_t{64, 336, no_group}}) {
-    const std::string what = "[" + std::to_string(c.n) + ", " + std::to_string(c.k) + "] group " + std::to_string(c.group);
+                         case_t{192, 384, auto_group}, case_t{64, 512, 64}, case_t{128, 192, 96}, case_t{64, 96, 32},
+                         case_t{64, 160, 16}, case_t{256, 1024, auto_group}, case_t{64, 336, no_group}}) {
+    const std::string what =
+        "[" + std::to_string(c.n) + ", " + std::to_string(c.k) + "] group " + std::to_string(c.group);
     const auto f16 = random_weight<float16>(c.n, c.k, 11);
     const auto b16 = random_weight<bfloat16>(c.n, c.k, 12);
     check_qint4_round_trip(quantize_weight<qint4>(f16, group_affine<>{c.group}), what + " f16");
@@ -125,7 +130,7 @@ TEST(CudaRepack, Qint4RoundTripOfArbitraryBytes) {
   unsigned seed = 100;
   for (const shape& s : {shape{64, 128}, shape{128, 512}, shape{64, 4096}, shape{192, 48}})
     for (const std::optional<std::int64_t> g : {std::optional<std::int64_t>{}, std::optional<std::int64_t>{16},
-                                                 std::optional<std::int64_t>{s[1] >= 128 ? 128 : 16}}) {
+                                                std::optional<std::int64_t>{s[1] >= 128 ? 128 : 16}}) {
       const std::string what = s.to_string() + " group " + (g ? std::to_string(*g) : "none");
       check_qint4_round_trip(random_file_qint4<float16, float16>(s, g, ++seed), what + " f16");
       check_qint4_round_trip(random_file_qint4<bfloat16, bfloat16>(s, g, ++seed), what + " bf16");
@@ -147,8 +152,10 @@ TEST(CudaRepack, Qint8AndFloat8RoundTrip) {
     check_qbytes_round_trip(random_file_qbytes<qint8, bfloat16>(s, qaxis::first, ++seed), what + " qint8 bf16");
     check_qbytes_round_trip(random_file_qbytes<qint8, float16>(s, qaxis::none, ++seed), what + " qint8 per tensor");
     check_qbytes_round_trip(random_file_qbytes<qfloat8_e4m3fn, float16>(s, qaxis::first, ++seed), what + " e4m3fn f16");
-    check_qbytes_round_trip(random_file_qbytes<qfloat8_e4m3fn, bfloat16>(s, qaxis::first, ++seed), what + " e4m3fn bf16");
-    check_qbytes_round_trip(random_file_qbytes<qfloat8_e4m3fn, bfloat16>(s, qaxis::none, ++seed), what + " e4m3fn per tensor");
+    check_qbytes_round_trip(random_file_qbytes<qfloat8_e4m3fn, bfloat16>(s, qaxis::first, ++seed),
+                            what + " e4m3fn bf16");
+    check_qbytes_round_trip(random_file_qbytes<qfloat8_e4m3fn, bfloat16>(s, qaxis::none, ++seed),
+                            what + " e4m3fn per tensor");
   }
   const auto w = random_weight<bfloat16>(128, 256, 3);
   check_qbytes_round_trip(quantize_weight<qint8>(w), "quantized qint8");
@@ -193,9 +200,12 @@ TEST(CudaRepack, Qint4OneHotLandsAtTheIndexFunction) {
     // and its scale and shift
     const auto m = static_cast<std::size_t>(fr::w4_meta_index(gi, i, n64));
     for (std::size_t x = 0; x < p.meta.size(); ++x) {
-      if (x == m) EXPECT_EQ(to_float(p.meta[x]), 0.5f);
-      else if (x == m + 1) EXPECT_EQ(to_float(p.meta[x]), -3.0f);
-      else ASSERT_EQ(p.meta[x].to_bits(), 0) << x;
+      if (x == m)
+        EXPECT_EQ(to_float(p.meta[x]), 0.5f);
+      else if (x == m + 1)
+        EXPECT_EQ(to_float(p.meta[x]), -3.0f);
+      else
+        ASSERT_EQ(p.meta[x].to_bits(), 0) << x;
     }
   }
 }
@@ -303,7 +313,8 @@ void expect_kernel_dequantize_exact(const qbits_weight<qint4, T, Shift>& w, cons
   tensor<T> want = w.dequantize();
   want.reshape(got.shape());
   for (std::size_t i = 0; i < got.size(); ++i)
-    ASSERT_EQ(got[i].to_bits(), want[i].to_bits()) << what << " element " << i << ": " << to_float(got[i]) << " vs " << to_float(want[i]);
+    ASSERT_EQ(got[i].to_bits(), want[i].to_bits())
+        << what << " element " << i << ": " << to_float(got[i]) << " vs " << to_float(want[i]);
 }
 
 TEST(CudaRepack, Qint4KernelArithmeticIsQuantos) {
@@ -314,8 +325,10 @@ TEST(CudaRepack, Qint4KernelArithmeticIsQuantos) {
       // random bits everywhere: subnormal, huge and negative scales and shifts, overflow to inf
       expect_kernel_dequantize_exact(random_file_qint4<float16, float16>(s, g, ++seed), what + " f16 random bits");
       expect_kernel_dequantize_exact(random_file_qint4<bfloat16, bfloat16>(s, g, ++seed), what + " bf16 random bits");
-      expect_kernel_dequantize_exact(random_file_qint4<float16, std::uint8_t>(s, g, ++seed), what + " f16 zp random bits");
-      expect_kernel_dequantize_exact(random_file_qint4<bfloat16, std::uint8_t>(s, g, ++seed), what + " bf16 zp random bits");
+      expect_kernel_dequantize_exact(random_file_qint4<float16, std::uint8_t>(s, g, ++seed),
+                                     what + " f16 zp random bits");
+      expect_kernel_dequantize_exact(random_file_qint4<bfloat16, std::uint8_t>(s, g, ++seed),
+                                     what + " bf16 zp random bits");
     }
   for (const std::int64_t group : {auto_group, std::int64_t{32}, no_group}) {
     const auto f16 = random_weight<float16>(128, 256, 21);
@@ -323,7 +336,8 @@ TEST(CudaRepack, Qint4KernelArithmeticIsQuantos) {
     expect_kernel_dequantize_exact(quantize_weight<qint4>(f16, group_affine<>{group}), "quantized f16");
     expect_kernel_dequantize_exact(quantize_weight<qint4>(b16, group_affine<>{group}), "quantized bf16");
     expect_kernel_dequantize_exact(quantize_weight<qint4>(b16, group_affine<true>{group}), "quantized bf16 zp");
-    expect_kernel_dequantize_exact(quantize_weight<qint4>(f16, group_affine<true>{group}, hqq_optimizer{}), "hqq f16 zp");
+    expect_kernel_dequantize_exact(quantize_weight<qint4>(f16, group_affine<true>{group}, hqq_optimizer{}),
+                                   "hqq f16 zp");
     expect_kernel_dequantize_exact(quantize_weight<qint4>(f16, group_affine<>{group}, hqq_optimizer{}), "hqq f16");
   }
 }
@@ -335,7 +349,8 @@ void expect_kernel_dequantize_exact(const qbytes_weight<Q, T>& w, const std::str
   tensor<T> want = w.dequantize();
   want.reshape(got.shape());
   for (std::size_t i = 0; i < got.size(); ++i)
-    ASSERT_EQ(got[i].to_bits(), want[i].to_bits()) << what << " element " << i << ": " << to_float(got[i]) << " vs " << to_float(want[i]);
+    ASSERT_EQ(got[i].to_bits(), want[i].to_bits())
+        << what << " element " << i << ": " << to_float(got[i]) << " vs " << to_float(want[i]);
 }
 
 TEST(CudaRepack, Qint8AndFloat8KernelArithmeticIsQuantos) {
@@ -343,14 +358,18 @@ TEST(CudaRepack, Qint8AndFloat8KernelArithmeticIsQuantos) {
   for (const shape& s : {shape{64, 64}, shape{128, 256}}) {
     expect_kernel_dequantize_exact(random_file_qbytes<qint8, float16>(s, qaxis::first, ++seed), "qint8 f16");
     expect_kernel_dequantize_exact(random_file_qbytes<qint8, bfloat16>(s, qaxis::first, ++seed), "qint8 bf16");
-    expect_kernel_dequantize_exact(random_file_qbytes<qint8, bfloat16>(s, qaxis::none, ++seed), "qint8 bf16 per tensor");
+    expect_kernel_dequantize_exact(random_file_qbytes<qint8, bfloat16>(s, qaxis::none, ++seed),
+                                   "qint8 bf16 per tensor");
     expect_kernel_dequantize_exact(random_file_qbytes<qfloat8_e4m3fn, float16>(s, qaxis::first, ++seed), "e4m3fn f16");
-    expect_kernel_dequantize_exact(random_file_qbytes<qfloat8_e4m3fn, bfloat16>(s, qaxis::first, ++seed), "e4m3fn bf16");
+    expect_kernel_dequantize_exact(random_file_qbytes<qfloat8_e4m3fn, bfloat16>(s, qaxis::first, ++seed),
+                                   "e4m3fn bf16");
   }
   // every code once, with scale 1: the decode alone (all 256 int8 values, all 254 finite e4m3fn ones)
   for (int c = 0; c < 256; ++c) {
-    EXPECT_EQ(to_float(qc::detail::kernel_decode_byte<qint8, float16>(static_cast<std::uint8_t>(c))), static_cast<float>(static_cast<std::int8_t>(c)));
-    EXPECT_EQ(to_float(qc::detail::kernel_decode_byte<qint8, bfloat16>(static_cast<std::uint8_t>(c))), static_cast<float>(static_cast<std::int8_t>(c)));
+    EXPECT_EQ(to_float(qc::detail::kernel_decode_byte<qint8, float16>(static_cast<std::uint8_t>(c))),
+              static_cast<float>(static_cast<std::int8_t>(c)));
+    EXPECT_EQ(to_float(qc::detail::kernel_decode_byte<qint8, bfloat16>(static_cast<std::uint8_t>(c))),
+              static_cast<float>(static_cast<std::int8_t>(c)));
     if ((c & 0x7F) == 0x7F) continue;
     const float want = to_float(float8_e4m3fn::from_bits(static_cast<std::uint8_t>(c)));
     const auto h = qc::detail::kernel_decode_byte<qfloat8_e4m3fn, float16>(static_cast<std::uint8_t>(c));
@@ -393,7 +412,8 @@ TEST(CudaRepack, RefusesShapesTheKernelsDoNotTake) {
   EXPECT_FALSE(qc::w8a16_supports(e));
   EXPECT_THROW(qc::repack_w8a16(e), unsupported_error);
   EXPECT_THROW(qc::repack_w8a16(random_file_qbytes<qint8, float16>(shape{64, 40}, qaxis::first, 6)), unsupported_error);
-  EXPECT_THROW(qc::repack_w8a16(random_file_qbytes<qfloat8_e4m3fn, float16>(shape{100, 64}, qaxis::first, 6)), unsupported_error);
+  EXPECT_THROW(qc::repack_w8a16(random_file_qbytes<qfloat8_e4m3fn, float16>(shape{100, 64}, qaxis::first, 6)),
+               unsupported_error);
   EXPECT_TRUE(qc::w8a16_supports(random_file_qbytes<qint8, float16>(shape{64, 64}, qaxis::none, 6)));
 }
 

@@ -21,8 +21,8 @@ inline unsigned char touch(const void* p) { return *static_cast<const volatile u
 
 }  // namespace quanto_fuzz
 
-#define QUANTO_FUZZ_CHECK(cond)                                        \
-  do {                                                                 \
-    if (!(cond)) ::quanto_fuzz::fail(#cond, __FILE__, __LINE__);       \
+#define QUANTO_FUZZ_CHECK(cond)                                  \
+  do {                                                           \
+    if (!(cond)) ::quanto_fuzz::fail(#cond, __FILE__, __LINE__); \
   } while (0)
 #define QUANTO_FUZZ_FAIL(what) ::quanto_fuzz::fail(what, __FILE__, __LINE__)

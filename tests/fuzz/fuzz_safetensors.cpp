@@ -74,11 +74,20 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       QUANTO_FUZZ_CHECK(quanto_fuzz::touch(view.data() + view.size() - 1) == data[data_start + t.end - 1]);
     }
     switch (size_of(t.dtype)) {
-      case 1: check_read_as<std::uint8_t>(f, t, view); break;
-      case 2: check_read_as<std::uint16_t>(f, t, view); break;
-      case 4: check_read_as<std::uint32_t>(f, t, view); break;
-      case 8: check_read_as<std::uint64_t>(f, t, view); break;
-      default: QUANTO_FUZZ_FAIL("a dtype of an unexpected size");
+      case 1:
+        check_read_as<std::uint8_t>(f, t, view);
+        break;
+      case 2:
+        check_read_as<std::uint16_t>(f, t, view);
+        break;
+      case 4:
+        check_read_as<std::uint32_t>(f, t, view);
+        break;
+      case 8:
+        check_read_as<std::uint64_t>(f, t, view);
+        break;
+      default:
+        QUANTO_FUZZ_FAIL("a dtype of an unexpected size");
     }
     ranges.emplace_back(t.begin, t.end);
   }

@@ -101,7 +101,7 @@ TEST(EigenInterop, OtherLayoutsAreCopiedOnceInRowMajorOrder) {
   const Eigen::MatrixXf col_major = w;  // Eigen's default storage: column-major
   check(qe::as_tensor(col_major), w);
   check(qe::as_tensor(w.leftCols(17)), RowMatrixXf(w.leftCols(17)));  // rows not contiguous
-  check(qe::as_tensor(w * 2.0f), RowMatrixXf(w * 2.0f));            // an expression
+  check(qe::as_tensor(w * 2.0f), RowMatrixXf(w * 2.0f));              // an expression
   // ...but the transpose of a column-major matrix is row-major memory: viewed in place
   const auto t = qe::as_tensor(col_major.transpose());
   EXPECT_FALSE(t.copied());
@@ -231,7 +231,8 @@ TEST(EigenInterop, OutputsAreWrittenInPlace) {
       }
   // a strided Map over the caller's memory
   std::vector<float> strided(4 * 16, -7.0f);
-  qe::matmul_into(pw, x, Eigen::Map<RowMatrixXf, 0, Eigen::OuterStride<>>(strided.data(), 4, 9, Eigen::OuterStride<>(16)));
+  qe::matmul_into(pw, x,
+                  Eigen::Map<RowMatrixXf, 0, Eigen::OuterStride<>>(strided.data(), 4, 9, Eigen::OuterStride<>(16)));
   for (std::size_t i = 0; i < 4; ++i) {
     EXPECT_EQ(0, std::memcmp(strided.data() + i * 16, &want(static_cast<Eigen::Index>(i), 0), 9 * sizeof(float)));
     for (std::size_t j = 9; j < 16; ++j) EXPECT_EQ(strided[i * 16 + j], -7.0f);

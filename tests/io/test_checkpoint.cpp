@@ -222,7 +222,10 @@ std::vector<bad_index> malformed_indexes() {
       // bytes that are not UTF-8, and escapes that are not Unicode
       {"non-UTF-8 byte in a shard name", with_shard("\"x\xff.safetensors\""), outcome::index},
       {"non-UTF-8 byte in a tensor name", "{\"weight_map\": {\"t\xfe\": \"a.safetensors\"}}", outcome::index},
-      {"overlong UTF-8 '/' (C0 AF)", with_shard("\"a\xc0\xaf" "b\""), outcome::index},
+      {"overlong UTF-8 '/' (C0 AF)",
+       with_shard("\"a\xc0\xaf"
+                  "b\""),
+       outcome::index},
       {"UTF-8 encoded surrogate", with_shard("\"a\xed\xa0\x80\""), outcome::index},
       {"truncated UTF-8 sequence at the end", with_shard("\"a\"") + "\xe2\x82", outcome::index},
       {"lone surrogate escape", with_shard(R"("a\ud800")"), outcome::index},
@@ -270,19 +273,18 @@ std::vector<bad_index> malformed_indexes() {
       {"duplicate weight_map (depth 1)", R"({"weight_map": {}, "weight_map": {}})", outcome::duplicate},
       {"duplicate metadata (depth 1)", R"({"metadata": {}, "metadata": {}, "weight_map": {}})", outcome::duplicate},
       {"duplicate unknown key (depth 1)", R"({"x": 1, "weight_map": {}, "x": 1})", outcome::duplicate},
-      {"duplicate tensor, two shards (depth 2)",
-       R"({"weight_map": {"t": "a.safetensors", "t": "b.safetensors"}})", outcome::duplicate},
+      {"duplicate tensor, two shards (depth 2)", R"({"weight_map": {"t": "a.safetensors", "t": "b.safetensors"}})",
+       outcome::duplicate},
       {"duplicate tensor, same shard (depth 2)",
        R"({"weight_map": {"t": "a.safetensors", "u": "a.safetensors", "t": "a.safetensors"}})", outcome::duplicate},
       {"duplicate total_size (depth 2)", with_metadata(R"({"total_size": 1, "total_size": 1})"), outcome::duplicate},
       {"duplicate key in an unknown object (depth 2)", R"({"x": {"k": 1, "k": 2}, "weight_map": {}})",
        outcome::duplicate},
-      {"duplicate key inside metadata (depth 3)", with_metadata(R"({"extra": {"k": 1, "k": 2}})"),
-       outcome::duplicate},
+      {"duplicate key inside metadata (depth 3)", with_metadata(R"({"extra": {"k": 1, "k": 2}})"), outcome::duplicate},
       {"duplicate key in an object in an array (depth 3)", R"({"x": [{"k": 1, "k": 2}], "weight_map": {}})",
        outcome::duplicate},
-      {"duplicate key deep inside metadata (depth 5)",
-       with_metadata(R"({"a": {"b": {"c": {"k": [], "k": []}}}})"), outcome::duplicate},
+      {"duplicate key deep inside metadata (depth 5)", with_metadata(R"({"a": {"b": {"c": {"k": [], "k": []}}}})"),
+       outcome::duplicate},
       // not an object at the root
       {"root is an array", R"([{"weight_map": {}}])", outcome::index},
       {"root is an empty array", "[]", outcome::index},
@@ -309,16 +311,16 @@ std::vector<bad_index> malformed_indexes() {
   const std::size_t million = 1'000'000;
   cases.push_back({"1,000,000 nested '[' at the root", std::string(million, '['), outcome::index});
   cases.push_back({"1,000,000 nested '[' in an unknown key", R"({"x": )" + std::string(million, '['), outcome::index});
-  cases.push_back({"1,000,000 nested '[' in metadata", R"({"metadata": {"x": )" + std::string(million, '['),
-                   outcome::index});
+  cases.push_back(
+      {"1,000,000 nested '[' in metadata", R"({"metadata": {"x": )" + std::string(million, '['), outcome::index});
   {
     std::string deep;
     for (std::size_t i = 0; i < million; ++i) deep += R"({"a":)";
     cases.push_back({"1,000,000 nested objects", deep, outcome::index});
   }
   {
-    std::string balanced = R"({"x": )" + std::string(million, '[') + std::string(million, ']') +
-                           R"(, "weight_map": {}})";
+    std::string balanced =
+        R"({"x": )" + std::string(million, '[') + std::string(million, ']') + R"(, "weight_map": {}})";
     cases.push_back({"1,000,000 nested '[' closed again", balanced, outcome::index});
   }
   // Exactly one level over the limit (the root object counts as one level).
@@ -335,8 +337,8 @@ TEST(ShardIndexParse, MalformedIndexesAreRejectedWithTheirErrorType) {
   for (const bad_index& c : cases) {
     std::string what;
     const outcome got = parse_outcome(c.text, &what);
-    EXPECT_EQ(got, c.expected) << c.label << ": expected " << name_of(c.expected) << ", got " << name_of(got)
-                               << " (" << what << ")";
+    EXPECT_EQ(got, c.expected) << c.label << ": expected " << name_of(c.expected) << ", got " << name_of(got) << " ("
+                               << what << ")";
     if (got != outcome::ok) {
       // Every message says which file it is about, and stays short even for a 1 MB input.
       EXPECT_NE(what.find("case.index.json"), std::string::npos) << c.label << ": " << what;
@@ -428,8 +430,7 @@ TEST(ShardIndexParse, AcceptedEdgeCases) {
   }
   // The integer limits.
   EXPECT_EQ(io::parse_shard_index(with_metadata(R"({"total_size": 0})")).total_size, 0u);
-  EXPECT_EQ(io::parse_shard_index(with_metadata(R"({"total_size": 18446744073709551615})")).total_size,
-            UINT64_MAX);
+  EXPECT_EQ(io::parse_shard_index(with_metadata(R"({"total_size": 18446744073709551615})")).total_size, UINT64_MAX);
   // Nesting just under the limit.
   EXPECT_EQ(parse_outcome(R"({"x": )" + std::string(io::max_index_depth - 1, '[') +
                           std::string(io::max_index_depth - 1, ']') + R"(, "weight_map": {}})"),
@@ -457,7 +458,10 @@ TEST(ShardIndexJson, MatchesPythonJsonDumpsByteForByte) {
       {"model.embed_tokens.weight", "model-00001-of-00002.safetensors"},
       {"lm_head.weight", "model-00002-of-00002.safetensors"},
       {"mod\xc3\xa8le.\xe6\x9d\x83\xe9\x87\x8d.\xf0\x9f\x98\x80", "model-00002-of-00002.safetensors"},
-      {"quote\"back\\slash\ttab\nnl\x01" "ctl\x7f" "del\xe2\x80\xa8", "model-00001-of-00002.safetensors"},
+      {"quote\"back\\slash\ttab\nnl\x01"
+       "ctl\x7f"
+       "del\xe2\x80\xa8",
+       "model-00001-of-00002.safetensors"},
       {"Z", "shard \xc3\xa9.safetensors"},
       {"\xc3\xa9", "a.safetensors"},
       {"z", "b.safetensors"},
@@ -508,8 +512,22 @@ TEST(ShardIndexJson, EmptyAndPartialMetadata) {
 
 TEST(ShardIndexJson, RoundTripsGeneratedIndexes) {
   std::mt19937 rng(1234);
-  const std::vector<std::string> pieces = {"a", "Z", ".", "_", "0", " ", "\"", "\\", "\n", "\x01", "\x7f",
-                                           "\xc3\xa9", "\xe2\x80\xa8", "\xef\xbf\xbf", "\xf0\x9f\x98\x80", "/",
+  const std::vector<std::string> pieces = {"a",
+                                           "Z",
+                                           ".",
+                                           "_",
+                                           "0",
+                                           " ",
+                                           "\"",
+                                           "\\",
+                                           "\n",
+                                           "\x01",
+                                           "\x7f",
+                                           "\xc3\xa9",
+                                           "\xe2\x80\xa8",
+                                           "\xef\xbf\xbf",
+                                           "\xf0\x9f\x98\x80",
+                                           "/",
                                            "\0"s};
   for (int round = 0; round < 200; ++round) {
     io::shard_index index;
@@ -558,8 +576,7 @@ class CheckpointOpen : public TempDir {
   outcome open_outcome(std::string* what = nullptr) {
     return outcome_of([&] { (void)io::checkpoint::open(model_); }, what);
   }
-  static constexpr const char* good_map =
-      R"({"x": "a.safetensors", "y": "a.safetensors", "z": "b.safetensors"})";
+  static constexpr const char* good_map = R"({"x": "a.safetensors", "y": "a.safetensors", "z": "b.safetensors"})";
   fs::path model_;
 };
 
@@ -882,13 +899,13 @@ void expect_checkpoint_holds(const fs::path& folder, const named_bytes& ts) {
 // these sizes gives these shards, and transformers 5.23 writes this index for them
 // (total_parameters = num_parameters(), here one per byte).
 TEST_F(CheckpointSave, ShardsAreCutAsTransformersCutsThem) {
-  const auto ts = sized({{"a", 40}, {"b", 40}, {"big", 200}, {"c", 40}, {"d", 60}, {"e", 30}, {"f", 100},
-                         {"g", 1}, {"h", 101}});
+  const auto ts =
+      sized({{"a", 40}, {"b", 40}, {"big", 200}, {"c", 40}, {"d", 60}, {"e", 30}, {"f", 100}, {"g", 1}, {"h", 101}});
   const auto saved = save(ts, options(100, false));
-  const std::vector<std::string> names = {
-      "model-00001-of-00007.safetensors", "model-00002-of-00007.safetensors", "model-00003-of-00007.safetensors",
-      "model-00004-of-00007.safetensors", "model-00005-of-00007.safetensors", "model-00006-of-00007.safetensors",
-      "model-00007-of-00007.safetensors"};
+  const std::vector<std::string> names = {"model-00001-of-00007.safetensors", "model-00002-of-00007.safetensors",
+                                          "model-00003-of-00007.safetensors", "model-00004-of-00007.safetensors",
+                                          "model-00005-of-00007.safetensors", "model-00006-of-00007.safetensors",
+                                          "model-00007-of-00007.safetensors"};
   EXPECT_EQ(saved.shard_names, names);
   EXPECT_EQ(saved.total_size, 612u);
   auto files = names;
@@ -941,9 +958,9 @@ TEST_F(CheckpointSave, OneShardIsModelSafetensorsWithoutAnIndex) {
   saved = save(sized({{"a", 50}, {"b", 51}}), options(100, true));
   EXPECT_EQ(saved.shard_names,
             (std::vector<std::string>{"model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"}));
-  EXPECT_EQ(listing(model_), (std::vector<std::string>{"model-00001-of-00002.safetensors",
-                                                       "model-00002-of-00002.safetensors",
-                                                       "model.safetensors.index.json"}));
+  EXPECT_EQ(listing(model_),
+            (std::vector<std::string>{"model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors",
+                                      "model.safetensors.index.json"}));
   EXPECT_EQ(siblings(), std::vector<std::string>{"model"});
 }
 
@@ -952,9 +969,8 @@ TEST_F(CheckpointSave, TotalParametersCountsElements) {
   const std::vector<std::uint16_t> b(3, 0x3F80);
   const std::vector<io::tensor_to_write> ts = {{"w", dtype::f32, {2, 5}, std::as_bytes(std::span(w))},
                                                {"b", dtype::bf16, {3}, std::as_bytes(std::span(b))}};
-  io::save_checkpoint(model_, ts, options(40, false), [](const io::tensor_to_write& t, const auto& write) {
-    write(t.data.data(), t.data.size());
-  });
+  io::save_checkpoint(model_, ts, options(40, false),
+                      [](const io::tensor_to_write& t, const auto& write) { write(t.data.data(), t.data.size()); });
   const auto index = io::parse_shard_index(slurp(model_ / std::string(io::index_file_name)));
   EXPECT_EQ(index.total_size, 46u);
   EXPECT_EQ(index.total_parameters, 13u);
@@ -974,8 +990,7 @@ TEST_F(CheckpointSave, ExtraFilesAreWrittenAndChecked) {
   EXPECT_EQ(outcome_of([&] { save(ts, options(0, false, {{"", "{}"}})); }), outcome::path);
   EXPECT_EQ(outcome_of([&] { save(ts, options(0, false, {{"a/b.json", "{}"}})); }), outcome::path);
   EXPECT_EQ(outcome_of([&] { save(ts, options(0, false, {{"model.safetensors", ""}})); }), outcome::value);
-  EXPECT_EQ(outcome_of([&] { save(ts, options(0, false, {{"model.safetensors.index.json", "{}"}})); }),
-            outcome::value);
+  EXPECT_EQ(outcome_of([&] { save(ts, options(0, false, {{"model.safetensors.index.json", "{}"}})); }), outcome::value);
   // So are bad tensors.
   EXPECT_EQ(outcome_of([&] { save(sized({{"a", 4}, {"a", 5}}), {}); }), outcome::duplicate);
   EXPECT_TRUE(listing(dir_).empty());
@@ -1037,23 +1052,20 @@ TEST_F(CheckpointSave, AFailedSaveLeavesTheOldFolderAndNoStagingFolder) {
     }
     write(t.data.data(), t.data.size());
   };
-  EXPECT_THROW(io::save_checkpoint(model_, tensors, options(100, true), throwing),
-               producer_failed);
+  EXPECT_THROW(io::save_checkpoint(model_, tensors, options(100, true), throwing), producer_failed);
   EXPECT_EQ(tree(dir_), before);
   // A producer that writes too little.
   const auto short_write = [&](const io::tensor_to_write& t, const auto& write) {
     write(t.data.data(), t.data.size() - (t.name == "c" ? 1 : 0));
   };
-  EXPECT_THROW(io::save_checkpoint(model_, tensors, options(100, true), short_write),
-               io::size_error);
+  EXPECT_THROW(io::save_checkpoint(model_, tensors, options(100, true), short_write), io::size_error);
   EXPECT_EQ(tree(dir_), before);
   // Or too much.
   const auto long_write = [&](const io::tensor_to_write& t, const auto& write) {
     write(t.data.data(), t.data.size());
     if (t.name == "a") write(t.data.data(), 1);
   };
-  EXPECT_THROW(io::save_checkpoint(model_, tensors, options(100, true), long_write),
-               io::size_error);
+  EXPECT_THROW(io::save_checkpoint(model_, tensors, options(100, true), long_write), io::size_error);
   EXPECT_EQ(tree(dir_), before);
   // No old folder: nothing is created.
   const auto other = dir_ / "other";
@@ -1077,13 +1089,13 @@ TEST_F(CheckpointSave, StaleStagingFoldersOfDeadProcessesAreRemoved) {
   const std::vector<std::string> stale = {".model.quanto-tmp-" + gone + "-0123456789abcdef",
                                           ".model.quanto-tmp-" + gone + "-fedcba9876543210-old"};
   const std::vector<std::string> kept = {
-      ".model.quanto-tmp-" + me + "-0123456789abcdef",  // alive: this process
-      ".model.quanto-tmp-1-0123456789abcdef",           // alive: init
-      ".model.quanto-tmp-abc-0123456789abcdef",         // not a pid
-      ".model.quanto-tmp-" + gone,                      // not the pattern (no "-")
-      ".model.quanto-tmp--5-0123456789abcdef",          // not a pid
+      ".model.quanto-tmp-" + me + "-0123456789abcdef",    // alive: this process
+      ".model.quanto-tmp-1-0123456789abcdef",             // alive: init
+      ".model.quanto-tmp-abc-0123456789abcdef",           // not a pid
+      ".model.quanto-tmp-" + gone,                        // not the pattern (no "-")
+      ".model.quanto-tmp--5-0123456789abcdef",            // not a pid
       ".other.quanto-tmp-" + gone + "-0123456789abcdef",  // another target's
-      ".model.tmp-0123456789abcdef",                    // a file's temporary name, not a folder's
+      ".model.tmp-0123456789abcdef",                      // a file's temporary name, not a folder's
   };
   for (const auto& n : stale) {
     fs::create_directories(dir_ / n / "sub");
@@ -1113,12 +1125,11 @@ TEST_F(CheckpointSave, AReaderOfTheOldFolderKeepsReadingTheOldBytes) {
   const auto old = io::checkpoint::open(model_);
   // Read -> modify -> save to the same folder, reading the old tensors while writing.
   const auto tensors = as_tensors(old_ts);
-  io::save_checkpoint(model_, tensors, options(130, true),
-                      [&](const io::tensor_to_write& t, const auto& write) {
-                        std::vector<std::uint8_t> b = bytes_of(old.bytes(old.at(t.name)));
-                        for (auto& x : b) x = static_cast<std::uint8_t>(x ^ 0xFF);
-                        write(b.data(), b.size());
-                      });
+  io::save_checkpoint(model_, tensors, options(130, true), [&](const io::tensor_to_write& t, const auto& write) {
+    std::vector<std::uint8_t> b = bytes_of(old.bytes(old.at(t.name)));
+    for (auto& x : b) x = static_cast<std::uint8_t>(x ^ 0xFF);
+    write(b.data(), b.size());
+  });
   for (const auto& [name, b] : old_ts) EXPECT_EQ(bytes_of(old.bytes(old.at(name))), b) << name;
   named_bytes flipped = old_ts;
   for (auto& [name, b] : flipped)

@@ -148,9 +148,9 @@ struct two_versions {
   std::vector<io::tensor_to_write> tensors;  // names, dtypes, shapes (no data)
   std::uint64_t total = 0;
   std::uint64_t max_shard[2] = {0, 0};
-  std::vector<std::uint64_t> hashes[2];    // per tensor
-  std::vector<std::string> files[2];       // the folder's listing
-  std::vector<std::uint64_t> chunk;        // a buffer for the producer
+  std::vector<std::uint64_t> hashes[2];  // per tensor
+  std::vector<std::string> files[2];     // the folder's listing
+  std::vector<std::uint64_t> chunk;      // a buffer for the producer
 
   explicit two_versions(std::uint64_t bytes) {
     const std::size_t count = 12;
@@ -158,8 +158,10 @@ struct two_versions {
     for (std::size_t i = 0; i < count; ++i) weight_sum += i % 3 + 1;
     for (std::size_t i = 0; i < count; ++i) {
       const std::uint64_t size = std::max<std::uint64_t>(bytes * (i % 3 + 1) / weight_sum / 256 * 256, 256);
-      tensors.push_back({"model.layers." + std::to_string(i) + ".weight", dtype::f32,
-                         {static_cast<std::int64_t>(size / 256), 64}, {}});
+      tensors.push_back({"model.layers." + std::to_string(i) + ".weight",
+                         dtype::f32,
+                         {static_cast<std::int64_t>(size / 256), 64},
+                         {}});
       total += size;
     }
     tensors.push_back({"model.norm.bias", dtype::bf16, {8}, {}});
@@ -324,8 +326,7 @@ TEST_F(CrashAtomic, KillNineDuringACheckpointSaveLeavesTheOldOrTheNewCheckpoint)
     } catch (const std::exception& e) {
       why = e.what();
     }
-    ASSERT_GE(now, 0) << "trial " << trial << " (kill after " << delay << " s of a " << duration
-                      << " s save): " << why;
+    ASSERT_GE(now, 0) << "trial " << trial << " (kill after " << delay << " s of a " << duration << " s save): " << why;
     if (completed) {
       EXPECT_EQ(now, target) << "trial " << trial;
     }
@@ -344,11 +345,10 @@ TEST_F(CrashAtomic, KillNineDuringACheckpointSaveLeavesTheOldOrTheNewCheckpoint)
   }
 
   std::cout << "[ crash    ] " << trials << " kills of a " << megabytes << " MiB save (" << model.tensors.size()
-            << " tensors, " << model.files[0].size() - 1 << " or " << model.files[1].size() - 1
-            << " shards) lasting " << duration << " s; after the kill: old " << seen[0][0] << " + " << seen[0][1]
-            << " with staging left, new " << seen[1][0] << " + " << seen[1][1]
-            << " with the old folder left to delete; " << finished << " saves had finished; "
-            << seconds_since(t_start) << " s in all\n";
+            << " tensors, " << model.files[0].size() - 1 << " or " << model.files[1].size() - 1 << " shards) lasting "
+            << duration << " s; after the kill: old " << seen[0][0] << " + " << seen[0][1] << " with staging left, new "
+            << seen[1][0] << " + " << seen[1][1] << " with the old folder left to delete; " << finished
+            << " saves had finished; " << seconds_since(t_start) << " s in all\n";
   if (trials >= 10) {
     EXPECT_GT(seen[0][0] + seen[0][1], 0u) << "no kill landed before the commit";
     EXPECT_GT(seen[1][0] + seen[1][1], 0u) << "no kill landed after the commit";
@@ -386,9 +386,10 @@ TEST_F(WriteFailure, SaveSafetensorsOverALargerFile) {
   const std::uint64_t limit = 64 << 10;
   const auto path = dir_ / "model.safetensors";
   const std::vector<std::uint8_t> old_bytes(256 << 10, 0x5A);  // the old file is over the limit
-  io::save_safetensors(path, std::vector<io::tensor_to_write>{
-                                 {"old", dtype::u8, {static_cast<std::int64_t>(old_bytes.size())},
-                                  std::as_bytes(std::span(old_bytes))}});
+  io::save_safetensors(
+      path,
+      std::vector<io::tensor_to_write>{
+          {"old", dtype::u8, {static_cast<std::int64_t>(old_bytes.size())}, std::as_bytes(std::span(old_bytes))}});
   const std::string before = slurp(path);
   ASSERT_GT(before.size(), limit);
 
@@ -404,10 +405,10 @@ TEST_F(WriteFailure, SaveSafetensorsOverALargerFile) {
     // Streamed (fwrite) and laid out (pwrite) writers.
     EXPECT_EQ(run_with_file_size_limit(limit,
                                        [&] {
-                                         io::save_safetensors_streamed(path, ts, {},
-                                                                       [&](const io::tensor_to_write& t, const auto& w) {
-                                                                         w(t.data.data(), t.data.size());
-                                                                       });
+                                         io::save_safetensors_streamed(
+                                             path, ts, {}, [&](const io::tensor_to_write& t, const auto& w) {
+                                               w(t.data.data(), t.data.size());
+                                             });
                                        }),
               0)
         << n;
@@ -426,9 +427,9 @@ TEST_F(WriteFailure, SaveSafetensorsOverALargerFile) {
   const std::vector<std::uint8_t> small(1000, 1);
   EXPECT_EQ(run_with_file_size_limit(limit,
                                      [&] {
-                                       io::save_safetensors(path, std::vector<io::tensor_to_write>{
-                                                                      {"s", dtype::u8, {1000},
-                                                                       std::as_bytes(std::span(small))}});
+                                       io::save_safetensors(
+                                           path, std::vector<io::tensor_to_write>{
+                                                     {"s", dtype::u8, {1000}, std::as_bytes(std::span(small))}});
                                      }),
             3);
   EXPECT_EQ(listing(dir_), std::vector<std::string>{"model.safetensors"});
@@ -446,10 +447,9 @@ TEST_F(WriteFailure, SaveCheckpointOverAnExistingFolder) {
   EXPECT_EQ(tree(dir_), before);
   // Shards that fit, then an extra file that does not: the failure comes after every shard.
   const std::vector<std::uint8_t> small(1000, 7);
-  const std::vector<io::tensor_to_write> ts = {
-      {"a", dtype::u8, {1000}, std::as_bytes(std::span(small))},
-      {"b", dtype::u8, {1000}, std::as_bytes(std::span(small))},
-      {"c", dtype::u8, {1000}, std::as_bytes(std::span(small))}};
+  const std::vector<io::tensor_to_write> ts = {{"a", dtype::u8, {1000}, std::as_bytes(std::span(small))},
+                                               {"b", dtype::u8, {1000}, std::as_bytes(std::span(small))},
+                                               {"c", dtype::u8, {1000}, std::as_bytes(std::span(small))}};
   io::checkpoint_options options;
   options.max_shard_size = 1000;
   options.overwrite = true;
@@ -463,10 +463,9 @@ TEST_F(WriteFailure, SaveCheckpointOverAnExistingFolder) {
   // Control: with a config that fits, the same save succeeds.
   options.extra_files = {{"config.json", "{}"}};
   EXPECT_EQ(run_with_file_size_limit(limit, [&] { io::save_checkpoint(folder, ts, options, write_all); }), 3);
-  EXPECT_EQ(listing(folder), (std::vector<std::string>{"config.json", "model-00001-of-00003.safetensors",
-                                                       "model-00002-of-00003.safetensors",
-                                                       "model-00003-of-00003.safetensors",
-                                                       "model.safetensors.index.json"}));
+  EXPECT_EQ(listing(folder), (std::vector<std::string>{
+                                 "config.json", "model-00001-of-00003.safetensors", "model-00002-of-00003.safetensors",
+                                 "model-00003-of-00003.safetensors", "model.safetensors.index.json"}));
   EXPECT_EQ(listing(dir_), std::vector<std::string>{"model"});
 }
 
@@ -556,8 +555,7 @@ TEST_F(SamePath, TheOldMappingKeepsTheOldBytes) {
     const auto old = io::safetensors_file::open(path, how);
     EXPECT_EQ(old.is_mapped(), how == io::safetensors_file::load::map);
     // Read the old tensor while writing the new one to the same path: w -> -w, as f16 halves.
-    std::vector<io::tensor_to_write> modified = {{"w", dtype::f32, {512, 512}, {}},
-                                                 {"extra", dtype::u8, {3}, {}}};
+    std::vector<io::tensor_to_write> modified = {{"w", dtype::f32, {512, 512}, {}}, {"extra", dtype::u8, {3}, {}}};
     io::save_safetensors_streamed(path, modified, {{"format", "pt"}, {"v", "2"}},
                                   [&](const io::tensor_to_write& t, const auto& write) {
                                     if (t.name == "extra") {
@@ -643,9 +641,10 @@ TEST_F(Strace, FsyncOfTheFileBeforeTheRenameAndOfTheFolderAfter) {
   const fs::path log = dir_ / "strace.log";
   const fs::path work = dir_ / "work";
   fs::create_directories(work);
-  const std::string command = "QUANTO_CRASH_STRACE_HELPER='" + work.string() +
-                              "' strace -f -y -qq -e signal=none -e trace=fsync,fdatasync,rename,renameat,renameat2 -o '" +
-                              log.string() + "' '" + self.string() + "'";
+  const std::string command =
+      "QUANTO_CRASH_STRACE_HELPER='" + work.string() +
+      "' strace -f -y -qq -e signal=none -e trace=fsync,fdatasync,rename,renameat,renameat2 -o '" + log.string() +
+      "' '" + self.string() + "'";
   ASSERT_EQ(std::system(command.c_str()), 0) << command << "\n" << slurp(log);
 
   // Parse the log.

@@ -101,7 +101,8 @@ TEST_P(ModelFixtures, QuantizeModelWritesTheTensorsOptimumQuantoWrote) {
   }
   // The quantization map: the same entries (quanto lists them in module order, which the files
   // do not record; ours are in natural name order).
-  const auto qa = io::read_qmap(out / "quanto_qmap.json"), qb = io::read_qmap(models / c.quanto_folder / "quanto_qmap.json");
+  const auto qa = io::read_qmap(out / "quanto_qmap.json"),
+             qb = io::read_qmap(models / c.quanto_folder / "quanto_qmap.json");
   std::set<std::tuple<std::string, std::string, std::string>> sa, sb;
   for (const auto& e : qa) sa.emplace(e.name, e.weights, e.activations);
   for (const auto& e : qb) sb.emplace(e.name, e.weights, e.activations);
@@ -175,13 +176,12 @@ TEST_P(ModelFixtures, AFolderReadAndSavedAgainIsByteIdentical) {
   EXPECT_EQ(again.total_size(), in.total_size());
 }
 
-INSTANTIATE_TEST_SUITE_P(Quanto, ModelFixtures, ::testing::ValuesIn(cases),
-                         [](const auto& info) {
-                           std::string n = info.param.quanto_folder;
-                           for (char& ch : n)
-                             if (ch == '-') ch = '_';
-                           return n;
-                         });
+INSTANTIATE_TEST_SUITE_P(Quanto, ModelFixtures, ::testing::ValuesIn(cases), [](const auto& info) {
+  std::string n = info.param.quanto_folder;
+  for (char& ch : n)
+    if (ch == '-') ch = '_';
+  return n;
+});
 
 TEST(ModelPlan, EmbeddingsNormsAndExcludedModulesAreLeftAlone) {
   const auto in = io::checkpoint::open(models / "llama-f32");
@@ -197,7 +197,8 @@ TEST(ModelPlan, EmbeddingsNormsAndExcludedModulesAreLeftAlone) {
   o.exclude = {"*mlp*"};
   plan = io::plan_quantization(in, &config, o);
   EXPECT_EQ(plan.size(), 9u);  // 4 attention projections per layer, and lm_head from the tied embedding
-  EXPECT_TRUE(std::any_of(plan.begin(), plan.end(), [](const auto& m) { return m.name == "lm_head" && m.from_tied_embedding; }));
+  EXPECT_TRUE(std::any_of(plan.begin(), plan.end(),
+                          [](const auto& m) { return m.name == "lm_head" && m.from_tied_embedding; }));
   o.exclude.clear();
   o.include = {"*.q_proj", "*.k_proj"};
   plan = io::plan_quantization(in, &config, o);

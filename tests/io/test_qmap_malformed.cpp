@@ -83,8 +83,7 @@ TEST(QmapMalformed, DuplicatesAmongManyKeys) {
   const auto q = io::parse_qmap(modules + "\"end\": " + valid_entry + "}");
   ASSERT_EQ(q.size(), 5001u);
   EXPECT_EQ(q[4321].name, "layer.4321");
-  expect_rejected(modules + "\"layer.17\": " + valid_entry + "}", {"'layer.17'", "twice"},
-                  "a module twice among 5000");
+  expect_rejected(modules + "\"layer.17\": " + valid_entry + "}", {"'layer.17'", "twice"}, "a module twice among 5000");
 }
 
 TEST(QmapMalformed, BytesThatAreNotJsonText) {
@@ -183,9 +182,9 @@ TEST(QmapMalformed, AcceptedAsPythonReadsThem) {
                                        {std::string("a\0b", 3), "none", "qfloat8_e5m2"}};
   EXPECT_EQ(io::parse_qmap(io::qmap_json(qmap)), qmap);
   EXPECT_EQ(io::parse_qmap(" \r\n\t" + io::qmap_json(qmap) + "\n\n  "), qmap);
-  const auto q = io::parse_qmap(
-      R"({"z": {"x": null, "y": [1, -2, 3.5e3, true, false, {"a": {"b": []}}], "activations": "qint8",)"
-      R"( "weights": "qfloat8_e4m3fn", "w": {}}, "a": {"weights": "none", "activations": "none"}})");
+  const auto q =
+      io::parse_qmap(R"({"z": {"x": null, "y": [1, -2, 3.5e3, true, false, {"a": {"b": []}}], "activations": "qint8",)"
+                     R"( "weights": "qfloat8_e4m3fn", "w": {}}, "a": {"weights": "none", "activations": "none"}})");
   ASSERT_EQ(q.size(), 2u);
   EXPECT_EQ(q[0], (nn::qmap_entry{"z", "qfloat8_e4m3fn", "qint8"}));
   EXPECT_EQ(q[1], (nn::qmap_entry{"a", "none", "none"}));
@@ -229,9 +228,15 @@ TEST(QmapMalformed, EveryPrefixAndEveryByteFlip) {
     for (int k = 0; k < edits; ++k) {
       const std::size_t at = rng() % mutated.size();
       switch (rng() % 3) {
-        case 0: mutated[at] = interesting[rng() % interesting.size()]; break;
-        case 1: mutated.erase(at, 1 + rng() % 8); break;
-        default: mutated.insert(at, mutated.substr(rng() % mutated.size(), 1 + rng() % 16)); break;
+        case 0:
+          mutated[at] = interesting[rng() % interesting.size()];
+          break;
+        case 1:
+          mutated.erase(at, 1 + rng() % 8);
+          break;
+        default:
+          mutated.insert(at, mutated.substr(rng() % mutated.size(), 1 + rng() % 16));
+          break;
       }
       if (mutated.empty()) mutated = "{";
     }

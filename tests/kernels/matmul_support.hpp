@@ -8,8 +8,8 @@
 #endif
 
 #include <cmath>
-#include <cstdio>
 #include <cstdint>
+#include <cstdio>
 #include <random>
 #include <string>
 #include <type_traits>
@@ -39,8 +39,10 @@ std::vector<X> random_x(std::int64_t count, unsigned seed, float sigma = 1.0f) {
 
 template <class X>
 double to_double(X v) {
-  if constexpr (std::is_same_v<X, float>) return v;
-  else return static_cast<double>(to_float(v));
+  if constexpr (std::is_same_v<X, float>)
+    return v;
+  else
+    return static_cast<double>(to_float(v));
 }
 
 /// The exact value of every weight element, [n][k] row-major, in float64, from the file layout:
@@ -56,8 +58,10 @@ std::vector<double> exact_weight(const W& w) {
         const double s = to_double(w.scale[w.axis == qaxis::none ? 0 : static_cast<std::size_t>(r)]);
         const auto c = w.data[static_cast<std::size_t>(r * k + e)];
         double v;
-        if constexpr (FloatQType<Q>) v = static_cast<double>(to_float(c));
-        else v = static_cast<double>(c);
+        if constexpr (FloatQType<Q>)
+          v = static_cast<double>(to_float(c));
+        else
+          v = static_cast<double>(c);
         out[static_cast<std::size_t>(r * k + e)] = s * v;
       }
   } else {
@@ -98,7 +102,8 @@ reference_result reference_matmul(const W& w, const std::vector<X>& x, std::int6
         shift_abs[static_cast<std::size_t>(i)] = std::fabs(to_double(w.shift[gi]));
     }
   }
-  reference_result out{std::vector<double>(static_cast<std::size_t>(m * n)), std::vector<double>(static_cast<std::size_t>(m * n))};
+  reference_result out{std::vector<double>(static_cast<std::size_t>(m * n)),
+                       std::vector<double>(static_cast<std::size_t>(m * n))};
   for (std::int64_t i = 0; i < m; ++i)
     for (std::int64_t r = 0; r < n; ++r) {
       double acc = bias ? bias[r] : 0.0, mag = bias ? std::fabs(bias[r]) : 0.0;

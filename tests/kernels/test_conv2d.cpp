@@ -27,8 +27,8 @@ struct conv_case {
   bool bias = true;
   std::string name() const {
     return "x[" + std::to_string(n) + "," + std::to_string(c) + "," + std::to_string(h) + "," + std::to_string(w) +
-           "] w[" + std::to_string(out) + "," + std::to_string(c) + "," + std::to_string(kh) + "," + std::to_string(kw) +
-           "] stride " + std::to_string(p.stride_h) + "x" + std::to_string(p.stride_w) + " pad " +
+           "] w[" + std::to_string(out) + "," + std::to_string(c) + "," + std::to_string(kh) + "," +
+           std::to_string(kw) + "] stride " + std::to_string(p.stride_h) + "x" + std::to_string(p.stride_w) + " pad " +
            std::to_string(p.pad_h) + "x" + std::to_string(p.pad_w) + " dilation " + std::to_string(p.dilation_h) + "x" +
            std::to_string(p.dilation_w) + (bias ? " bias" : " no bias") + " tile " + std::to_string(p.tile_pixels);
   }
@@ -111,7 +111,8 @@ void check(const conv_case& cc, S scheme = {}) {
     for (std::size_t i = 0; i < y.size(); ++i) {
       const double want = ref.y[i];
       double bound = float_bound(K, ref.magnitude[i]);
-      if constexpr (!std::is_same_v<X, float>) bound += std::fabs(want) * (std::is_same_v<X, bfloat16> ? 1.0 / 256 : 1.0 / 2048);
+      if constexpr (!std::is_same_v<X, float>)
+        bound += std::fabs(want) * (std::is_same_v<X, bfloat16> ? 1.0 / 256 : 1.0 / 2048);
       ASSERT_NEAR(to_double(y[i]), want, bound) << "output " << i;
     }
   }
@@ -121,16 +122,16 @@ void check(const conv_case& cc, S scheme = {}) {
 /// channel counts that are not multiples of anything, a kernel that overhangs a tiny image.
 std::vector<conv_case> cases() {
   std::vector<conv_case> v;
-  v.push_back({2, 3, 7, 9, 8, 3, 3, params(1, 1, 1, 1), true});      // same padding, non-square
-  v.push_back({1, 5, 11, 8, 6, 3, 3, params(2, 2, 1, 1), false});    // stride 2, pad 1
+  v.push_back({2, 3, 7, 9, 8, 3, 3, params(1, 1, 1, 1), true});          // same padding, non-square
+  v.push_back({1, 5, 11, 8, 6, 3, 3, params(2, 2, 1, 1), false});        // stride 2, pad 1
   v.push_back({2, 3, 10, 10, 4, 3, 3, params(1, 1, 2, 2, 2, 2), true});  // dilation 2
   v.push_back({1, 5, 9, 6, 7, 3, 3, params(1, 1, 0, 0, 2, 2), false});   // dilation 2, no padding
-  v.push_back({2, 7, 5, 6, 12, 1, 1, params(1, 1, 0, 0), true});     // 1x1
-  v.push_back({1, 3, 9, 7, 5, 1, 1, params(2, 2, 0, 0), false});     // 1x1 stride 2
+  v.push_back({2, 7, 5, 6, 12, 1, 1, params(1, 1, 0, 0), true});         // 1x1
+  v.push_back({1, 3, 9, 7, 5, 1, 1, params(2, 2, 0, 0), false});         // 1x1 stride 2
   v.push_back({1, 3, 12, 13, 5, 5, 3, params(2, 1, 2, 0, 1, 3), true});  // rectangular, mixed
-  v.push_back({2, 5, 2, 3, 3, 3, 3, params(1, 1, 1, 1), true});      // kernel overhangs the image
-  v.push_back({1, 3, 20, 19, 4, 3, 3, params(1, 1, 1, 1), true});    // 380 pixels: two tiles
-  v.push_back({2, 3, 20, 19, 4, 3, 3, params(1, 1, 1, 1), false});   // 380 pixels in tiles of 7
+  v.push_back({2, 5, 2, 3, 3, 3, 3, params(1, 1, 1, 1), true});          // kernel overhangs the image
+  v.push_back({1, 3, 20, 19, 4, 3, 3, params(1, 1, 1, 1), true});        // 380 pixels: two tiles
+  v.push_back({2, 3, 20, 19, 4, 3, 3, params(1, 1, 1, 1), false});       // 380 pixels in tiles of 7
   v.back().p.tile_pixels = 7;
   return v;
 }
@@ -267,8 +268,8 @@ TEST(Conv2dApi, ShapesAndErrors) {
   EXPECT_THROW(run(params(1, 1, -1, 0)), shape_error);
   EXPECT_THROW(run(params(1, 1, 0, 0, 0, 1)), shape_error);
   EXPECT_THROW(run(params(1, 1, 0, 0, 1, -1)), shape_error);
-  EXPECT_THROW(run(params(1, 1, 0, 0, 3, 1)), shape_error);  // dilated kernel 7 rows > 6
-  EXPECT_THROW(run(params(1, 1, 0, 0), shape{1, 3, 2, 5}), shape_error);  // output height 0
+  EXPECT_THROW(run(params(1, 1, 0, 0, 3, 1)), shape_error);                // dilated kernel 7 rows > 6
+  EXPECT_THROW(run(params(1, 1, 0, 0), shape{1, 3, 2, 5}), shape_error);   // output height 0
   EXPECT_THROW(run(params(1, 1, std::int64_t{1} << 62, 0)), shape_error);  // overflow
   EXPECT_THROW(run(params(1, 1, 0, 0, std::int64_t{1} << 62, 1)), shape_error);
   EXPECT_THROW(run(cc.p, shape{1, 4, 6, 5}), shape_error);  // channels

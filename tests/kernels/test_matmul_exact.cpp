@@ -21,7 +21,8 @@ TYPED_TEST_SUITE(ExactMatmul, TestIsas);
 template <class I, class Q, class T, class X = float, class Y = float, class S = default_scheme_t<Q>>
 void check(std::int64_t m, std::int64_t n, std::int64_t k, S scheme = {}, bool with_bias = true) {
   if constexpr (qk::UsableIsa<I>) {
-    SCOPED_TRACE(std::string(Q::name) + " m=" + std::to_string(m) + " n=" + std::to_string(n) + " k=" + std::to_string(k));
+    SCOPED_TRACE(std::string(Q::name) + " m=" + std::to_string(m) + " n=" + std::to_string(n) +
+                 " k=" + std::to_string(k));
     const auto w = make_weight<Q, T>(n, k, static_cast<unsigned>(n * 31 + k), scheme);
     const auto p = qk::pack_weight(w);
     const std::vector<X> x = random_x<X>(m * k, static_cast<unsigned>(m + 5));
@@ -30,16 +31,19 @@ void check(std::int64_t m, std::int64_t n, std::int64_t k, S scheme = {}, bool w
     const std::int64_t ldx = k + 3, ldy = n + 2;
     std::vector<X> xs(static_cast<std::size_t>(m * ldx + 1), X(0.0f));
     for (std::int64_t i = 0; i < m; ++i)
-      for (std::int64_t e = 0; e < k; ++e) xs[static_cast<std::size_t>(1 + i * ldx + e)] = x[static_cast<std::size_t>(i * k + e)];
+      for (std::int64_t e = 0; e < k; ++e)
+        xs[static_cast<std::size_t>(1 + i * ldx + e)] = x[static_cast<std::size_t>(i * k + e)];
     std::vector<Y> ys(static_cast<std::size_t>(m * ldy + 1), Y(-7.0f));
-    matmul_on<qk::exact_activations, I>(p, xs.data() + 1, m, ldx, ys.data() + 1, ldy, with_bias ? bias.data() : nullptr);
+    matmul_on<qk::exact_activations, I>(p, xs.data() + 1, m, ldx, ys.data() + 1, ldy,
+                                        with_bias ? bias.data() : nullptr);
     const auto ref = reference_matmul(w, x, m, with_bias ? bias.data() : nullptr);
     for (std::int64_t i = 0; i < m; ++i) {
       for (std::int64_t r = 0; r < n; ++r) {
         const double got = to_double(ys[static_cast<std::size_t>(1 + i * ldy + r)]);
         const double want = ref.y[static_cast<std::size_t>(i * n + r)];
         double bound = float_bound(k, ref.magnitude[static_cast<std::size_t>(i * n + r)]);
-        if constexpr (!std::is_same_v<Y, float>) bound += std::fabs(want) * (std::is_same_v<Y, bfloat16> ? 1.0 / 256 : 1.0 / 2048);
+        if constexpr (!std::is_same_v<Y, float>)
+          bound += std::fabs(want) * (std::is_same_v<Y, bfloat16> ? 1.0 / 256 : 1.0 / 2048);
         ASSERT_NEAR(got, want, bound) << "output [" << i << ", " << r << "]";
       }
       if (i + 1 < m) {
@@ -63,7 +67,8 @@ void all_qtypes(std::int64_t m, std::int64_t n, std::int64_t k) {
 
 TYPED_TEST(ExactMatmul, EveryQtypeAndDtypeOddShapes) {
   using I = TypeParam;
-  for (auto [m, n, k] : {std::tuple<int, int, int>{1, 1, 1}, {1, 5, 33}, {3, 17, 200}, {5, 9, 256}, {7, 33, 384}, {4, 8, 130}})
+  for (auto [m, n, k] :
+       {std::tuple<int, int, int>{1, 1, 1}, {1, 5, 33}, {3, 17, 200}, {5, 9, 256}, {7, 33, 384}, {4, 8, 130}})
     all_qtypes<I, float>(m, n, k);
   all_qtypes<I, bfloat16>(2, 11, 512);
   all_qtypes<I, float16>(6, 10, 640);
@@ -73,8 +78,8 @@ TYPED_TEST(ExactMatmul, GroupSizes) {
   using I = TypeParam;
   check<I, qint4, bfloat16>(3, 12, 768, group_affine<>{64});
   check<I, qint4, float>(5, 7, 320);                          // groups of 64 and row padding (k_padded 384)
-  check<I, qint2, float>(6, 7, 640, group_affine<>{128});      // 2-bit, 5 groups, padding
-  check<I, qint4, bfloat16>(3, 12, 768, group_affine<>{32});   // odd multiples of 32: AVX2 block mode
+  check<I, qint2, float>(6, 7, 640, group_affine<>{128});     // 2-bit, 5 groups, padding
+  check<I, qint4, bfloat16>(3, 12, 768, group_affine<>{32});  // odd multiples of 32: AVX2 block mode
   check<I, qint4, bfloat16>(3, 12, 768, group_affine<>{96});
   check<I, qint4, float>(2, 12, 768, group_affine<>{no_group});
   check<I, qint2, bfloat16>(5, 12, 768, group_affine<>{256});
@@ -90,7 +95,7 @@ TYPED_TEST(ExactMatmul, ManyActivationRows) {
   check<I, qint8, bfloat16>(24, 40, 384);
   check<I, qfloat8_e4m3fn, float>(11, 9, 520);
   check<I, qfloat8_e5m2, float16>(6, 3, 64);
-  check<I, qint4, float>(19, 23, 768, group_affine<>{192});   // a group boundary inside a slice
+  check<I, qint4, float>(19, 23, 768, group_affine<>{192});  // a group boundary inside a slice
   check<I, qint4, bfloat16>(8, 16, 1536, group_affine<>{128});
   check<I, qint4, float>(7, 5, 448, group_affine<>{64});
   check<I, qint2, float>(9, 11, 640, group_affine<>{128});
@@ -144,7 +149,8 @@ TYPED_TEST(ExactMatmul, OneHotActivationsReadSingleWeightsExactly) {
     for (std::int64_t i = 0; i < m; ++i)
       for (std::int64_t r = 0; r < n; ++r) {
         const double e = dq[static_cast<std::size_t>(r * k + cols[static_cast<std::size_t>(i)])];
-        ASSERT_NEAR(y[static_cast<std::size_t>(i * n + r)], e, std::fabs(e) * 1e-6 + 1e-7) << "row " << r << " col " << cols[static_cast<std::size_t>(i)];
+        ASSERT_NEAR(y[static_cast<std::size_t>(i * n + r)], e, std::fabs(e) * 1e-6 + 1e-7)
+            << "row " << r << " col " << cols[static_cast<std::size_t>(i)];
       }
   };
   run_batch(make_weight<qint8, float>(11, 300, 6));
@@ -177,9 +183,12 @@ TYPED_TEST(ExactMatmul, NanActivationGivesNanRowsOnlyInABatch) {
   for (int i = 0; i < 9; ++i)
     for (int r = 0; r < 10; ++r) {
       const float v = y[static_cast<std::size_t>(i * 10 + r)];
-      if (i == 4) EXPECT_TRUE(std::isnan(v)) << i << "," << r;
-      else if (i == 7) EXPECT_FALSE(std::isfinite(v)) << i << "," << r;
-      else EXPECT_TRUE(std::isfinite(v)) << i << "," << r;
+      if (i == 4)
+        EXPECT_TRUE(std::isnan(v)) << i << "," << r;
+      else if (i == 7)
+        EXPECT_FALSE(std::isfinite(v)) << i << "," << r;
+      else
+        EXPECT_TRUE(std::isfinite(v)) << i << "," << r;
     }
 }
 
@@ -195,9 +204,11 @@ TYPED_TEST(ExactMatmul, SameBitsForAnyThreadCountAndTaskSize) {
       opt.parallel.threads = threads;
       opt.rows_per_task = rows;
       matmul_on<qk::exact_activations, I>(p, x.data(), std::int64_t{5}, std::int64_t{512}, y.data(), std::int64_t{200},
-                                            static_cast<const float*>(nullptr), opt);
-      if (first.empty()) first = y;
-      else ASSERT_EQ(0, std::memcmp(first.data(), y.data(), y.size() * sizeof(float))) << threads << " threads, " << rows;
+                                          static_cast<const float*>(nullptr), opt);
+      if (first.empty())
+        first = y;
+      else
+        ASSERT_EQ(0, std::memcmp(first.data(), y.data(), y.size() * sizeof(float))) << threads << " threads, " << rows;
     }
 }
 
@@ -222,8 +233,10 @@ TEST(ExactMatmulApi, TensorOverloadAndErrors) {
 }
 
 TEST(ExactMatmulApi, NativeIsaIsTheBestUsable) {
-  if constexpr (QUANTO_HAS_AVX2) EXPECT_EQ(qk::native_isa::name, "avx2");
-  else EXPECT_EQ(qk::native_isa::name, "scalar");
+  if constexpr (QUANTO_HAS_AVX2)
+    EXPECT_EQ(qk::native_isa::name, "avx2");
+  else
+    EXPECT_EQ(qk::native_isa::name, "scalar");
   std::printf("[ native ISA: %s; target: %s ]\n", std::string(qk::native_isa::name).c_str(),
               std::string(qk::target_isa::name).c_str());
 }

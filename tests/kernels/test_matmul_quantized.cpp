@@ -32,7 +32,8 @@ double rel_l2(const std::vector<float>& a, const std::vector<float>& b) {
 template <class I, class Q, class T, class S = default_scheme_t<Q>>
 void check_dynamic(std::int64_t m, std::int64_t n, std::int64_t k, S scheme = {}, double max_rel = 0.02) {
   if constexpr (qk::UsableIsa<I>) {
-    SCOPED_TRACE(std::string(Q::name) + " m=" + std::to_string(m) + " n=" + std::to_string(n) + " k=" + std::to_string(k));
+    SCOPED_TRACE(std::string(Q::name) + " m=" + std::to_string(m) + " n=" + std::to_string(n) +
+                 " k=" + std::to_string(k));
     const auto w = make_weight<Q, T>(n, k, static_cast<unsigned>(n + 3 * k), scheme);
     const auto p = qk::pack_weight(w);
     const std::vector<float> x = random_x<float>(m * k, 11);
@@ -44,8 +45,9 @@ void check_dynamic(std::int64_t m, std::int64_t n, std::int64_t k, S scheme = {}
     for (std::size_t i = 0; i < dyn.size(); ++i)
       ASSERT_NEAR(dyn[i], ref[i], float_bound(k, r64.magnitude[i])) << "output " << i;
     const double rel = rel_l2(dyn, exact);
-    std::printf("[ dynamic int8 vs exact, %s m=%lld n=%lld k=%lld group=%lld: relative L2 error %.4f ]\n", std::string(Q::name).c_str(),
-                static_cast<long long>(m), static_cast<long long>(n), static_cast<long long>(k), static_cast<long long>(p.group), rel);
+    std::printf("[ dynamic int8 vs exact, %s m=%lld n=%lld k=%lld group=%lld: relative L2 error %.4f ]\n",
+                std::string(Q::name).c_str(), static_cast<long long>(m), static_cast<long long>(n),
+                static_cast<long long>(k), static_cast<long long>(p.group), rel);
     EXPECT_LT(rel, max_rel);
     EXPECT_GT(rel, 0.0);  // it is an approximation: identical results would mean the policy did nothing
   }
@@ -63,8 +65,8 @@ TYPED_TEST(QuantizedMatmul, DynamicInt8EveryIntegerQtype) {
   check_dynamic<I, qint4, bfloat16>(3, 12, 768, group_affine<>{64});
   check_dynamic<I, qint4, bfloat16>(3, 12, 768, group_affine<>{32});
   check_dynamic<I, qint4, bfloat16>(5, 12, 576, group_affine<>{96});  // AVX2 block mode, m > 4
-  check_dynamic<I, qint4, float>(5, 7, 320);      // groups of 64 and row padding
-  check_dynamic<I, qint4, bfloat16>(2, 9, 4096);   // 32 groups: the vectorised per-group terms run more than once
+  check_dynamic<I, qint4, float>(5, 7, 320);                          // groups of 64 and row padding
+  check_dynamic<I, qint4, bfloat16>(2, 9, 4096);  // 32 groups: the vectorised per-group terms run more than once
   check_dynamic<I, qint2, bfloat16>(1, 9, 4096, {}, 0.05);
   check_dynamic<I, qint4, bfloat16>(3, 12, 4096, group_affine<>{no_group}, 0.03);  // one x block per row
 }
@@ -91,28 +93,31 @@ TYPED_TEST(QuantizedMatmul, W8A8IsExactAndBitIdenticalToTheReference) {
   using I = TypeParam;
   if constexpr (qk::UsableIsa<I>) {
     for (bool with_min : {true, false})  // a -128 activation code switches the AVX2 kernel to its int16 path
-    for (auto [m, n, k] : {std::tuple<int, int, int>{1, 1, 1}, {1, 9, 100}, {5, 13, 257}, {6, 40, 2048}}) {
-      auto w = make_weight<qint8, bfloat16>(n, k, static_cast<unsigned>(k));
-      w.data[0] = -128;  // the corner a pmaddubsw sign trick gets wrong
-      const auto p = qk::pack_weight(w);
-      std::vector<std::int8_t> xq(static_cast<std::size_t>(m * k));
-      std::mt19937 rng(static_cast<unsigned>(m));
-      for (auto& v : xq) v = static_cast<std::int8_t>(static_cast<int>(rng() % 255) - 127);
-      if (with_min) xq[0] = -128;
-      const float sx = 0.0123f;
-      std::vector<float> bias = random_x<float>(n, 2);
-      std::vector<float> y(static_cast<std::size_t>(m * n)), yr(y.size());
-      qk::matmul_quantized<qint8, I>(p, xq.data(), sx, m, k, y.data(), n, bias.data());
-      qk::matmul_quantized<qint8, qk::isa::scalar>(p, xq.data(), sx, m, k, yr.data(), n, bias.data());
-      ASSERT_EQ(0, std::memcmp(y.data(), yr.data(), y.size() * sizeof(float)));
-      for (int i = 0; i < m; ++i)
-        for (int r = 0; r < n; ++r) {
-          std::int64_t dot = 0;
-          for (int e = 0; e < k; ++e) dot += std::int64_t{w.data[static_cast<std::size_t>(r * k + e)]} * xq[static_cast<std::size_t>(i * k + e)];
-          const float want = std::fma(static_cast<float>(dot) * to_float(w.scale[static_cast<std::size_t>(r)]), sx, bias[static_cast<std::size_t>(r)]);
-          ASSERT_EQ(y[static_cast<std::size_t>(i * n + r)], want) << i << "," << r;
-        }
-    }
+      for (auto [m, n, k] : {std::tuple<int, int, int>{1, 1, 1}, {1, 9, 100}, {5, 13, 257}, {6, 40, 2048}}) {
+        auto w = make_weight<qint8, bfloat16>(n, k, static_cast<unsigned>(k));
+        w.data[0] = -128;  // the corner a pmaddubsw sign trick gets wrong
+        const auto p = qk::pack_weight(w);
+        std::vector<std::int8_t> xq(static_cast<std::size_t>(m * k));
+        std::mt19937 rng(static_cast<unsigned>(m));
+        for (auto& v : xq) v = static_cast<std::int8_t>(static_cast<int>(rng() % 255) - 127);
+        if (with_min) xq[0] = -128;
+        const float sx = 0.0123f;
+        std::vector<float> bias = random_x<float>(n, 2);
+        std::vector<float> y(static_cast<std::size_t>(m * n)), yr(y.size());
+        qk::matmul_quantized<qint8, I>(p, xq.data(), sx, m, k, y.data(), n, bias.data());
+        qk::matmul_quantized<qint8, qk::isa::scalar>(p, xq.data(), sx, m, k, yr.data(), n, bias.data());
+        ASSERT_EQ(0, std::memcmp(y.data(), yr.data(), y.size() * sizeof(float)));
+        for (int i = 0; i < m; ++i)
+          for (int r = 0; r < n; ++r) {
+            std::int64_t dot = 0;
+            for (int e = 0; e < k; ++e)
+              dot +=
+                  std::int64_t{w.data[static_cast<std::size_t>(r * k + e)]} * xq[static_cast<std::size_t>(i * k + e)];
+            const float want = std::fma(static_cast<float>(dot) * to_float(w.scale[static_cast<std::size_t>(r)]), sx,
+                                        bias[static_cast<std::size_t>(r)]);
+            ASSERT_EQ(y[static_cast<std::size_t>(i * n + r)], want) << i << "," << r;
+          }
+      }
   }
 }
 
@@ -152,7 +157,8 @@ TEST(DynamicActivationBlocks, Avx2EqualsScalar) {
   std::mt19937 rng(4);
   for (int trial = 0; trial < 200; ++trial) {
     std::vector<float> x = random_x<float>(128, static_cast<unsigned>(trial), trial % 3 == 0 ? 1e-30f : 2.0f);
-    if (trial % 5 == 1) for (int e = 0; e < 128; e += 3) x[static_cast<std::size_t>(e)] = float(e % 11) * 0.5f - 2.5f;  // ties at .5
+    if (trial % 5 == 1)
+      for (int e = 0; e < 128; e += 3) x[static_cast<std::size_t>(e)] = float(e % 11) * 0.5f - 2.5f;  // ties at .5
     if (trial == 7) x.assign(128, 0.0f);
     if (trial == 8) x[40] = std::nanf("");
     if (trial == 9) x[127] = -std::numeric_limits<float>::infinity();

@@ -34,10 +34,13 @@ constexpr bool kTbb = false;
 std::vector<chunk> record_chunks(std::int64_t begin, std::int64_t end, std::int64_t grain, qk::parallel_options opt) {
   std::mutex m;
   std::vector<chunk> chunks;
-  qk::parallel_for(begin, end, grain, [&](std::int64_t lo, std::int64_t hi) {
-    std::lock_guard<std::mutex> lock(m);
-    chunks.emplace_back(lo, hi);
-  }, opt);
+  qk::parallel_for(
+      begin, end, grain,
+      [&](std::int64_t lo, std::int64_t hi) {
+        std::lock_guard<std::mutex> lock(m);
+        chunks.emplace_back(lo, hi);
+      },
+      opt);
   std::sort(chunks.begin(), chunks.end());
   return chunks;
 }
@@ -57,9 +60,9 @@ struct range_case {
 
 const std::vector<range_case>& range_cases() {
   static const std::vector<range_case> cases = {
-      {0, 0, 1},     {5, 3, 1},     {0, 1, 1},      {0, 1, 100},     {0, 10, 1},
-      {0, 10, 3},    {0, 10, 10},   {0, 10, 11},    {-7, 13, 4},     {0, 1000, 1},
-      {0, 1000, 7},  {3, 1003, 64}, {0, 1000, 0},   {0, 37, -5},     {0, 1000, std::numeric_limits<std::int64_t>::max()},
+      {0, 0, 1},      {5, 3, 1},      {0, 1, 1},    {0, 1, 100}, {0, 10, 1},
+      {0, 10, 3},     {0, 10, 10},    {0, 10, 11},  {-7, 13, 4}, {0, 1000, 1},
+      {0, 1000, 7},   {3, 1003, 64},  {0, 1000, 0}, {0, 37, -5}, {0, 1000, std::numeric_limits<std::int64_t>::max()},
       {-1000, -1, 3}, {0, 4096, 512},
   };
   return cases;
@@ -81,10 +84,13 @@ TEST(ParallelFor, EveryIndexExactlyOnce) {
         std::unique_ptr<std::atomic<int>[]> hits(new std::atomic<int>[static_cast<std::size_t>(n)]);
         for (std::int64_t i = 0; i < n; ++i) hits[static_cast<std::size_t>(i)] = 0;
         std::atomic<int> calls{0};
-        qk::parallel_for(c.begin, c.end, c.grain, [&](std::int64_t lo, std::int64_t hi) {
-          calls.fetch_add(1);
-          for (std::int64_t i = lo; i < hi; ++i) hits[static_cast<std::size_t>(i - c.begin)].fetch_add(1);
-        }, {threads, p});
+        qk::parallel_for(c.begin, c.end, c.grain,
+                         [&](std::int64_t lo, std::int64_t hi) {
+                           calls.fetch_add(1);
+                           for (std::int64_t i = lo; i < hi; ++i)
+                             hits[static_cast<std::size_t>(i - c.begin)].fetch_add(1);
+                         },
+                         {threads, p});
         for (std::int64_t i = 0; i < n; ++i)
           ASSERT_EQ(hits[static_cast<std::size_t>(i)].load(), 1) << describe(c, threads) << " index " << c.begin + i;
         EXPECT_EQ(calls.load(), qk::chunk_count(c.begin, c.end, c.grain)) << describe(c, threads);
@@ -119,8 +125,7 @@ TEST(ParallelFor, FullInt64Range) {
   constexpr std::int64_t grain = std::int64_t{1} << 62;
   qk::thread_pool pool(3);
   const auto chunks = record_chunks(lo, hi, grain, {0, &pool});
-  const std::vector<chunk> expected = {
-      {lo, lo + grain}, {lo + grain, 0}, {0, grain}, {grain, hi}};
+  const std::vector<chunk> expected = {{lo, lo + grain}, {lo + grain, 0}, {0, grain}, {grain, hi}};
   EXPECT_EQ(chunks, expected);
   EXPECT_EQ(qk::chunk_count(lo, hi, grain), 4);
 }
@@ -147,11 +152,13 @@ TEST(ParallelFor, PerChunkReductionIsBitIdentical) {
   qk::thread_pool pool(8);
   auto sum = [&](int threads) {
     std::vector<float> partial(static_cast<std::size_t>(qk::chunk_count(0, n, grain)));
-    qk::parallel_for(0, n, grain, [&](std::int64_t lo, std::int64_t hi) {
-      float s = 0.0f;
-      for (std::int64_t i = lo; i < hi; ++i) s += x[static_cast<std::size_t>(i)];
-      partial[static_cast<std::size_t>(lo / grain)] = s;
-    }, {threads, &pool});
+    qk::parallel_for(0, n, grain,
+                     [&](std::int64_t lo, std::int64_t hi) {
+                       float s = 0.0f;
+                       for (std::int64_t i = lo; i < hi; ++i) s += x[static_cast<std::size_t>(i)];
+                       partial[static_cast<std::size_t>(lo / grain)] = s;
+                     },
+                     {threads, &pool});
     float total = 0.0f;
     for (float p : partial) total += p;
     return total;
@@ -167,11 +174,13 @@ TEST(ParallelFor, UsesSeveralThreadsAndRespectsTheLimit) {
   for (int threads : {0, 2, 3}) {
     std::mutex m;
     std::set<std::thread::id> ids;
-    qk::parallel_for(0, 64, 1, [&](std::int64_t, std::int64_t) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(2));
-      std::lock_guard<std::mutex> lock(m);
-      ids.insert(std::this_thread::get_id());
-    }, {threads, &pool});
+    qk::parallel_for(0, 64, 1,
+                     [&](std::int64_t, std::int64_t) {
+                       std::this_thread::sleep_for(std::chrono::milliseconds(2));
+                       std::lock_guard<std::mutex> lock(m);
+                       ids.insert(std::this_thread::get_id());
+                     },
+                     {threads, &pool});
     EXPECT_GE(ids.size(), 2u) << "threads " << threads;  // 64 chunks of 2 ms: the helpers wake up
     if (threads > 0) {
       EXPECT_LE(ids.size(), static_cast<std::size_t>(threads)) << "threads " << threads;
@@ -186,10 +195,12 @@ TEST(ParallelFor, OneThreadRunsOnTheCaller) {
   const auto me = std::this_thread::get_id();
   std::atomic<int> elsewhere{0};
   std::vector<std::int64_t> order;
-  qk::parallel_for(0, 100, 7, [&](std::int64_t lo, std::int64_t) {
-    if (std::this_thread::get_id() != me) elsewhere.fetch_add(1);
-    order.push_back(lo);  // no lock: one thread only
-  }, {1, nullptr});
+  qk::parallel_for(0, 100, 7,
+                   [&](std::int64_t lo, std::int64_t) {
+                     if (std::this_thread::get_id() != me) elsewhere.fetch_add(1);
+                     order.push_back(lo);  // no lock: one thread only
+                   },
+                   {1, nullptr});
   EXPECT_EQ(elsewhere.load(), 0);
   EXPECT_TRUE(std::is_sorted(order.begin(), order.end()));  // serially, in chunk order
   EXPECT_EQ(order.size(), 15u);
@@ -200,10 +211,12 @@ TEST(ThreadPool, SizeOne) {
   EXPECT_EQ(pool.size(), 1);
   const auto me = std::this_thread::get_id();
   std::atomic<int> elsewhere{0}, sum{0};
-  qk::parallel_for(0, 1000, 3, [&](std::int64_t lo, std::int64_t hi) {
-    if (std::this_thread::get_id() != me) elsewhere.fetch_add(1);
-    for (std::int64_t i = lo; i < hi; ++i) sum.fetch_add(static_cast<int>(i));
-  }, {0, &pool});
+  qk::parallel_for(0, 1000, 3,
+                   [&](std::int64_t lo, std::int64_t hi) {
+                     if (std::this_thread::get_id() != me) elsewhere.fetch_add(1);
+                     for (std::int64_t i = lo; i < hi; ++i) sum.fetch_add(static_cast<int>(i));
+                   },
+                   {0, &pool});
   if (!kTbb) {
     EXPECT_EQ(elsewhere.load(), 0);  // oneTBB ignores the pool
   }
@@ -261,9 +274,11 @@ TEST(ParallelFor, ExceptionPropagatesAndPoolStillWorks) {
   qk::thread_pool pool(4);
   for (int threads : {0, 1, 2, 4}) {
     try {
-      qk::parallel_for(0, 100, 1, [&](std::int64_t lo, std::int64_t) {
-        if (lo == 17) throw std::runtime_error("chunk 17");
-      }, {threads, &pool});
+      qk::parallel_for(0, 100, 1,
+                       [&](std::int64_t lo, std::int64_t) {
+                         if (lo == 17) throw std::runtime_error("chunk 17");
+                       },
+                       {threads, &pool});
       ADD_FAILURE() << "no exception, threads " << threads;
     } catch (const std::runtime_error& e) {
       EXPECT_STREQ(e.what(), "chunk 17");
@@ -272,9 +287,11 @@ TEST(ParallelFor, ExceptionPropagatesAndPoolStillWorks) {
 
     // the same pool afterwards
     std::atomic<std::int64_t> sum{0};
-    qk::parallel_for(0, 1000, 9, [&](std::int64_t lo, std::int64_t hi) {
-      for (std::int64_t i = lo; i < hi; ++i) sum.fetch_add(i);
-    }, {threads, &pool});
+    qk::parallel_for(0, 1000, 9,
+                     [&](std::int64_t lo, std::int64_t hi) {
+                       for (std::int64_t i = lo; i < hi; ++i) sum.fetch_add(i);
+                     },
+                     {threads, &pool});
     EXPECT_EQ(sum.load(), 999 * 1000 / 2) << "threads " << threads;
   }
 }
@@ -283,12 +300,14 @@ TEST(ParallelFor, FirstOfManyExceptionsAndNoChunkOutlivesTheCall) {
   qk::thread_pool pool(4);
   std::atomic<int> started{0}, finished{0};
   try {
-    qk::parallel_for(0, 1000, 1, [&](std::int64_t lo, std::int64_t) {
-      started.fetch_add(1);
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
-      finished.fetch_add(1);
-      throw std::out_of_range("chunk " + std::to_string(lo));
-    }, {0, &pool});
+    qk::parallel_for(0, 1000, 1,
+                     [&](std::int64_t lo, std::int64_t) {
+                       started.fetch_add(1);
+                       std::this_thread::sleep_for(std::chrono::milliseconds(1));
+                       finished.fetch_add(1);
+                       throw std::out_of_range("chunk " + std::to_string(lo));
+                     },
+                     {0, &pool});
     ADD_FAILURE() << "no exception";
   } catch (const std::out_of_range& e) {
     EXPECT_EQ(std::string(e.what()).rfind("chunk ", 0), 0u);
@@ -301,9 +320,11 @@ TEST(ParallelFor, FirstOfManyExceptionsAndNoChunkOutlivesTheCall) {
 }
 
 TEST(ParallelFor, ExceptionOnGlobalPool) {
-  EXPECT_THROW(qk::parallel_for(0, 64, 1, [](std::int64_t lo, std::int64_t) {
-    if (lo % 5 == 3) throw std::logic_error("x");
-  }), std::logic_error);
+  EXPECT_THROW(qk::parallel_for(0, 64, 1,
+                                [](std::int64_t lo, std::int64_t) {
+                                  if (lo % 5 == 3) throw std::logic_error("x");
+                                }),
+               std::logic_error);
   std::atomic<int> n{0};
   qk::parallel_for(0, 64, 1, [&](std::int64_t, std::int64_t) { n.fetch_add(1); });
   EXPECT_EQ(n.load(), 64);
@@ -316,16 +337,20 @@ TEST(ParallelFor, NestedRunsSeriallyInsideARegion) {
   qk::thread_pool pool(4);
   constexpr int outer = 8, inner = 50;
   std::atomic<int> outside_region{0}, moved_thread{0}, inner_hits{0};
-  qk::parallel_for(0, outer, 1, [&](std::int64_t, std::int64_t) {
-    if (!qk::in_parallel_region()) outside_region.fetch_add(1);
-    const auto me = std::this_thread::get_id();
-    qk::parallel_for(0, inner, 1, [&](std::int64_t, std::int64_t) {
-      if (!qk::in_parallel_region()) outside_region.fetch_add(1);
-      if (std::this_thread::get_id() != me) moved_thread.fetch_add(1);
-      inner_hits.fetch_add(1);
-    }, {0, &pool});
-    if (!qk::in_parallel_region()) outside_region.fetch_add(1);  // restored after the inner loop
-  }, {0, &pool});
+  qk::parallel_for(0, outer, 1,
+                   [&](std::int64_t, std::int64_t) {
+                     if (!qk::in_parallel_region()) outside_region.fetch_add(1);
+                     const auto me = std::this_thread::get_id();
+                     qk::parallel_for(0, inner, 1,
+                                      [&](std::int64_t, std::int64_t) {
+                                        if (!qk::in_parallel_region()) outside_region.fetch_add(1);
+                                        if (std::this_thread::get_id() != me) moved_thread.fetch_add(1);
+                                        inner_hits.fetch_add(1);
+                                      },
+                                      {0, &pool});
+                     if (!qk::in_parallel_region()) outside_region.fetch_add(1);  // restored after the inner loop
+                   },
+                   {0, &pool});
   EXPECT_FALSE(qk::in_parallel_region());
   EXPECT_EQ(outside_region.load(), 0);
   EXPECT_EQ(inner_hits.load(), outer * inner);
@@ -338,13 +363,17 @@ TEST(ParallelFor, NestedOnAnotherPoolIsSerialToo) {
   if (kTbb) GTEST_SKIP() << "oneTBB schedules nested loops itself";
   qk::thread_pool a(3), b(3);
   std::atomic<int> moved_thread{0}, hits{0};
-  qk::parallel_for(0, 6, 1, [&](std::int64_t, std::int64_t) {
-    const auto me = std::this_thread::get_id();
-    qk::parallel_for(0, 20, 1, [&](std::int64_t, std::int64_t) {
-      if (std::this_thread::get_id() != me) moved_thread.fetch_add(1);
-      hits.fetch_add(1);
-    }, {0, &b});
-  }, {0, &a});
+  qk::parallel_for(0, 6, 1,
+                   [&](std::int64_t, std::int64_t) {
+                     const auto me = std::this_thread::get_id();
+                     qk::parallel_for(0, 20, 1,
+                                      [&](std::int64_t, std::int64_t) {
+                                        if (std::this_thread::get_id() != me) moved_thread.fetch_add(1);
+                                        hits.fetch_add(1);
+                                      },
+                                      {0, &b});
+                   },
+                   {0, &a});
   EXPECT_EQ(moved_thread.load(), 0);
   EXPECT_EQ(hits.load(), 120);
 }
@@ -362,9 +391,11 @@ TEST(ParallelFor, ConcurrentCallersDoNotDeadlock) {
         for (int r = 0; r < rounds; ++r) {
           std::atomic<std::int64_t> sum{0};
           const std::int64_t n = 100 + 37 * t + r;
-          qk::parallel_for(0, n, 1 + r % 9, [&](std::int64_t lo, std::int64_t hi) {
-            for (std::int64_t i = lo; i < hi; ++i) sum.fetch_add(i);
-          }, {r % 3, p});
+          qk::parallel_for(0, n, 1 + r % 9,
+                           [&](std::int64_t lo, std::int64_t hi) {
+                             for (std::int64_t i = lo; i < hi; ++i) sum.fetch_add(i);
+                           },
+                           {r % 3, p});
           if (sum.load() != n * (n - 1) / 2) wrong.fetch_add(1);
         }
       });
@@ -382,9 +413,11 @@ TEST(ParallelFor, ConcurrentCallersWithExceptions) {
     threads.emplace_back([&] {
       for (int r = 0; r < 50; ++r) {
         try {
-          qk::parallel_for(0, 40, 1, [&](std::int64_t lo, std::int64_t) {
-            if (lo == r % 40) throw std::runtime_error("boom");
-          }, {0, &pool});
+          qk::parallel_for(0, 40, 1,
+                           [&](std::int64_t lo, std::int64_t) {
+                             if (lo == r % 40) throw std::runtime_error("boom");
+                           },
+                           {0, &pool});
         } catch (const std::runtime_error&) {
           caught.fetch_add(1);
         }

@@ -56,9 +56,12 @@ double rel_max_error(const tensor<T>& a, const tensor<T>& b) {
 /// quanto's assert_similar bound for a dtype: atol = finfo.resolution, rtol as quanto's helper.
 template <class T>
 double similar_bound(double atol = -1) {
-  if constexpr (std::is_same_v<T, float>) return (atol < 0 ? 1e-6 : atol) + 1e-5;
-  else if constexpr (std::is_same_v<T, float16>) return (atol < 0 ? 1e-3 : atol) + 1e-3;
-  else return (atol < 0 ? 1e-2 : atol) + 1e-1;
+  if constexpr (std::is_same_v<T, float>)
+    return (atol < 0 ? 1e-6 : atol) + 1e-5;
+  else if constexpr (std::is_same_v<T, float16>)
+    return (atol < 0 ? 1e-3 : atol) + 1e-3;
+  else
+    return (atol < 0 ? 1e-2 : atol) + 1e-1;
 }
 
 /// quanto's tests/helpers MLP: relu(input_layer) -> relu(mid_layer) -> softmax(output_layer).

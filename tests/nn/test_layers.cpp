@@ -99,11 +99,13 @@ dvec numeric_grad(dvec& v, const std::function<double()>& loss, double h = 1e-5)
   for (std::size_t i = 0; i < got.size(); ++i) {
     const double err = std::abs(got[i] - ref[i]);
     if (!(err <= tol[i])) {
-      if (bad < 6) msg << "\n  [" << i << "] got " << got[i] << ", ref " << ref[i] << ", err " << err << ", tol " << tol[i];
+      if (bad < 6)
+        msg << "\n  [" << i << "] got " << got[i] << ", ref " << ref[i] << ", err " << err << ", tol " << tol[i];
       ++bad;
     }
   }
-  if (bad) return ::testing::AssertionFailure() << bad << " of " << got.size() << " elements out of tolerance" << msg.str();
+  if (bad)
+    return ::testing::AssertionFailure() << bad << " of " << got.size() << " elements out of tolerance" << msg.str();
   return ::testing::AssertionSuccess();
 }
 
@@ -366,11 +368,9 @@ void check_conv_forward(const conv_case& k, std::uint64_t seed) {
 TEST(NnConv2d, ForwardMatchesDoubleReference) {
   const conv_case cases[] = {
       // n  c  h  w   o kh kw  sh sw ph pw dh dw bias
-      {2, 3, 7, 6, 5, 3, 2, 1, 1, 0, 0, 1, 1, true},
-      {2, 3, 7, 6, 5, 3, 2, 2, 1, 1, 0, 1, 1, true},
+      {2, 3, 7, 6, 5, 3, 2, 1, 1, 0, 0, 1, 1, true},  {2, 3, 7, 6, 5, 3, 2, 2, 1, 1, 0, 1, 1, true},
       {2, 3, 7, 6, 5, 3, 2, 1, 1, 0, 2, 2, 1, false},  // first output column sees only padding
-      {2, 3, 9, 8, 5, 3, 2, 2, 3, 1, 1, 2, 2, true},
-      {2, 3, 5, 6, 4, 1, 1, 2, 2, 0, 0, 1, 1, true},
+      {2, 3, 9, 8, 5, 3, 2, 2, 3, 1, 1, 2, 2, true},  {2, 3, 5, 6, 4, 1, 1, 2, 2, 0, 0, 1, 1, true},
       {1, 2, 4, 4, 3, 4, 4, 1, 1, 0, 0, 1, 1, true},  // kernel as large as the image: one output pixel
   };
   std::uint64_t seed = 100;
@@ -497,9 +497,7 @@ void check_layer_norm_backward(const ln_case& c, std::uint64_t seed) {
   dvec xd = to_d(x), wd = to_d(w), bd = to_d(b);
   const dvec gd = to_d(g);
   const double eps = static_cast<double>(c.eps);
-  auto loss = [&] {
-    return dot(gd, layer_norm_ref(xd, n, c.affine ? &wd : nullptr, c.bias ? &bd : nullptr, eps).y);
-  };
+  auto loss = [&] { return dot(gd, layer_norm_ref(xd, n, c.affine ? &wd : nullptr, c.bias ? &bd : nullptr, eps).y); };
   const dvec ref_x = numeric_grad(xd, loss);
   EXPECT_TRUE(within(to_d(gx), ref_x, grad_tol(ref_x))) << "input gradient";
   const auto grads = grads_of(ln);
@@ -547,7 +545,8 @@ TEST(NnGELU, ForwardMatchesFormulaInDouble) {
     // 1e-4 near |x| = 2), so each check really tells the form asked for from the other
     const dvec other = gelu_ref(xd, !tanh_form);
     double separation = 0.0;
-    for (std::size_t i = 0; i < ref.size(); ++i) separation = std::max(separation, std::abs(other[i] - ref[i]) / tol[i]);
+    for (std::size_t i = 0; i < ref.size(); ++i)
+      separation = std::max(separation, std::abs(other[i] - ref[i]) / tol[i]);
     EXPECT_GT(separation, 10.0);
   }
 }
@@ -582,8 +581,8 @@ TEST(NnGELU, ErfFastErrorBoundOverFloatSweep) {
     const float got = nn::functional::erf_fast(x);
     if (!(nn::functional::erf_fast(-x) == -got)) ++not_odd;
     const float fref = static_cast<float>(std::abs(ref));
-    const double ulp = fref < std::numeric_limits<float>::min() ? std::ldexp(1.0, -149)
-                                                                 : std::ldexp(1.0, std::ilogb(fref) - 23);
+    const double ulp =
+        fref < std::numeric_limits<float>::min() ? std::ldexp(1.0, -149) : std::ldexp(1.0, std::ilogb(fref) - 23);
     const double err = std::abs(static_cast<double>(got) - ref);
     if (err / ulp > max_ulp) {
       max_ulp = err / ulp;
@@ -594,7 +593,8 @@ TEST(NnGELU, ErfFastErrorBoundOverFloatSweep) {
   const auto bits = [](float v) { return std::bit_cast<std::uint32_t>(v); };
   for (std::uint32_t b = 0; b <= bits(6.0f); b += 31) check(std::bit_cast<float>(b));
   for (float centre : {0.921875f, 3.92f})
-    for (std::uint32_t b = bits(centre) - (1u << 17); b <= bits(centre) + (1u << 17); ++b) check(std::bit_cast<float>(b));
+    for (std::uint32_t b = bits(centre) - (1u << 17); b <= bits(centre) + (1u << 17); ++b)
+      check(std::bit_cast<float>(b));
   EXPECT_GT(count, std::size_t{35'000'000});
   EXPECT_EQ(not_odd, 0u);
   // measured over every float in [-6, 6]: 1.13 ulp, 6.7e-8 with FMA; 1.44 ulp, 8.6e-8 without
@@ -730,9 +730,8 @@ TEST(NnSequential, ChainedBackwardMatchesFiniteDifferences) {
   nn::Sequential<float> seq(nn::Linear<float>(w0, b0), nn::GELU<float>(), nn::LayerNorm<float>(6),
                             nn::Linear<float>(w1, b1));
   std::vector<std::string> names;
-  nn::for_each_parameter<float>(seq, [&](const std::string& name, tensor<float>&, tensor<float>&) {
-    names.push_back(name);
-  });
+  nn::for_each_parameter<float>(
+      seq, [&](const std::string& name, tensor<float>&, tensor<float>&) { names.push_back(name); });
   EXPECT_EQ(names, (std::vector<std::string>{"0.weight", "0.bias", "2.weight", "2.bias", "3.weight", "3.bias"}));
 
   nn::train<float>(seq, true);

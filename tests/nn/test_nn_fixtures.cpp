@@ -59,11 +59,11 @@ nn::state_dict with_prefix(const nn::state_dict& sd, std::string_view prefix) {
 struct nn_case {
   std::string name;
   std::map<std::string, std::string> meta;
-  nn::state_dict all;         // every tensor of <case>.safetensors, in the file's order
-  nn::state_dict float_sd;    // the float model (float.* of the shared model file)
-  nn::state_dict quant;       // quant.*: quanto's state dict after freeze
-  nn::state_dict algo;        // algo.*: algorithmic shifts of TinyGemm modules (bf16 qint4)
-  nn::state_dict nostream;    // nostreamline.*: scales of a calibration with streamline=False
+  nn::state_dict all;       // every tensor of <case>.safetensors, in the file's order
+  nn::state_dict float_sd;  // the float model (float.* of the shared model file)
+  nn::state_dict quant;     // quant.*: quanto's state dict after freeze
+  nn::state_dict algo;      // algo.*: algorithmic shifts of TinyGemm modules (bf16 qint4)
+  nn::state_dict nostream;  // nostreamline.*: scales of a calibration with streamline=False
 
   static nn_case load(const std::string& name) {
     nn_case c;
@@ -292,8 +292,8 @@ void NnFixture::run(const nn_case& c) {
       EXPECT_EQ(mine->dtype, ref.dtype);
       EXPECT_EQ(mine->shape, ref.shape);
       if (affected)
-        streamline_affected += key + " (quanto " + fmt(scalar_of<T>(ref, key)) + ", streamline=False " +
-                               fmt(want) + ", ours " + fmt(got) + ") ";
+        streamline_affected += key + " (quanto " + fmt(scalar_of<T>(ref, key)) + ", streamline=False " + fmt(want) +
+                               ", ours " + fmt(got) + ") ";
       continue;
     }
     if (const nn::stored_tensor* algo = c.algo.find(key)) {
@@ -340,8 +340,8 @@ void NnFixture::run(const nn_case& c) {
     MLP<T> fresh(c.float_sd);
     const nn::load_result r = nn::requantize(fresh, c.quant, ref_qmap);
     EXPECT_TRUE(r.missing_keys.empty()) << "missing: " << (r.missing_keys.empty() ? "" : r.missing_keys.front());
-    EXPECT_TRUE(r.unexpected_keys.empty()) << "unexpected: "
-                                           << (r.unexpected_keys.empty() ? "" : r.unexpected_keys.front());
+    EXPECT_TRUE(r.unexpected_keys.empty())
+        << "unexpected: " << (r.unexpected_keys.empty() ? "" : r.unexpected_keys.front());
     const nn::state_dict back = nn::get_state_dict(fresh);
     EXPECT_EQ(keys_of(back), keys_of(c.quant));
     for (const auto& [key, ref] : c.quant)
@@ -378,9 +378,12 @@ void NnFixture::run(const nn_case& c) {
 
 TEST_P(NnFixture, MatchesOptimumQuanto) {
   const nn_case c = nn_case::load(GetParam());
-  if (c.meta.at("dtype") == "fp32") run<float>(c);
-  else if (c.meta.at("dtype") == "bf16") run<bfloat16>(c);
-  else FAIL() << "unknown dtype " << c.meta.at("dtype");
+  if (c.meta.at("dtype") == "fp32")
+    run<float>(c);
+  else if (c.meta.at("dtype") == "bf16")
+    run<bfloat16>(c);
+  else
+    FAIL() << "unknown dtype " << c.meta.at("dtype");
 }
 
 INSTANTIATE_TEST_SUITE_P(Quanto, NnFixture, ::testing::ValuesIn(case_names()),

@@ -31,20 +31,21 @@ TEST(Qat, NetworkGradientsMatchFiniteDifferences) {
   const auto gx = net->backward(lg.grad);
   nn::train(*net, false);
   // parameters: compare a spread of entries of every tensor
-  nn::for_each_parameter(*net, nn::parameter_callback<float>([&](const std::string& name, tensor<float>& w, tensor<float>& g) {
-    ASSERT_EQ(g.size(), w.size()) << name;
-    for (std::size_t i = 0; i < w.size(); i += 7) {
-      const float keep = w[i];
-      const float h = 1e-2f;
-      w[i] = keep + h;
-      const double up = loss_of(*net, x, y);
-      w[i] = keep - h;
-      const double down = loss_of(*net, x, y);
-      w[i] = keep;
-      const double fd = (up - down) / (2.0 * h);
-      EXPECT_NEAR(g[i], fd, 2e-3 + 2e-2 * std::abs(fd)) << name << "[" << i << "]";
-    }
-  }));
+  nn::for_each_parameter(
+      *net, nn::parameter_callback<float>([&](const std::string& name, tensor<float>& w, tensor<float>& g) {
+        ASSERT_EQ(g.size(), w.size()) << name;
+        for (std::size_t i = 0; i < w.size(); i += 7) {
+          const float keep = w[i];
+          const float h = 1e-2f;
+          w[i] = keep + h;
+          const double up = loss_of(*net, x, y);
+          w[i] = keep - h;
+          const double down = loss_of(*net, x, y);
+          w[i] = keep;
+          const double fd = (up - down) / (2.0 * h);
+          EXPECT_NEAR(g[i], fd, 2e-3 + 2e-2 * std::abs(fd)) << name << "[" << i << "]";
+        }
+      }));
   // the input
   auto xx = x;
   for (std::size_t i = 0; i < xx.size(); i += 5) {
@@ -70,8 +71,8 @@ TEST(Qat, StraightThroughAtNetworkLevel) {
     const auto* ql = q->child(name)->as<nn::QLinear<qint4>>();
     ASSERT_NE(ql, nullptr);
     tensor<float> bias = *ql->bias();
-    twin->child(name)->replace(std::make_unique<nn::node<nn::Linear<float>>>(
-        nn::Linear<float>(ql->qweight().dequantize(), std::move(bias))));
+    twin->child(name)->replace(
+        std::make_unique<nn::node<nn::Linear<float>>>(nn::Linear<float>(ql->qweight().dequantize(), std::move(bias))));
   }
   const auto x = nt::random(shape{4, 12}, 8);
   const std::vector<std::int64_t> y = {4, 3, 2, 1};
@@ -92,7 +93,8 @@ TEST(Qat, StraightThroughAtNetworkLevel) {
     ASSERT_GT(gq[p].size(), 0u) << p;
   }
   for (std::size_t p = 0; p < gq.size(); ++p)
-    for (std::size_t i = 0; i < gq[p].size(); ++i) ASSERT_NEAR(gq[p][i], gt[p][i], 1e-6 + 1e-4 * std::abs(gt[p][i])) << p << " " << i;
+    for (std::size_t i = 0; i < gq[p].size(); ++i)
+      ASSERT_NEAR(gq[p][i], gt[p][i], 1e-6 + 1e-4 * std::abs(gt[p][i])) << p << " " << i;
   for (std::size_t i = 0; i < gxq.size(); ++i) ASSERT_NEAR(gxq[i], gxt[i], 1e-6 + 1e-4 * std::abs(gxt[i])) << i;
 }
 

@@ -36,7 +36,8 @@ TEST(Qat, DigitsQatRecoversPostTrainingLoss) {
     const double qat = digits::accuracy(*q, data.test);
     nn::freeze(*q);
     const double frozen = digits::accuracy(*q, data.test);
-    RecordProperty(std::string(weights) + "_float_ptq_qat", std::to_string(float_acc) + " " + std::to_string(ptq) + " " + std::to_string(qat));
+    RecordProperty(std::string(weights) + "_float_ptq_qat",
+                   std::to_string(float_acc) + " " + std::to_string(ptq) + " " + std::to_string(qat));
     EXPECT_EQ(frozen, qat) << weights;
     EXPECT_LT(ptq, float_acc) << weights << ": post-training quantization lost nothing to recover";
     if (std::string(weights) == "qint4")  // within two test images of the float model

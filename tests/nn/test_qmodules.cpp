@@ -236,7 +236,10 @@ void check_model_dtype() {
   const auto y = q.forward(x).value;
   EXPECT_LE(one_minus_cos(twin.forward(x).value, y), nt::similar_bound<T>());
   nn::QLinear<qint8, T> q8(nn::Linear<T>(256, 64, rng), {.activations = qtype_id::qint8});
-  { nn::Calibration c; (void)q8.forward(x); }
+  {
+    nn::Calibration c;
+    (void)q8.forward(x);
+  }
   EXPECT_NE(quanto::detail::widen(q8.output_scale()), 1.0f);
 }
 TEST(QLinear, Float16AndBfloat16Models) {

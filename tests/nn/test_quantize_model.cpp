@@ -76,7 +76,8 @@ TEST(Quantize, IncludeExcludeLikeQuanto) {
 
 TEST(Quantize, NamesAndQtypesByString) {
   Classifier c;
-  EXPECT_EQ(nn::quantize(c, {.weights = "qint4", .activations = "qfloat8", .optimizer = "hqq", .exclude = "lm_head"}), 3u);
+  EXPECT_EQ(nn::quantize(c, {.weights = "qint4", .activations = "qfloat8", .optimizer = "hqq", .exclude = "lm_head"}),
+            3u);
   const auto qmap = nn::quantization_map(c);
   ASSERT_EQ(qmap.size(), 3u);
   EXPECT_EQ(qmap[0], (nn::qmap_entry{"model.input_layer", "qint4", "qfloat8_e4m3fn"}));

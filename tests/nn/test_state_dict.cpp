@@ -52,9 +52,9 @@ TEST(StateDict, QuantosKeysForEachQtype) {
                                                           {"0.input_scale", dtype::f32, {}},
                                                           {"0.output_scale", dtype::f32, {}}});
   expect_keys(frozen_linear_sd<qfloat8_e5m2, bfloat16>(256, 64, false), {{"0.weight._data", dtype::f8_e5m2, {64, 256}},
-                                                                          {"0.weight._scale", dtype::bf16, {64, 1}},
-                                                                          {"0.input_scale", dtype::bf16, {}},
-                                                                          {"0.output_scale", dtype::bf16, {}}});
+                                                                         {"0.weight._scale", dtype::bf16, {64, 1}},
+                                                                         {"0.input_scale", dtype::bf16, {}},
+                                                                         {"0.output_scale", dtype::bf16, {}}});
   // qint4, in = 256: groups of 128 -> codes [128, 128], packed two per byte along dim 0 -> [64, 128]
   expect_keys(frozen_linear_sd<qint4>(256, 64), {{"0.weight._data._data", dtype::u8, {64, 128}},
                                                  {"0.weight._scale", dtype::f32, {128, 1}},
@@ -173,13 +173,14 @@ TEST(StateDict, MismatchesAreTypedErrors) {
   EXPECT_THROW(nn::load_state_dict(target, with_changed("mid_layer.weight._scale",
                                                         nn::stored_tensor::from(tensor<float16>(shape{64, 1})))),
                nn::state_dict_error);
-  EXPECT_THROW(nn::load_state_dict(target, with_changed("mid_layer.bias", nn::stored_tensor::from(tensor<float>(shape{63})))),
-               shape_error);
+  EXPECT_THROW(
+      nn::load_state_dict(target, with_changed("mid_layer.bias", nn::stored_tensor::from(tensor<float>(shape{63})))),
+      shape_error);
   EXPECT_THROW(nn::load_state_dict(target, with_changed("mid_layer.weight._data._data",
                                                         nn::stored_tensor::from(tensor<std::uint8_t>(shape{31, 64})))),
                shape_error);
-  EXPECT_THROW(nn::load_state_dict(target, with_changed("mid_layer.input_scale",
-                                                        nn::stored_tensor::from(tensor<float>(shape{2})))),
+  EXPECT_THROW(nn::load_state_dict(
+                   target, with_changed("mid_layer.input_scale", nn::stored_tensor::from(tensor<float>(shape{2})))),
                shape_error);
   nn::state_dict dup;
   dup.insert("a", nn::stored_tensor::scalar(1.0f));

@@ -13,9 +13,9 @@ using namespace quanto;
 TEST(GroupSize, QuantosModuleRule) {
   // The examples of the spec (§3.1), computed by hand from quanto's loop.
   const std::pair<std::int64_t, std::optional<std::int64_t>> table[] = {
-      {32, std::nullopt}, {64, std::nullopt}, {96, std::nullopt}, {128, std::nullopt}, {160, 32},
-      {192, 96},          {200, std::nullopt}, {256, 128},        {320, 64},           {1000, std::nullopt},
-      {4096, 128},        {11008, 128},        {14336, 128},      {129, std::nullopt},  {224, 32}};
+      {32, std::nullopt}, {64, std::nullopt},  {96, std::nullopt}, {128, std::nullopt}, {160, 32},
+      {192, 96},          {200, std::nullopt}, {256, 128},         {320, 64},           {1000, std::nullopt},
+      {4096, 128},        {11008, 128},        {14336, 128},       {129, std::nullopt}, {224, 32}};
   for (const auto& [in, gs] : table) EXPECT_EQ(default_group_size(8, in), gs) << "in = " << in;
   EXPECT_EQ(default_group_size(shape{6, 32, 3, 3}), 96);  // conv: in = 32*3*3 = 288
   EXPECT_EQ(default_group_size(shape{8, 4, 3, 3}), std::nullopt);
@@ -31,7 +31,8 @@ TEST(Grouping, AxisMinusOneIsQuantosPermutation) {
   for (std::int64_t a = 0; a < A; ++a)
     for (std::int64_t j = 0; j < gs; ++j)
       for (std::int64_t d = 0; d < D; ++d)
-        EXPECT_EQ(g[static_cast<std::size_t>(j * D * A + d * A + a)], base[static_cast<std::size_t>((a * gs + j) * D + d)]);
+        EXPECT_EQ(g[static_cast<std::size_t>(j * D * A + d * A + a)],
+                  base[static_cast<std::size_t>((a * gs + j) * D + d)]);
   const auto back = ungroup(g.view(), qaxis::last, gs, base.shape());
   for (std::size_t i = 0; i < base.size(); ++i) EXPECT_EQ(back[i], base[i]);
   EXPECT_THROW(group(base.view(), qaxis::last, 4), shape_error);  // 4 does not divide 6
@@ -63,7 +64,8 @@ TEST(Affine, MaxScaleShiftAndExactRamp) {
 
 TEST(Affine, ConstantGroupsDequantizeExactly) {
   tensor<bfloat16> w(shape{4, 256});
-  for (std::size_t i = 0; i < w.size(); ++i) w[i] = bfloat16(i < 128 ? 0.0f : i < 512 ? -1.25f : 0.1f * static_cast<float>(i % 7));
+  for (std::size_t i = 0; i < w.size(); ++i)
+    w[i] = bfloat16(i < 128 ? 0.0f : i < 512 ? -1.25f : 0.1f * static_cast<float>(i % 7));
   for (auto id : {qtype_id::qint2, qtype_id::qint4}) {
     visit_qtype(id, [&]<class Q>(Q) {
       if constexpr (LowBitQType<Q>) {
@@ -102,7 +104,8 @@ TEST(Affine, HqqNeverIncreasesTheMeanError) {
   for (auto& x : w) x = float16(n(rng));
   const auto mean_err = [&](const tensor<float16>& dq) {
     double e = 0;
-    for (std::size_t i = 0; i < w.size(); ++i) e += std::abs(static_cast<double>(static_cast<float>(dq[i])) - static_cast<float>(w[i]));
+    for (std::size_t i = 0; i < w.size(); ++i)
+      e += std::abs(static_cast<double>(static_cast<float>(dq[i])) - static_cast<float>(w[i]));
     return e / static_cast<double>(w.size());
   };
   const auto base = quantize_weight<qint4>(w);

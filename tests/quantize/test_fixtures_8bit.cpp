@@ -45,9 +45,10 @@ void check_weight(const fixture_case& c) {
   const qbytes_weight_view<Q, T> theirs{their_codes.view(), ref_scale.view(), q.axis};
   EXPECT_NO_THROW(theirs.validate());
   const tensor<T> their_dq = theirs.dequantize();
-  EXPECT_EQ(fixtures::count_bit_mismatches<T>("dequantize(quanto's tensors)", their_dq.view(), ref_dq.view(),
-                                             [&](std::size_t i) { return is_nan_bits(static_cast<float>(ref_dq[i])); }),
-            0u);
+  EXPECT_EQ(
+      fixtures::count_bit_mismatches<T>("dequantize(quanto's tensors)", their_dq.view(), ref_dq.view(),
+                                        [&](std::size_t i) { return is_nan_bits(static_cast<float>(ref_dq[i])); }),
+      0u);
 
   std::size_t skipped = 0;
   for (std::size_t i = 0; i < w.size(); ++i) {
@@ -78,7 +79,9 @@ void check_activation(const fixture_case& c) {
   const tensor<std::uint8_t> ref = fixtures::read<std::uint8_t>(d, c.id + ".codes");
   EXPECT_EQ(fixtures::count_bit_mismatches<std::uint8_t>("codes", ours.view(), ref.view(), zero_zero), 0u);
   const tensor<T> dq = qa.dequantize();
-  EXPECT_EQ(fixtures::count_bit_mismatches<T>("dequant", dq.view(), fixtures::read<T>(d, c.id + ".dequant").view(), zero_zero), 0u);
+  EXPECT_EQ(fixtures::count_bit_mismatches<T>("dequant", dq.view(), fixtures::read<T>(d, c.id + ".dequant").view(),
+                                              zero_zero),
+            0u);
   for (std::size_t i = 0; i < x.size(); ++i) {
     if (zero_zero(i)) {
       EXPECT_EQ(static_cast<float>(dq[i]), 0.0f) << "0/0 element " << i;
@@ -92,15 +95,16 @@ TEST_P(Fixture8Bit, MatchesOptimumQuantoBitForBit) {
   fixtures::with_model_dtype(c.file_dtype, [&]<class T>(T) {
     visit_qtype(id, [&]<class Q>(Q) {
       if constexpr (ByteQType<Q>) {
-        if (c.kind == "weight") check_weight<Q, T>(c);
-        else check_activation<Q, T>(c);
+        if (c.kind == "weight")
+          check_weight<Q, T>(c);
+        else
+          check_activation<Q, T>(c);
       }
     });
   });
 }
 
-INSTANTIATE_TEST_SUITE_P(Quanto, Fixture8Bit,
-                         ::testing::ValuesIn(fixtures::load_cases([](const fixture_case& c) {
+INSTANTIATE_TEST_SUITE_P(Quanto, Fixture8Bit, ::testing::ValuesIn(fixtures::load_cases([](const fixture_case& c) {
                            return info_of(qtype_from_name(c.qtype)).bits == 8;
                          })),
                          fixtures::case_name);

@@ -42,8 +42,10 @@ void check(const fixture_case& c, const Optimizer& optimizer) {
   const auto zero_zero = [&](std::size_t i) {
     const auto j = static_cast<std::size_t>(pm.index(static_cast<std::int64_t>(i)));
     if (detail::widen(q.scale[j]) != 0.0f) return false;
-    if constexpr (ZeroPoint) return detail::widen(wg[i]) == 0.0f;
-    else return detail::widen(detail::t_add(wg[i], q.shift[j])) == 0.0f;
+    if constexpr (ZeroPoint)
+      return detail::widen(wg[i]) == 0.0f;
+    else
+      return detail::widen(detail::t_add(wg[i], q.shift[j])) == 0.0f;
   };
 
   const tensor<std::uint8_t> ref_packed = fixtures::read<std::uint8_t>(d, c.id + ".packed");
@@ -63,12 +65,12 @@ void check(const fixture_case& c, const Optimizer& optimizer) {
 
   // quanto's own tensors, used in place through a view (as from a mapped file), dequantize to
   // quanto's values: our reader of its layout agrees with its writer.
-  const qbits_weight_view<Q, T, Shift> theirs{ref_packed.view(), ref_scale.view(), ref_shift.view(), w.shape(),
-                                              axis, q.group_size};
+  const qbits_weight_view<Q, T, Shift> theirs{ref_packed.view(), ref_scale.view(), ref_shift.view(), w.shape(), axis,
+                                              q.group_size};
   EXPECT_NO_THROW(theirs.validate());
   const tensor<T> their_dq = theirs.dequantize();
   EXPECT_EQ(fixtures::count_bit_mismatches<T>("dequantize(quanto's tensors)", their_dq.view(),
-                                             fixtures::read<T>(d, c.id + ".dequant").view()),
+                                              fixtures::read<T>(d, c.id + ".dequant").view()),
             0u);
 
   const tensor<T> dq = grouped(q.dequantize(), axis, q.group_size);
@@ -81,17 +83,20 @@ TEST_P(FixtureLowBit, MatchesOptimumQuantoBitForBit) {
   fixtures::with_model_dtype(c.file_dtype, [&]<class T>(T) {
     visit_qtype(qtype_from_name(c.qtype), [&]<class Q>(Q) {
       if constexpr (LowBitQType<Q>) {
-        if (c.optimizer == "max") check<Q, T, false>(c, max_optimizer{});
-        else if (c.optimizer == "max_zeropoint") check<Q, T, true>(c, max_optimizer{});
-        else if (c.optimizer == "hqq") check<Q, T, false>(c, hqq_optimizer{.sum_order = fixtures::sum_order(c)});
-        else FAIL() << "unknown optimizer in fixture";
+        if (c.optimizer == "max")
+          check<Q, T, false>(c, max_optimizer{});
+        else if (c.optimizer == "max_zeropoint")
+          check<Q, T, true>(c, max_optimizer{});
+        else if (c.optimizer == "hqq")
+          check<Q, T, false>(c, hqq_optimizer{.sum_order = fixtures::sum_order(c)});
+        else
+          FAIL() << "unknown optimizer in fixture";
       }
     });
   });
 }
 
-INSTANTIATE_TEST_SUITE_P(Quanto, FixtureLowBit,
-                         ::testing::ValuesIn(fixtures::load_cases([](const fixture_case& c) {
+INSTANTIATE_TEST_SUITE_P(Quanto, FixtureLowBit, ::testing::ValuesIn(fixtures::load_cases([](const fixture_case& c) {
                            return info_of(qtype_from_name(c.qtype)).bits < 8;
                          })),
                          fixtures::case_name);

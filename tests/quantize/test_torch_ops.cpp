@@ -26,8 +26,8 @@ std::uint32_t bits(float f) { return std::bit_cast<std::uint32_t>(f); }
 
 TEST(TorchSum, MatchesPyTorchBitForBit) {
   const auto f = io::safetensors_file::open(std::filesystem::path(QUANTO_TEST_DATA_DIR) / "torch_ops.safetensors");
-  const auto order = f.metadata().at("cpu_capability").rfind("AVX512", 0) == 0 ? torch_sum_order::avx512
-                                                                                : torch_sum_order::avx2;
+  const auto order =
+      f.metadata().at("cpu_capability").rfind("AVX512", 0) == 0 ? torch_sum_order::avx512 : torch_sum_order::avx2;
   const auto cases = nlohmann::json::parse(f.metadata().at("cases"));
   ASSERT_GT(cases.size(), 10u);
   for (const std::string name : cases) {
@@ -57,7 +57,8 @@ TEST(TorchSum, OrderMattersSoTheTestCanFail) {
 
 namespace {
 template <class T>
-void check_pow(const io::safetensors_file& f, const std::string& name, torch_sum_order order, std::size_t& tail_differs) {
+void check_pow(const io::safetensors_file& f, const std::string& name, torch_sum_order order,
+               std::size_t& tail_differs) {
   const auto x = f.read_as<T>(name + ".input", dtype_of<T>);
   const auto ref = f.read_as<T>(name + ".output", dtype_of<T>);
   const double py_exponent = 0.7 - 1.0;  // HQQ's lp_norm - 1, a Python float
@@ -74,13 +75,16 @@ void check_pow(const io::safetensors_file& f, const std::string& name, torch_sum
 
 TEST(TorchPow, MatchesPyTorchIncludingTheScalarTail) {
   const auto f = io::safetensors_file::open(std::filesystem::path(QUANTO_TEST_DATA_DIR) / "torch_ops.safetensors");
-  const auto order = f.metadata().at("cpu_capability").rfind("AVX512", 0) == 0 ? torch_sum_order::avx512
-                                                                                : torch_sum_order::avx2;
+  const auto order =
+      f.metadata().at("cpu_capability").rfind("AVX512", 0) == 0 ? torch_sum_order::avx512 : torch_sum_order::avx2;
   std::size_t tail_differs = 0;
   for (const std::string name : nlohmann::json::parse(f.metadata().at("pow_cases"))) {
-    if (name.starts_with("pow_fp32")) check_pow<float>(f, name, order, tail_differs);
-    else if (name.starts_with("pow_fp16")) check_pow<float16>(f, name, order, tail_differs);
-    else check_pow<bfloat16>(f, name, order, tail_differs);
+    if (name.starts_with("pow_fp32"))
+      check_pow<float>(f, name, order, tail_differs);
+    else if (name.starts_with("pow_fp16"))
+      check_pow<float16>(f, name, order, tail_differs);
+    else
+      check_pow<bfloat16>(f, name, order, tail_differs);
   }
   // The tail really takes another path: the vectorized result would be wrong there.
   EXPECT_GT(tail_differs, 0u);
@@ -190,7 +194,8 @@ TEST(HqqOptimizer, MatchesQuantoRunWithSeveralPyTorchThreads) {
   std::vector<float> one_thread;
   for (const int t : {1, 2, 3}) {
     SCOPED_TRACE(std::to_string(t) + " threads");
-    const auto q = quantize_weight<qint2>(w, group_affine<>{}, hqq_optimizer{.iters = 100, .sum_order = order, .torch_threads = t});
+    const auto q = quantize_weight<qint2>(w, group_affine<>{},
+                                          hqq_optimizer{.iters = 100, .sum_order = order, .torch_threads = t});
     const auto ref_shift = f.read_as<float>("hqq.t" + std::to_string(t) + ".shift", dtype::f32);
     const auto ref_data = f.read_as<std::uint8_t>("hqq.t" + std::to_string(t) + ".data", dtype::u8);
     ASSERT_EQ(q.shift.size(), ref_shift.size());
@@ -200,7 +205,9 @@ TEST(HqqOptimizer, MatchesQuantoRunWithSeveralPyTorchThreads) {
     for (std::size_t i = 0; i < ref_data.size(); ++i) data_diff += q.packed[i] != ref_data[i];
     EXPECT_EQ(shift_diff, 0u);
     EXPECT_EQ(data_diff, 0u);
-    if (t == 1) one_thread = ref_shift;
-    else EXPECT_NE(one_thread, ref_shift);  // the case really depends on the thread count
+    if (t == 1)
+      one_thread = ref_shift;
+    else
+      EXPECT_NE(one_thread, ref_shift);  // the case really depends on the thread count
   }
 }

@@ -609,8 +609,7 @@ constexpr pow_case kTorchCases[] = {
 };
 
 bool is_short_cut(float y) {
-  return y == 0.0f || y == 1.0f || y == 0.5f || y == -0.5f || y == -1.0f || y == 2.0f ||
-         y == 3.0f || y == -2.0f;
+  return y == 0.0f || y == 1.0f || y == 0.5f || y == -0.5f || y == -1.0f || y == 2.0f || y == 3.0f || y == -2.0f;
 }
 
 TEST(TorchPow, MatchesRecordedTorchResultsBitForBit) {
@@ -619,9 +618,8 @@ TEST(TorchPow, MatchesRecordedTorchResultsBitForBit) {
     const float got = torch_powf(bits_to_float(c.x), bits_to_float(c.y));
     if (float_to_bits(got) != c.expected) {
       ++mismatches;
-      ADD_FAILURE() << std::hexfloat << "torch_powf(" << bits_to_float(c.x) << ", "
-                    << bits_to_float(c.y) << ") = " << got << " (0x" << std::hex
-                    << float_to_bits(got) << "), torch gives 0x" << c.expected;
+      ADD_FAILURE() << std::hexfloat << "torch_powf(" << bits_to_float(c.x) << ", " << bits_to_float(c.y)
+                    << ") = " << got << " (0x" << std::hex << float_to_bits(got) << "), torch gives 0x" << c.expected;
     }
   }
   EXPECT_EQ(mismatches, 0);
@@ -687,8 +685,8 @@ TEST(TorchPow, ShortCutExponents) {
 // |torch_powf - the correctly rounded power| <= 1 ulp, and it is not simply the correctly rounded
 // power: a small fraction of results is 1 ulp off, as in SLEEF.
 TEST(TorchPow, WithinOneUlpOfCorrectlyRounded) {
-  constexpr float kExponents[] = {-0.3f,  -0.30078125f, -0.300048828125f, 2.5f,  -1.7f, 0.7f,
-                                  0.1f,   -10.5f,       7.0f,             1.25f, 0.01f, -4.75f};
+  constexpr float kExponents[] = {-0.3f, -0.30078125f, -0.300048828125f, 2.5f, -1.7f, 0.7f, 0.1f, -10.5f, 7.0f, 1.25f,
+                                  0.01f, -4.75f};
   std::uint64_t state = 0x9E3779B97F4A7C15u;
   const auto next = [&state] {
     state ^= state << 13;
@@ -723,8 +721,7 @@ TEST(TorchPow, WithinOneUlpOfCorrectlyRounded) {
     if (dist > 1) {
       ++too_far;
       if (too_far < 10) {
-        ADD_FAILURE() << std::hexfloat << "pow(" << x << ", " << y << "): " << got << " vs "
-                      << exact;
+        ADD_FAILURE() << std::hexfloat << "pow(" << x << ", " << y << "): " << got << " vs " << exact;
       }
     }
   }

@@ -39,7 +39,8 @@ inline std::filesystem::path data_file(const std::string& dtype) {
 inline const quanto::io::safetensors_file& file(const std::string& dtype) {
   static std::map<std::string, std::unique_ptr<quanto::io::safetensors_file>> cache;
   auto& slot = cache[dtype];
-  if (!slot) slot = std::make_unique<quanto::io::safetensors_file>(quanto::io::safetensors_file::open(data_file(dtype)));
+  if (!slot)
+    slot = std::make_unique<quanto::io::safetensors_file>(quanto::io::safetensors_file::open(data_file(dtype)));
   return *slot;
 }
 
@@ -89,15 +90,25 @@ inline bool has(const std::string& dtype, const std::string& name) { return file
 
 template <class X>
 auto bits_of(const X& x) {
-  if constexpr (sizeof(X) == 1) { std::uint8_t b; std::memcpy(&b, &x, 1); return b; }
-  else if constexpr (sizeof(X) == 2) { std::uint16_t b; std::memcpy(&b, &x, 2); return b; }
-  else { std::uint32_t b; std::memcpy(&b, &x, 4); return b; }
+  if constexpr (sizeof(X) == 1) {
+    std::uint8_t b;
+    std::memcpy(&b, &x, 1);
+    return b;
+  } else if constexpr (sizeof(X) == 2) {
+    std::uint16_t b;
+    std::memcpy(&b, &x, 2);
+    return b;
+  } else {
+    std::uint32_t b;
+    std::memcpy(&b, &x, 4);
+    return b;
+  }
 }
 
 /// Counts elements whose bits differ (shapes must match); reports the first few.
 template <class X, class Skip>
-std::size_t count_bit_mismatches(const char* what, quanto::tensor_view<const X> ours,
-                                 quanto::tensor_view<const X> ref, Skip skip) {
+std::size_t count_bit_mismatches(const char* what, quanto::tensor_view<const X> ours, quanto::tensor_view<const X> ref,
+                                 Skip skip) {
   EXPECT_EQ(ours.shape(), ref.shape()) << what << ": ours " << ours.shape().to_string() << " vs quanto "
                                        << ref.shape().to_string();
   if (!(ours.shape() == ref.shape())) return ref.size();
@@ -114,16 +125,20 @@ std::size_t count_bit_mismatches(const char* what, quanto::tensor_view<const X> 
   return bad;
 }
 template <class X>
-std::size_t count_bit_mismatches(const char* what, quanto::tensor_view<const X> ours, quanto::tensor_view<const X> ref) {
+std::size_t count_bit_mismatches(const char* what, quanto::tensor_view<const X> ours,
+                                 quanto::tensor_view<const X> ref) {
   return count_bit_mismatches(what, ours, ref, [](std::size_t) { return false; });
 }
 
 /// Calls f(T{}) with the model dtype of a file.
 template <class F>
 void with_model_dtype(const std::string& dtype, F&& f) {
-  if (dtype == "fp32") f(float{});
-  else if (dtype == "fp16") f(quanto::float16{});
-  else f(quanto::bfloat16{});
+  if (dtype == "fp32")
+    f(float{});
+  else if (dtype == "fp16")
+    f(quanto::float16{});
+  else
+    f(quanto::bfloat16{});
 }
 
 inline quanto::qaxis to_qaxis(std::optional<int> a) {

@@ -45,8 +45,8 @@ inline double abs_as_double(std::uint32_t u) {
 inline std::uint32_t exact_float_bits(double d) {
   if (d == 0.0) return 0;
   int e = 0;
-  const double frac = std::frexp(d, &e);             // d = frac * 2^e, frac in [0.5, 1)
-  const double sig = std::ldexp(frac, 24);            // in [2^23, 2^24)
+  const double frac = std::frexp(d, &e);    // d = frac * 2^e, frac in [0.5, 1)
+  const double sig = std::ldexp(frac, 24);  // in [2^23, 2^24)
   const auto m = static_cast<std::uint32_t>(sig);
   EXPECT_EQ(static_cast<double>(m), sig) << "not a float: " << d;
   const int biased = e - 1 + 127;
@@ -104,9 +104,9 @@ inline RefValue ref_decode(const Spec& s, std::uint32_t code) {
       if (code == s.sign_bit()) return {RefValue::nan, false, 0.0};
       break;
   }
-  const double v = exp == 0 ? std::ldexp(static_cast<double>(mant), 1 - s.bias - s.mbits)
-                            : std::ldexp(static_cast<double>(mant + (1u << s.mbits)),
-                                         static_cast<int>(exp) - s.bias - s.mbits);
+  const double v =
+      exp == 0 ? std::ldexp(static_cast<double>(mant), 1 - s.bias - s.mbits)
+               : std::ldexp(static_cast<double>(mant + (1u << s.mbits)), static_cast<int>(exp) - s.bias - s.mbits);
   return {RefValue::finite, neg, v};
 }
 
@@ -174,16 +174,14 @@ inline void add_around(std::vector<std::uint32_t>& out, std::uint32_t b) {
 
 // NaN inputs (positive; edge_inputs adds the negative ones): quiet and signalling payloads, low and
 // high payload bits.
-inline constexpr std::uint32_t kNanInputs[] = {0x7F800001u, 0x7FC00000u, 0x7FFFFFFFu,
-                                           0x7FA00000u, 0x7F802000u, 0x7F801FFFu,
-                                           0x7FE00000u, 0x7F800100u, 0x7FBFFFFFu};
+inline constexpr std::uint32_t kNanInputs[] = {0x7F800001u, 0x7FC00000u, 0x7FFFFFFFu, 0x7FA00000u, 0x7F802000u,
+                                               0x7F801FFFu, 0x7FE00000u, 0x7F800100u, 0x7FBFFFFFu};
 
 // Inputs around every representable value, every rounding boundary and the points a quarter and
 // three quarters of the way between two values; around half and a quarter of the smallest
 // subnormal, the float boundaries (zero, subnormals, 1, FLT_MAX, inf) and the format's own
 // extra_boundaries (float bits); and every NaN payload above, with both signs.
-inline std::vector<std::uint32_t> edge_inputs(const Table& t,
-                                              const std::vector<std::uint32_t>& extra_boundaries) {
+inline std::vector<std::uint32_t> edge_inputs(const Table& t, const std::vector<std::uint32_t>& extra_boundaries) {
   std::vector<std::uint32_t> out;
   std::vector<double> all = t.values;
   all.push_back(t.virtual_next);
@@ -197,8 +195,7 @@ inline std::vector<std::uint32_t> edge_inputs(const Table& t,
   }
   add_around(out, exact_float_bits(t.values[1] / 2.0));
   add_around(out, exact_float_bits(t.values[1] / 4.0));
-  for (std::uint32_t b : {0x00000000u, 0x00000001u, 0x007FFFFFu, 0x00800000u, 0x3F800000u,
-                          0x7F7FFFFFu, 0x7F800000u}) {
+  for (std::uint32_t b : {0x00000000u, 0x00000001u, 0x007FFFFFu, 0x00800000u, 0x3F800000u, 0x7F7FFFFFu, 0x7F800000u}) {
     add_around(out, b);
   }
   for (std::uint32_t b : extra_boundaries) add_around(out, b);
@@ -210,8 +207,7 @@ inline std::vector<std::uint32_t> edge_inputs(const Table& t,
 }
 
 // Random floats: half uniform bit patterns, half clustered near representable values.
-inline std::vector<std::uint32_t> random_inputs(const Table& t, std::uint32_t n,
-                                                std::uint32_t seed) {
+inline std::vector<std::uint32_t> random_inputs(const Table& t, std::uint32_t n, std::uint32_t seed) {
   std::mt19937 rng(seed);
   std::vector<std::uint32_t> out;
   out.reserve(n);
@@ -288,8 +284,8 @@ void check_inputs(const Spec& s, const Table& t, const std::vector<std::uint32_t
     const std::uint32_t want_sat = ref_encode_saturate(s, t, x);
     const std::uint32_t got_sat = T::from_float_saturate(ffrom(x)).to_bits();
     if (got_sat != want_sat && ++failures <= 10) {
-      ADD_FAILURE() << s.name << "::from_float_saturate(" << hex(x) << ") = " << hex(got_sat)
-                    << ", want " << hex(want_sat);
+      ADD_FAILURE() << s.name << "::from_float_saturate(" << hex(x) << ") = " << hex(got_sat) << ", want "
+                    << hex(want_sat);
     }
   }
   EXPECT_EQ(failures, 0u) << s.name << ": " << xs.size() << " inputs";

@@ -9,24 +9,24 @@
 
 #include <quanto/quanto.hpp>
 
-#define QUANTO_WEIGHT_INSTANCE(EXTERN, Q, T, S, O)                                                        \
-  EXTERN template ::quanto::qweight_t<Q, T, S> quanto::quantize_weight<Q, T, S, O>(                      \
+#define QUANTO_WEIGHT_INSTANCE(EXTERN, Q, T, S, O)                                  \
+  EXTERN template ::quanto::qweight_t<Q, T, S> quanto::quantize_weight<Q, T, S, O>( \
       ::quanto::tensor_view<const T>, const S&, const O&, ::quanto::quantize_options);
 
-#define QUANTO_WEIGHT_BYTES(EXTERN, T)                                                                    \
-  QUANTO_WEIGHT_INSTANCE(EXTERN, ::quanto::qint8, T, ::quanto::symmetric, ::quanto::absmax_optimizer)         \
+#define QUANTO_WEIGHT_BYTES(EXTERN, T)                                                                         \
+  QUANTO_WEIGHT_INSTANCE(EXTERN, ::quanto::qint8, T, ::quanto::symmetric, ::quanto::absmax_optimizer)          \
   QUANTO_WEIGHT_INSTANCE(EXTERN, ::quanto::qfloat8_e4m3fn, T, ::quanto::symmetric, ::quanto::absmax_optimizer) \
   QUANTO_WEIGHT_INSTANCE(EXTERN, ::quanto::qfloat8_e5m2, T, ::quanto::symmetric, ::quanto::absmax_optimizer)   \
   QUANTO_WEIGHT_INSTANCE(EXTERN, ::quanto::qfloat8_e4m3fnuz, T, ::quanto::symmetric, ::quanto::absmax_optimizer)
 
-#define QUANTO_WEIGHT_BITS_Q(EXTERN, Q, T)                                                                \
-  QUANTO_WEIGHT_INSTANCE(EXTERN, Q, T, ::quanto::group_affine<true>, ::quanto::max_optimizer)             \
-  QUANTO_WEIGHT_INSTANCE(EXTERN, Q, T, ::quanto::group_affine<false>, ::quanto::max_optimizer)            \
-  QUANTO_WEIGHT_INSTANCE(EXTERN, Q, T, ::quanto::group_affine<true>, ::quanto::hqq_optimizer)             \
+#define QUANTO_WEIGHT_BITS_Q(EXTERN, Q, T)                                                     \
+  QUANTO_WEIGHT_INSTANCE(EXTERN, Q, T, ::quanto::group_affine<true>, ::quanto::max_optimizer)  \
+  QUANTO_WEIGHT_INSTANCE(EXTERN, Q, T, ::quanto::group_affine<false>, ::quanto::max_optimizer) \
+  QUANTO_WEIGHT_INSTANCE(EXTERN, Q, T, ::quanto::group_affine<true>, ::quanto::hqq_optimizer)  \
   QUANTO_WEIGHT_INSTANCE(EXTERN, Q, T, ::quanto::group_affine<false>, ::quanto::hqq_optimizer)
 
-#define QUANTO_WEIGHT_INSTANCES(EXTERN, T)  \
-  QUANTO_WEIGHT_BYTES(EXTERN, T)            \
+#define QUANTO_WEIGHT_INSTANCES(EXTERN, T)         \
+  QUANTO_WEIGHT_BYTES(EXTERN, T)                   \
   QUANTO_WEIGHT_BITS_Q(EXTERN, ::quanto::qint2, T) \
   QUANTO_WEIGHT_BITS_Q(EXTERN, ::quanto::qint4, T)
 

@@ -27,13 +27,13 @@ namespace io = quanto::io;
 // ---- exit codes ---------------------------------------------------------------------------------
 enum exit_code : int {
   ok = 0,
-  internal = 1,      // a bug, or an error of no known kind
-  usage = 2,         // bad command line
-  exists = 3,        // the output exists and --force was not given
-  bad_model = 4,     // a malformed input: safetensors, index, quanto_qmap.json, config.json
-  file_system = 5,   // a file could not be opened, read, created, written or renamed
-  unsupported = 6,   // a request that cannot be done: an unsupported combination, nothing selected,
-                     // an input that is already quantized
+  internal = 1,     // a bug, or an error of no known kind
+  usage = 2,        // bad command line
+  exists = 3,       // the output exists and --force was not given
+  bad_model = 4,    // a malformed input: safetensors, index, quanto_qmap.json, config.json
+  file_system = 5,  // a file could not be opened, read, created, written or renamed
+  unsupported = 6,  // a request that cannot be done: an unsupported combination, nothing selected,
+                    // an input that is already quantized
 };
 
 constexpr std::string_view exit_codes_help =
@@ -127,12 +127,19 @@ std::uint64_t parse_size(std::string_view s) {
   }
   std::string unit(s.substr(i));
   for (char& c : unit) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  static const std::map<std::string, std::uint64_t> units = {
-      {"", 1},           {"B", 1},
-      {"KB", 1000},      {"MB", 1000'000},         {"GB", 1000'000'000},      {"TB", 1000'000'000'000},
-      {"KIB", 1ull << 10}, {"MIB", 1ull << 20},    {"GIB", 1ull << 30},       {"TIB", 1ull << 40}};
+  static const std::map<std::string, std::uint64_t> units = {{"", 1},
+                                                             {"B", 1},
+                                                             {"KB", 1000},
+                                                             {"MB", 1000'000},
+                                                             {"GB", 1000'000'000},
+                                                             {"TB", 1000'000'000'000},
+                                                             {"KIB", 1ull << 10},
+                                                             {"MIB", 1ull << 20},
+                                                             {"GIB", 1ull << 30},
+                                                             {"TIB", 1ull << 40}};
   const auto it = units.find(unit);
-  if (it == units.end()) throw usage_error("bad size unit in '" + std::string(s) + "' (use B, KB, MB, GB, TB, KiB, MiB, GiB, TiB)");
+  if (it == units.end())
+    throw usage_error("bad size unit in '" + std::string(s) + "' (use B, KB, MB, GB, TB, KiB, MiB, GiB, TiB)");
   if (n != 0 && it->second > UINT64_MAX / n) throw usage_error("size '" + std::string(s) + "' is too large");
   return n * it->second;
 }
@@ -211,10 +218,12 @@ class progress_bar {
     bar.resize(width, '.');
     const double rate = p.seconds > 0 ? static_cast<double>(p.bytes_done) / p.seconds : 0;
     char eta[32] = "";
-    if (rate > 0 && !last) std::snprintf(eta, sizeof eta, "  ETA %.0fs", static_cast<double>(p.bytes_total - std::min(p.bytes_done, p.bytes_total)) / rate);
+    if (rate > 0 && !last)
+      std::snprintf(eta, sizeof eta, "  ETA %.0fs",
+                    static_cast<double>(p.bytes_total - std::min(p.bytes_done, p.bytes_total)) / rate);
     std::fprintf(stderr, "\r[%s] %zu/%zu tensors  %s / %s  %s/s%s\033[K", bar.c_str(), p.tensors_done, p.tensors_total,
-                 human_bytes(static_cast<double>(p.bytes_done)).c_str(), human_bytes(static_cast<double>(p.bytes_total)).c_str(),
-                 human_bytes(rate).c_str(), eta);
+                 human_bytes(static_cast<double>(p.bytes_done)).c_str(),
+                 human_bytes(static_cast<double>(p.bytes_total)).c_str(), human_bytes(rate).c_str(), eta);
     if (last) std::fputc('\n', stderr);
     std::fflush(stderr);
   }
@@ -245,7 +254,8 @@ void write_demo_model(const fs::path& folder) {
     std::vector<float> v(static_cast<std::size_t>(n));
     for (float& x : v) x = stddev == 0 ? mean : mean + stddev * static_cast<float>(normal());
     storage.push_back(std::move(v));
-    tensors.push_back({std::move(name), quanto::dtype::f32, std::move(shape), std::as_bytes(std::span(storage.back()))});
+    tensors.push_back(
+        {std::move(name), quanto::dtype::f32, std::move(shape), std::as_bytes(std::span(storage.back()))});
   };
   storage.reserve(4 + layers * 9);
   add("model.embed_tokens.weight", {vocab, hidden}, 0.02f);
@@ -264,12 +274,14 @@ void write_demo_model(const fs::path& folder) {
   add("model.norm.weight", {hidden}, 0, 1);
   const std::string config =
       "{\n  \"architectures\": [\n    \"LlamaForCausalLM\"\n  ],\n  \"hidden_act\": \"silu\",\n"
-      "  \"hidden_size\": " + std::to_string(hidden) + ",\n  \"intermediate_size\": " + std::to_string(inter) +
+      "  \"hidden_size\": " +
+      std::to_string(hidden) + ",\n  \"intermediate_size\": " + std::to_string(inter) +
       ",\n  \"max_position_embeddings\": 256,\n  \"model_type\": \"llama\",\n  \"num_attention_heads\": " +
       std::to_string(heads) + ",\n  \"num_hidden_layers\": " + std::to_string(layers) +
       ",\n  \"num_key_value_heads\": " + std::to_string(kv_heads) +
       ",\n  \"rms_norm_eps\": 1e-06,\n  \"tie_word_embeddings\": true,\n  \"torch_dtype\": \"float32\",\n"
-      "  \"vocab_size\": " + std::to_string(vocab) + "\n}\n";
+      "  \"vocab_size\": " +
+      std::to_string(vocab) + "\n}\n";
   io::checkpoint_options o;
   o.overwrite = true;
   o.extra_files = {{"config.json", config}};
@@ -329,7 +341,8 @@ int inspect(int argc, char** argv) {
     std::printf("%-60s %-18s %-12s %12s\n", "tensor", "shape", "dtype", "bytes");
     for (const auto& e : c.tensors())
       std::printf("%-60s %-18s %-12s %12llu\n", e.name().c_str(), io::detail::shape_string(e.info->shape).c_str(),
-                  std::string(quanto::to_string(e.info->dtype)).c_str(), static_cast<unsigned long long>(e.info->nbytes()));
+                  std::string(quanto::to_string(e.info->dtype)).c_str(),
+                  static_cast<unsigned long long>(e.info->nbytes()));
     std::printf("%zu tensors in %zu file(s), %s\n", c.tensors().size(), c.shards().size(),
                 human_bytes(static_cast<double>(c.total_size())).c_str());
     return ok;
@@ -342,8 +355,8 @@ int inspect(int argc, char** argv) {
   std::map<std::string, std::uint64_t> module_bytes;
   std::map<std::string, bool> owned;
   for (const auto& m : model.qmap())
-    for (const char* part : {".weight._data", ".weight._data._data", ".weight._scale", ".weight._shift", ".input_scale",
-                             ".output_scale"})
+    for (const char* part :
+         {".weight._data", ".weight._data._data", ".weight._scale", ".weight._shift", ".input_scale", ".output_scale"})
       if (const auto* e = model.files().find(m.name + part)) {
         module_bytes[m.name] += e->info->nbytes();
         owned[e->name()] = true;
@@ -358,12 +371,14 @@ int inspect(int argc, char** argv) {
   for (const auto& m : model.qmap()) {
     std::string shape = "?";
     std::string db;
-    if (const auto* d = model.files().find(m.name + ".weight._data"); d && m.weights != "none" && d->info->dtype != quanto::dtype::u8)
+    if (const auto* d = model.files().find(m.name + ".weight._data");
+        d && m.weights != "none" && d->info->dtype != quanto::dtype::u8)
       shape = io::detail::shape_string(d->info->shape);
     if (original && m.weights != "none") {
       const auto& w = original->at(m.name + ".weight");
       shape = io::detail::shape_string(w.info->shape);
-      const double v = sqnr_db(model.weight(m.name, quanto::shape(std::span<const std::int64_t>(w.info->shape))), *original, w);
+      const double v =
+          sqnr_db(model.weight(m.name, quanto::shape(std::span<const std::int64_t>(w.info->shape))), *original, w);
       char buf[32];
       std::snprintf(buf, sizeof buf, "   %9.2f", v);
       db = buf;
@@ -375,7 +390,8 @@ int inspect(int argc, char** argv) {
   std::printf("\n%-52s %-16s %-14s %12s\n", "other tensor", "shape", "dtype", "bytes");
   for (const auto* e : others)
     std::printf("%-52s %-16s %-14s %12llu\n", e->name().c_str(), io::detail::shape_string(e->info->shape).c_str(),
-                std::string(quanto::to_string(e->info->dtype)).c_str(), static_cast<unsigned long long>(e->info->nbytes()));
+                std::string(quanto::to_string(e->info->dtype)).c_str(),
+                static_cast<unsigned long long>(e->info->nbytes()));
   std::printf("\n%zu quantized modules, %zu other tensors, %s in %zu file(s)", model.qmap().size(), others.size(),
               human_bytes(static_cast<double>(model.files().total_size())).c_str(), model.files().shards().size());
   if (original)
@@ -390,10 +406,10 @@ int inspect(int argc, char** argv) {
 // ---- quantize -------------------------------------------------------------------------------------
 
 int quantize(int argc, char** argv) {
-  const args a = args::parse(argc, argv, 2,
-                             {"--weights", "--activations", "--optimizer", "--include", "--exclude", "--threads",
-                              "--max-shard-size"},
-                             {"--help", "--force", "--quiet", "--demo", "--no-default-exclude"});
+  const args a = args::parse(
+      argc, argv, 2,
+      {"--weights", "--activations", "--optimizer", "--include", "--exclude", "--threads", "--max-shard-size"},
+      {"--help", "--force", "--quiet", "--demo", "--no-default-exclude"});
   if (a.flag("--help")) {
     std::cout << quantize_help << "\n" << exit_codes_help;
     return ok;
@@ -412,21 +428,25 @@ int quantize(int argc, char** argv) {
   const auto weights = a.one("--weights");
   if (!weights && !demo) throw usage_error("quantize needs --weights (qint2, qint4, qint8, qfloat8, ...)");
   o.weights = weights ? parse_qtype(*weights, "--weights") : quanto::qtype_id::qint4;
-  if (const auto acts = a.one("--activations"); acts && *acts != "none") o.activations = parse_qtype(*acts, "--activations");
+  if (const auto acts = a.one("--activations"); acts && *acts != "none")
+    o.activations = parse_qtype(*acts, "--activations");
   if (const auto opt = a.one("--optimizer")) {
     if (*opt != "max" && *opt != "hqq" && *opt != "absmax")
       throw usage_error("--optimizer: unknown optimizer '" + *opt + "' (max or hqq)");
     o.optimizer = quanto::optimizer_from_name(*opt);
   }
   o.include = a.all("--include");
-  if (a.values.count("--exclude")) o.exclude = a.all("--exclude");
-  else if (a.flag("--no-default-exclude")) o.exclude.clear();
+  if (a.values.count("--exclude"))
+    o.exclude = a.all("--exclude");
+  else if (a.flag("--no-default-exclude"))
+    o.exclude.clear();
   if (a.values.count("--exclude") && a.flag("--no-default-exclude"))
     throw usage_error("--exclude and --no-default-exclude do not go together");
   if (const auto t = a.one("--threads")) {
     char* end = nullptr;
     const long v = std::strtol(t->c_str(), &end, 10);
-    if (end == t->c_str() || *end != '\0' || v < 1 || v > 1024) throw usage_error("--threads needs a number from 1 to 1024");
+    if (end == t->c_str() || *end != '\0' || v < 1 || v > 1024)
+      throw usage_error("--threads needs a number from 1 to 1024");
     o.threads = static_cast<unsigned>(v);
   }
   if (const auto s = a.one("--max-shard-size")) o.max_shard_size = parse_size(*s);
@@ -445,19 +465,22 @@ int quantize(int argc, char** argv) {
   }
   const auto report = io::quantize_model(input, output, o);
   if (!quiet) {
-    std::printf("quantized %zu modules to %s: %s -> %s (%.2fx) in %zu file(s), %.2f s (%s/s)\n", report.modules.size(),
-                std::string(quanto::info_of(o.weights).name).c_str(), human_bytes(static_cast<double>(report.input_bytes)).c_str(),
-                human_bytes(static_cast<double>(report.output_bytes)).c_str(),
-                static_cast<double>(report.input_bytes) / static_cast<double>(std::max<std::uint64_t>(report.output_bytes, 1)),
-                report.shard_names.size(), report.seconds,
-                human_bytes(static_cast<double>(report.input_bytes) / std::max(report.seconds, 1e-9)).c_str());
+    std::printf(
+        "quantized %zu modules to %s: %s -> %s (%.2fx) in %zu file(s), %.2f s (%s/s)\n", report.modules.size(),
+        std::string(quanto::info_of(o.weights).name).c_str(),
+        human_bytes(static_cast<double>(report.input_bytes)).c_str(),
+        human_bytes(static_cast<double>(report.output_bytes)).c_str(),
+        static_cast<double>(report.input_bytes) / static_cast<double>(std::max<std::uint64_t>(report.output_bytes, 1)),
+        report.shard_names.size(), report.seconds,
+        human_bytes(static_cast<double>(report.input_bytes) / std::max(report.seconds, 1e-9)).c_str());
     if (report.untied_embeddings) std::printf("config.json: tie_word_embeddings set to false (lm_head is quantized)\n");
     std::printf("written to %s\n", output.string().c_str());
   }
   if (demo && !quiet) {
     std::printf("\n");
     std::string in = demo_input.string(), out = output.string();
-    char* inspect_argv[] = {argv[0], const_cast<char*>("inspect"), out.data(), const_cast<char*>("--against"), in.data()};
+    char* inspect_argv[] = {argv[0], const_cast<char*>("inspect"), out.data(), const_cast<char*>("--against"),
+                            in.data()};
     return inspect(5, inspect_argv);
   }
   return ok;
@@ -473,7 +496,8 @@ int main(int argc, char** argv) {
     }
     const std::string_view command = argv[1];
     if (command == "--version") {
-      std::cout << "quanto " << QUANTO_VERSION_MAJOR << "." << QUANTO_VERSION_MINOR << "." << QUANTO_VERSION_PATCH << "\n";
+      std::cout << "quanto " << QUANTO_VERSION_MAJOR << "." << QUANTO_VERSION_MINOR << "." << QUANTO_VERSION_PATCH
+                << "\n";
       return ok;
     }
     if (command == "quantize") return quantize(argc, argv);

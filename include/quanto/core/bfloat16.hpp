@@ -51,7 +51,6 @@ struct bfloat16 : detail::small_float<bfloat16, std::uint16_t> {
     // largest finite value lands exactly on inf (0x7F80), inf itself is unchanged.
     return static_cast<std::uint16_t>(sign | detail::round_magnitude_to_code<7, 127>(abs));
   }
-
 };
 
 QUANTO_END_NAMESPACE

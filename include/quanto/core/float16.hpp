@@ -58,7 +58,6 @@ struct float16 : detail::small_float<float16, std::uint16_t> {
     }
     return sign | detail::code_to_float_magnitude<10, 15>(code);
   }
-
 };
 
 QUANTO_END_NAMESPACE

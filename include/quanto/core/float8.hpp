@@ -136,10 +136,8 @@ struct float8 : detail::small_float<float8<Format>, std::uint8_t> {
   /// Encoding magnitude of +inf (exponent all ones, zero mantissa), meaningful when has_inf.
   static constexpr std::uint32_t inf_code = ((1u << Format::exponent_bits) - 1u) << mbits;
   /// Float bits of the largest finite value.
-  static constexpr std::uint32_t max_float_bits =
-      detail::code_to_float_magnitude<mbits, bias>(Format::max_bits);
-  static_assert(max_float_bits == float_to_bits(Format::max_value),
-                "descriptor max_bits and max_value disagree");
+  static constexpr std::uint32_t max_float_bits = detail::code_to_float_magnitude<mbits, bias>(Format::max_bits);
+  static_assert(max_float_bits == float_to_bits(Format::max_value), "descriptor max_bits and max_value disagree");
 
   friend detail::small_float<float8, std::uint8_t>;
   static constexpr std::uint8_t max_bits = Format::max_bits;
@@ -172,19 +170,15 @@ struct float8 : detail::small_float<float8<Format>, std::uint8_t> {
     if constexpr (Format::nan_encoding == float8_nan_encoding::negative_zero) {
       if (b == 0x80u) return UINT32_C(0x7F800001);  // what torch's fnuz decoder returns
     } else {
-      const bool special = Format::nan_encoding == float8_nan_encoding::all_ones
-                               ? code == 0x7Fu
-                               : code >= inf_code;
+      const bool special = Format::nan_encoding == float8_nan_encoding::all_ones ? code == 0x7Fu : code >= inf_code;
       if (special) {
         const std::uint32_t mant = code & ((1u << mbits) - 1u);
         // inf stays inf; a NaN becomes a quiet float NaN carrying sign and mantissa.
-        return sign | UINT32_C(0x7F800000) |
-               (mant != 0 ? UINT32_C(0x400000) | (mant << (23 - mbits)) : 0u);
+        return sign | UINT32_C(0x7F800000) | (mant != 0 ? UINT32_C(0x400000) | (mant << (23 - mbits)) : 0u);
       }
     }
     return sign | detail::code_to_float_magnitude<mbits, bias>(code);
   }
-
 };
 
 /// torch.float8_e4m3fn: 4 exponent bits, 3 mantissa bits, bias 7, no inf, max 448.
@@ -237,13 +231,9 @@ class std::numeric_limits<quanto::float8<Format>> {
   /// The largest finite value (448, 57344, 240).
   static constexpr T max() noexcept { return T::from_bits(Format::max_bits); }
   /// 2^-mantissa_bits.
-  static constexpr T epsilon() noexcept {
-    return T::from_bits(static_cast<std::uint8_t>((Format::bias - m) << m));
-  }
+  static constexpr T epsilon() noexcept { return T::from_bits(static_cast<std::uint8_t>((Format::bias - m) << m)); }
   /// 0.5.
-  static constexpr T round_error() noexcept {
-    return T::from_bits(static_cast<std::uint8_t>((Format::bias - 1) << m));
-  }
+  static constexpr T round_error() noexcept { return T::from_bits(static_cast<std::uint8_t>((Format::bias - 1) << m)); }
   /// +inf where the format has one, else the quiet NaN.
   static constexpr T infinity() noexcept {
     if constexpr (Format::has_inf) {

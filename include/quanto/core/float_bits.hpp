@@ -1,17 +1,17 @@
-// quanto/core/float_bits.hpp: bit-level float helpers (classification, exact rounding) that stay correct under -ffast-math.
+// quanto/core/float_bits.hpp: bit-level float helpers (classification, exact rounding) that stay correct under
+// -ffast-math.
 #pragma once
 
 #include <bit>
 #include <cstdint>
-#include <type_traits>
 #include <limits>
+#include <type_traits>
 
 #include "quanto/core/config.hpp"
 
 QUANTO_BEGIN_NAMESPACE
 
-static_assert(std::numeric_limits<float>::is_iec559 && sizeof(float) == 4,
-              "quanto needs IEEE-754 binary32 floats");
+static_assert(std::numeric_limits<float>::is_iec559 && sizeof(float) == 4, "quanto needs IEEE-754 binary32 floats");
 
 /// The IEEE-754 bit pattern of `f`.
 constexpr std::uint32_t float_to_bits(float f) noexcept { return std::bit_cast<std::uint32_t>(f); }
@@ -56,7 +56,7 @@ constexpr float round_half_even(float x) noexcept {
   const std::uint32_t sign = u & UINT32_C(0x80000000);
   const std::uint32_t mag = u ^ sign;
   const std::uint32_t biased_exp = mag >> 23;
-  if (biased_exp >= 150) return x;  // |x| >= 2^23, inf or NaN: already integral (or passthrough)
+  if (biased_exp >= 150) return x;                   // |x| >= 2^23, inf or NaN: already integral (or passthrough)
   if (biased_exp < 126) return bits_to_float(sign);  // |x| < 0.5: a zero of the same sign
   if (biased_exp == 126) {
     // 0.5 <= |x| < 1: exactly 0.5 ties to the even 0, anything above goes to 1.
@@ -115,8 +115,7 @@ constexpr std::uint32_t round_magnitude_to_code(std::uint32_t abs_bits) noexcept
   }
   // A subnormal of the target format: count in units of its smallest subnormal,
   // 2^(1 - Bias - MantissaBits).
-  const std::uint32_t significand =
-      (abs_bits & UINT32_C(0x7FFFFF)) | (biased_exp != 0 ? UINT32_C(0x800000) : 0u);
+  const std::uint32_t significand = (abs_bits & UINT32_C(0x7FFFFF)) | (biased_exp != 0 ? UINT32_C(0x800000) : 0u);
   const std::uint32_t effective_exp = biased_exp != 0 ? biased_exp : 1u;
   const std::uint32_t shift = static_cast<std::uint32_t>(151 - Bias - MantissaBits) - effective_exp;
   if (shift > 24u) return 0;  // below half the smallest subnormal (significand < 2^24)
@@ -128,8 +127,7 @@ constexpr std::uint32_t round_magnitude_to_code(std::uint32_t abs_bits) noexcept
 /// formats whose subnormals are normal floats (not bfloat16, whose decoding is a plain shift).
 template <int MantissaBits, int Bias>
 constexpr std::uint32_t code_to_float_magnitude(std::uint32_t code) noexcept {
-  static_assert(MantissaBits >= 1 && MantissaBits <= 22 && Bias >= 1 &&
-                Bias + MantissaBits <= 127);
+  static_assert(MantissaBits >= 1 && MantissaBits <= 22 && Bias >= 1 && Bias + MantissaBits <= 127);
   constexpr std::uint32_t mant_mask = (UINT32_C(1) << MantissaBits) - 1u;
   const std::uint32_t exp = code >> MantissaBits;
   const std::uint32_t mant = code & mant_mask;
@@ -141,8 +139,7 @@ constexpr std::uint32_t code_to_float_magnitude(std::uint32_t code) noexcept {
   // implicit bit.
   const int lead = static_cast<int>(std::bit_width(mant)) - 1;  // 0 .. MantissaBits-1
   const int float_exp = lead + 1 - Bias - MantissaBits + 127;   // >= 1 by the static_assert
-  return (static_cast<std::uint32_t>(float_exp) << 23) |
-         ((mant << (23 - lead)) & UINT32_C(0x7FFFFF));
+  return (static_cast<std::uint32_t>(float_exp) << 23) | ((mant << (23 - lead)) & UINT32_C(0x7FFFFF));
 }
 
 }  // namespace detail

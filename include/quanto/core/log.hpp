@@ -45,8 +45,10 @@ inline log_sink set_log_sink(log_sink sink) {
 inline void log(log_level level, std::string_view message) {
   auto& g = detail::log_globals();
   std::lock_guard lock(g.mutex);
-  if (g.sink) g.sink(level, message);
-  else detail::default_sink(level, message);
+  if (g.sink)
+    g.sink(level, message);
+  else
+    detail::default_sink(level, message);
 }
 
 /// Installs a sink for the lifetime of a scope (tests, tools that collect warnings).

@@ -47,7 +47,7 @@ struct qfloat {
   using limit_type = float;
   static constexpr float qmax = static_cast<float>(std::numeric_limits<F8>::max());
   static constexpr float qmin = -qmax;
-  static constexpr std::string_view name = std::is_same_v<F8, float8_e4m3fn>  ? "qfloat8_e4m3fn"
+  static constexpr std::string_view name = std::is_same_v<F8, float8_e4m3fn> ? "qfloat8_e4m3fn"
                                            : std::is_same_v<F8, float8_e5m2> ? "qfloat8_e5m2"
                                                                              : "qfloat8_e4m3fnuz";
 };
@@ -78,11 +78,11 @@ concept QType = detail::is_qtype<std::remove_cv_t<Q>>::value;
 
 /// qint2 / qint4: quantized with a group-wise affine scheme (scale + shift), packed codes.
 template <class Q>
-concept LowBitQType = QType<Q> && (Q::bits < 8);
+concept LowBitQType = QType<Q> &&(Q::bits < 8);
 
 /// qint8 and the qfloat8 types: quantized with a symmetric scheme (scale only).
 template <class Q>
-concept ByteQType = QType<Q> && (Q::bits == 8);
+concept ByteQType = QType<Q> &&(Q::bits == 8);
 
 template <class Q>
 concept FloatQType = QType<Q> && Q::is_floating_point;
@@ -93,28 +93,43 @@ concept IntegerQType = QType<Q> && !Q::is_floating_point;
 /// The float types a model (its weights, scales and shifts) can be in: float32, float16,
 /// bfloat16. Every scale and shift is computed in this type with PyTorch's rounding steps.
 template <class T>
-concept ModelFloat =
-    std::is_same_v<T, float> || std::is_same_v<T, float16> || std::is_same_v<T, bfloat16>;
+concept ModelFloat = std::is_same_v<T, float> || std::is_same_v<T, float16> || std::is_same_v<T, bfloat16>;
 
 /// The run-time `dtype` of a C++ element type.
 template <class T>
 inline constexpr dtype dtype_of = [] {
-  if constexpr (std::is_same_v<T, float>) return dtype::f32;
-  else if constexpr (std::is_same_v<T, double>) return dtype::f64;
-  else if constexpr (std::is_same_v<T, float16>) return dtype::f16;
-  else if constexpr (std::is_same_v<T, bfloat16>) return dtype::bf16;
-  else if constexpr (std::is_same_v<T, float8_e4m3fn>) return dtype::f8_e4m3fn;
-  else if constexpr (std::is_same_v<T, float8_e5m2>) return dtype::f8_e5m2;
-  else if constexpr (std::is_same_v<T, float8_e4m3fnuz>) return dtype::f8_e4m3fnuz;
-  else if constexpr (std::is_same_v<T, std::int8_t>) return dtype::i8;
-  else if constexpr (std::is_same_v<T, std::uint8_t>) return dtype::u8;
-  else if constexpr (std::is_same_v<T, std::int16_t>) return dtype::i16;
-  else if constexpr (std::is_same_v<T, std::uint16_t>) return dtype::u16;
-  else if constexpr (std::is_same_v<T, std::int32_t>) return dtype::i32;
-  else if constexpr (std::is_same_v<T, std::uint32_t>) return dtype::u32;
-  else if constexpr (std::is_same_v<T, std::int64_t>) return dtype::i64;
-  else if constexpr (std::is_same_v<T, std::uint64_t>) return dtype::u64;
-  else static_assert(sizeof(T) == 0, "quanto: no dtype for this element type");
+  if constexpr (std::is_same_v<T, float>)
+    return dtype::f32;
+  else if constexpr (std::is_same_v<T, double>)
+    return dtype::f64;
+  else if constexpr (std::is_same_v<T, float16>)
+    return dtype::f16;
+  else if constexpr (std::is_same_v<T, bfloat16>)
+    return dtype::bf16;
+  else if constexpr (std::is_same_v<T, float8_e4m3fn>)
+    return dtype::f8_e4m3fn;
+  else if constexpr (std::is_same_v<T, float8_e5m2>)
+    return dtype::f8_e5m2;
+  else if constexpr (std::is_same_v<T, float8_e4m3fnuz>)
+    return dtype::f8_e4m3fnuz;
+  else if constexpr (std::is_same_v<T, std::int8_t>)
+    return dtype::i8;
+  else if constexpr (std::is_same_v<T, std::uint8_t>)
+    return dtype::u8;
+  else if constexpr (std::is_same_v<T, std::int16_t>)
+    return dtype::i16;
+  else if constexpr (std::is_same_v<T, std::uint16_t>)
+    return dtype::u16;
+  else if constexpr (std::is_same_v<T, std::int32_t>)
+    return dtype::i32;
+  else if constexpr (std::is_same_v<T, std::uint32_t>)
+    return dtype::u32;
+  else if constexpr (std::is_same_v<T, std::int64_t>)
+    return dtype::i64;
+  else if constexpr (std::is_same_v<T, std::uint64_t>)
+    return dtype::u64;
+  else
+    static_assert(sizeof(T) == 0, "quanto: no dtype for this element type");
 }();
 
 // ---- run time ---------------------------------------------------------------------------------------
@@ -135,19 +150,28 @@ struct qtype_info {
 
 template <QType Q>
 constexpr qtype_id id_of() noexcept {
-  if constexpr (std::is_same_v<Q, qint2>) return qtype_id::qint2;
-  else if constexpr (std::is_same_v<Q, qint4>) return qtype_id::qint4;
-  else if constexpr (std::is_same_v<Q, qint8>) return qtype_id::qint8;
-  else if constexpr (std::is_same_v<Q, qfloat8_e4m3fn>) return qtype_id::qfloat8_e4m3fn;
-  else if constexpr (std::is_same_v<Q, qfloat8_e5m2>) return qtype_id::qfloat8_e5m2;
-  else return qtype_id::qfloat8_e4m3fnuz;
+  if constexpr (std::is_same_v<Q, qint2>)
+    return qtype_id::qint2;
+  else if constexpr (std::is_same_v<Q, qint4>)
+    return qtype_id::qint4;
+  else if constexpr (std::is_same_v<Q, qint8>)
+    return qtype_id::qint8;
+  else if constexpr (std::is_same_v<Q, qfloat8_e4m3fn>)
+    return qtype_id::qfloat8_e4m3fn;
+  else if constexpr (std::is_same_v<Q, qfloat8_e5m2>)
+    return qtype_id::qfloat8_e5m2;
+  else
+    return qtype_id::qfloat8_e4m3fnuz;
 }
 
 template <QType Q>
 constexpr qtype_info info_of() noexcept {
-  return {id_of<Q>(),        Q::name,
-          Q::bits,           Q::is_floating_point,
-          static_cast<double>(Q::qmin), static_cast<double>(Q::qmax),
+  return {id_of<Q>(),
+          Q::name,
+          Q::bits,
+          Q::is_floating_point,
+          static_cast<double>(Q::qmin),
+          static_cast<double>(Q::qmax),
           dtype_of<typename Q::storage>};
 }
 
@@ -156,12 +180,18 @@ constexpr qtype_info info_of() noexcept {
 template <class F>
 constexpr decltype(auto) visit_qtype(qtype_id id, F&& f) {
   switch (id) {
-    case qtype_id::qint2: return std::forward<F>(f)(qint2{});
-    case qtype_id::qint4: return std::forward<F>(f)(qint4{});
-    case qtype_id::qint8: return std::forward<F>(f)(qint8{});
-    case qtype_id::qfloat8_e4m3fn: return std::forward<F>(f)(qfloat8_e4m3fn{});
-    case qtype_id::qfloat8_e5m2: return std::forward<F>(f)(qfloat8_e5m2{});
-    case qtype_id::qfloat8_e4m3fnuz: return std::forward<F>(f)(qfloat8_e4m3fnuz{});
+    case qtype_id::qint2:
+      return std::forward<F>(f)(qint2{});
+    case qtype_id::qint4:
+      return std::forward<F>(f)(qint4{});
+    case qtype_id::qint8:
+      return std::forward<F>(f)(qint8{});
+    case qtype_id::qfloat8_e4m3fn:
+      return std::forward<F>(f)(qfloat8_e4m3fn{});
+    case qtype_id::qfloat8_e5m2:
+      return std::forward<F>(f)(qfloat8_e5m2{});
+    case qtype_id::qfloat8_e4m3fnuz:
+      return std::forward<F>(f)(qfloat8_e4m3fnuz{});
   }
   throw unsupported_error("invalid qtype id");
 }
@@ -171,9 +201,9 @@ constexpr qtype_info info_of(qtype_id id) {
 }
 
 /// All qtypes, in a fixed order (tests and benchmarks iterate it).
-inline constexpr std::array<qtype_id, 6> all_qtypes = {
-    qtype_id::qint2,          qtype_id::qint4,        qtype_id::qint8,
-    qtype_id::qfloat8_e4m3fn, qtype_id::qfloat8_e5m2, qtype_id::qfloat8_e4m3fnuz};
+inline constexpr std::array<qtype_id, 6> all_qtypes = {qtype_id::qint2,        qtype_id::qint4,
+                                                       qtype_id::qint8,        qtype_id::qfloat8_e4m3fn,
+                                                       qtype_id::qfloat8_e5m2, qtype_id::qfloat8_e4m3fnuz};
 
 /// Looks a qtype up by name as optimum-quanto's `qtypes` dict does: the canonical names plus the
 /// alias "qfloat8" (= qfloat8_e4m3fn). nullopt when unknown.

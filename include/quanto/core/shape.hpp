@@ -37,8 +37,7 @@ class shape {
   constexpr std::size_t normalize_axis(std::int64_t axis) const {
     const auto r = static_cast<std::int64_t>(rank_);
     if (axis < -r || axis >= r)
-      throw shape_error("axis " + std::to_string(axis) + " is out of range for a tensor of rank " +
-                        std::to_string(r));
+      throw shape_error("axis " + std::to_string(axis) + " is out of range for a tensor of rank " + std::to_string(r));
     return static_cast<std::size_t>(axis < 0 ? axis + r : axis);
   }
 
@@ -65,8 +64,7 @@ class shape {
       if (rank_ == max_rank) throw shape_error("a shape has at most 8 dimensions");
       const std::int64_t d = *first;
       if (d < 0) throw shape_error("negative dimension " + std::to_string(d));
-      if (d != 0 && numel_ > std::numeric_limits<std::int64_t>::max() / d)
-        throw shape_error("element count overflows");
+      if (d != 0 && numel_ > std::numeric_limits<std::int64_t>::max() / d) throw shape_error("element count overflows");
       numel_ *= d;
       dims_[rank_++] = d;
     }

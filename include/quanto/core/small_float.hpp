@@ -69,8 +69,10 @@ struct small_float {
 };
 
 template <class T>
-concept SmallFloat = requires { typename T::bits_type; } &&
-                     std::is_base_of_v<small_float<T, typename T::bits_type>, T>;
+concept SmallFloat = requires {
+  typename T::bits_type;
+}
+&&std::is_base_of_v<small_float<T, typename T::bits_type>, T>;
 
 }  // namespace detail
 

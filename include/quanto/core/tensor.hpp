@@ -30,15 +30,15 @@ class tensor_view {
   /// Views `data` as a tensor of shape `s`; `data.size()` must equal `s.numel()`.
   constexpr tensor_view(std::span<T> data, quanto::shape s) : data_(data), shape_(s) {
     if (static_cast<std::int64_t>(data.size()) != s.numel())
-      throw shape_error("a buffer of " + std::to_string(data.size()) +
-                        " elements cannot be viewed as shape " + s.to_string());
+      throw shape_error("a buffer of " + std::to_string(data.size()) + " elements cannot be viewed as shape " +
+                        s.to_string());
   }
   constexpr tensor_view(T* data, quanto::shape s)
       : tensor_view(std::span<T>(data, static_cast<std::size_t>(s.numel())), s) {}
   /// A view of const elements converts from a view of mutable ones.
   template <class U>
-    requires(std::is_const_v<T> && std::is_same_v<std::remove_const_t<T>, U>)
-  constexpr tensor_view(tensor_view<U> other) noexcept
+  requires(std::is_const_v<T>&& std::is_same_v<std::remove_const_t<T>, U>) constexpr tensor_view(
+      tensor_view<U> other) noexcept
       : data_(other.span()), shape_(other.shape()) {}
 
   constexpr const quanto::shape& shape() const noexcept { return shape_; }
@@ -61,9 +61,7 @@ class tensor_view {
 
 namespace detail {
 struct aligned_free {
-  void operator()(void* p) const noexcept {
-    ::operator delete(p, std::align_val_t{QUANTO_BUFFER_ALIGNMENT});
-  }
+  void operator()(void* p) const noexcept { ::operator delete (p, std::align_val_t{QUANTO_BUFFER_ALIGNMENT}); }
 };
 }  // namespace detail
 
@@ -121,8 +119,7 @@ class tensor {
 
   /// Changes the shape in place; the element count must not change.
   void reshape(quanto::shape s) {
-    if (s.numel() != shape_.numel())
-      throw shape_error("cannot reshape " + shape_.to_string() + " to " + s.to_string());
+    if (s.numel() != shape_.numel()) throw shape_error("cannot reshape " + shape_.to_string() + " to " + s.to_string());
     shape_ = s;
   }
 
@@ -131,7 +128,7 @@ class tensor {
     if (n == 0) return nullptr;
     if (static_cast<std::uint64_t>(n) > std::size_t(-1) / sizeof(T)) throw std::bad_alloc();
     const std::size_t bytes = static_cast<std::size_t>(n) * sizeof(T);
-    void* p = ::operator new(bytes, std::align_val_t{QUANTO_BUFFER_ALIGNMENT});
+    void* p = ::operator new (bytes, std::align_val_t{QUANTO_BUFFER_ALIGNMENT});
     std::memset(p, 0, bytes);
     return std::unique_ptr<T, detail::aligned_free>(static_cast<T*>(p));
   }

@@ -225,13 +225,13 @@ std::size_t w8a16_workspace_bytes(const context& ctx, std::int64_t m, std::int64
 /// bias [n] or null, all of type `type` (the weight's model dtype). Accumulates in float32; each
 /// weight is dequantized exactly as quanto does (T(T(scale·q) − shift), or T(scale·(q − zero_point))).
 void w4a16_matmul(const context& ctx, const w4a16_device& w, dtype type, const void* x, std::int64_t m,
-                  std::int64_t ldx, void* y, std::int64_t ldy, const void* bias, stream_t stream,
-                  workspace ws = {}, const matmul_options& opt = {});
+                  std::int64_t ldx, void* y, std::int64_t ldy, const void* bias, stream_t stream, workspace ws = {},
+                  const matmul_options& opt = {});
 
 /// y = x · Wᵀ (+ bias) for a repacked qint8 or float8 e4m3fn weight (T(scale · q) per element).
 void w8a16_matmul(const context& ctx, const w8a16_device& w, dtype type, const void* x, std::int64_t m,
-                  std::int64_t ldx, void* y, std::int64_t ldy, const void* bias, stream_t stream,
-                  workspace ws = {}, const matmul_options& opt = {});
+                  std::int64_t ldx, void* y, std::int64_t ldy, const void* bias, stream_t stream, workspace ws = {},
+                  const matmul_options& opt = {});
 
 // ---- cuBLASLt -----------------------------------------------------------------------------------------
 
@@ -249,8 +249,8 @@ void int8_matmul_cublaslt(const context& ctx, const qbytes_device& w, dtype type
 /// fp8 x fp8: e4m3fn activations (one scale) x e4m3fn weights (per row or per tensor), float32
 /// accumulation, y in `type`. Needs compute capability 8.9 or newer; k a multiple of 16.
 void fp8_matmul_cublaslt(const context& ctx, const qbytes_device& w, dtype type, const void* xq, float x_scale,
-                         std::int64_t m, std::int64_t ldx, void* y, std::int64_t ldy, const void* bias,
-                         stream_t stream, workspace ws = {});
+                         std::int64_t m, std::int64_t ldx, void* y, std::int64_t ldy, const void* bias, stream_t stream,
+                         workspace ws = {});
 
 // ---- dequantize, and the fallback ---------------------------------------------------------------------
 

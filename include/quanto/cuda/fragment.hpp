@@ -46,8 +46,8 @@
 QUANTO_BEGIN_NAMESPACE
 namespace cuda::fragment {
 
-inline constexpr int tile_k = 16;           ///< k extent of a tile (one mma k-step)
-inline constexpr int tile_n = 64;           ///< n extent of a tile (eight n8 blocks)
+inline constexpr int tile_k = 16;  ///< k extent of a tile (one mma k-step)
+inline constexpr int tile_n = 64;  ///< n extent of a tile (eight n8 blocks)
 inline constexpr int warp_lanes = 32;
 inline constexpr int w4_tile_bytes = 512;   ///< 16 x 64 4-bit codes
 inline constexpr int w8_tile_bytes = 1024;  ///< 16 x 64 8-bit codes

@@ -76,12 +76,12 @@ struct w4a16_weight {
   using shift_type = Shift;
   static constexpr bool zero_point = std::is_same_v<Shift, std::uint8_t>;
 
-  std::int64_t n = 0;      ///< output features
-  std::int64_t k = 0;      ///< input features
-  std::int64_t group = 0;  ///< elements per (scale, shift) along k; k when one group per row
-  tensor<std::uint8_t> codes;  ///< [n/64, k/16, 512]: the 4-bit tiles
-  tensor<T> meta;              ///< [k/group, n/64, 64, 2]: (scale, shift) or (scale, magic + zero-point)
-  quanto::shape original_shape;                 ///< the file layout's weight shape
+  std::int64_t n = 0;            ///< output features
+  std::int64_t k = 0;            ///< input features
+  std::int64_t group = 0;        ///< elements per (scale, shift) along k; k when one group per row
+  tensor<std::uint8_t> codes;    ///< [n/64, k/16, 512]: the 4-bit tiles
+  tensor<T> meta;                ///< [k/group, n/64, 64, 2]: (scale, shift) or (scale, magic + zero-point)
+  quanto::shape original_shape;  ///< the file layout's weight shape
   std::optional<std::int64_t> file_group_size;  ///< the file layout's group size (none: one per row)
 
   std::int64_t groups() const noexcept { return group == 0 ? 0 : k / group; }
@@ -135,7 +135,8 @@ std::string w4a16_problem(const W& w) {
 
 template <class W>
 std::string w8a16_problem(const W& w) {
-  if (w.axis == qaxis::last) return "the weight is scaled per input column (axis -1); the kernels take axis 0 or per tensor";
+  if (w.axis == qaxis::last)
+    return "the weight is scaled per input column (axis -1); the kernels take axis 0 or per tensor";
   const auto [n, k] = matrix_dims(w.shape());
   return tile_problem(n, k, k);
 }
@@ -189,9 +190,11 @@ w4a16_weight<T, Shift> repack_w4a16(const basic_qbits_weight<qint4, T, H, Shift>
   const tensor<std::uint8_t> codes = w.unpack();
   for (std::int64_t i = 0; i < n; ++i)
     for (std::int64_t e = 0; e < k; ++e) {
-      const auto pos = fragment::w4_position(static_cast<int>(e % fragment::tile_k), static_cast<int>(i % fragment::tile_n));
+      const auto pos =
+          fragment::w4_position(static_cast<int>(e % fragment::tile_k), static_cast<int>(i % fragment::tile_n));
       const std::int64_t byte = fragment::w4_tile_offset(i / fragment::tile_n, e / fragment::tile_k, k16) + pos.byte;
-      p.codes[static_cast<std::size_t>(byte)] |= static_cast<std::uint8_t>(codes[static_cast<std::size_t>(i * k + e)] << pos.shift);
+      p.codes[static_cast<std::size_t>(byte)] |=
+          static_cast<std::uint8_t>(codes[static_cast<std::size_t>(i * k + e)] << pos.shift);
     }
 
   const auto* sc = quanto::detail::as_view(w.scale).data();
@@ -225,9 +228,11 @@ qbits_weight<qint4, T, Shift> unpack_w4a16(const w4a16_weight<T, Shift>& p) {
   tensor<std::uint8_t> codes(cs);
   for (std::int64_t i = 0; i < n; ++i)
     for (std::int64_t e = 0; e < k; ++e) {
-      const auto pos = fragment::w4_position(static_cast<int>(e % fragment::tile_k), static_cast<int>(i % fragment::tile_n));
+      const auto pos =
+          fragment::w4_position(static_cast<int>(e % fragment::tile_k), static_cast<int>(i % fragment::tile_n));
       const std::int64_t byte = fragment::w4_tile_offset(i / fragment::tile_n, e / fragment::tile_k, k16) + pos.byte;
-      codes[static_cast<std::size_t>(i * k + e)] = static_cast<std::uint8_t>((p.codes[static_cast<std::size_t>(byte)] >> pos.shift) & 0xF);
+      codes[static_cast<std::size_t>(i * k + e)] =
+          static_cast<std::uint8_t>((p.codes[static_cast<std::size_t>(byte)] >> pos.shift) & 0xF);
     }
   w.packed = pack(codes.view(), 4);
   const quanto::shape ps = w.group_size ? shape{cs[0], 1} : map_params(p.original_shape, qaxis::first).param_shape;
@@ -275,8 +280,10 @@ tensor<T> kernel_dequantize(const w4a16_weight<T, Shift>& p) {
               const auto m = static_cast<std::size_t>(fragment::w4_meta_index(row_k / p.group, col, n64));
               const T s = p.meta[m], t = p.meta[m + 1];
               T w;
-              if constexpr (w4a16_weight<T, Shift>::zero_point) w = narrow<T>(widen(t_sub(v, t)) * widen(s));
-              else w = t_sub(narrow<T>(widen(t_sub(v, magic)) * widen(s)), t);
+              if constexpr (w4a16_weight<T, Shift>::zero_point)
+                w = narrow<T>(widen(t_sub(v, t)) * widen(s));
+              else
+                w = t_sub(narrow<T>(widen(t_sub(v, magic)) * widen(s)), t);
               out[static_cast<std::size_t>(col * k + row_k)] = w;
             }
           }
@@ -309,10 +316,13 @@ w8a16_weight<Q, T> repack_w8a16(const basic_qbytes_weight<Q, T, H>& w) {
       const auto c = std::bit_cast<std::uint8_t>(data[i * k + e]);
       if constexpr (std::is_same_v<Q, qfloat8_e4m3fn>) {
         if ((c & 0x7F) == 0x7F)
-          throw value_error("repack_w8a16: weight code at [" + std::to_string(i) + ", " + std::to_string(e) + "] is NaN");
+          throw value_error("repack_w8a16: weight code at [" + std::to_string(i) + ", " + std::to_string(e) +
+                            "] is NaN");
       }
-      const auto pos = fragment::w8_position(static_cast<int>(e % fragment::tile_k), static_cast<int>(i % fragment::tile_n));
-      p.codes[static_cast<std::size_t>(fragment::w8_tile_offset(i / fragment::tile_n, e / fragment::tile_k, k16) + pos.byte)] = c;
+      const auto pos =
+          fragment::w8_position(static_cast<int>(e % fragment::tile_k), static_cast<int>(i % fragment::tile_n));
+      p.codes[static_cast<std::size_t>(fragment::w8_tile_offset(i / fragment::tile_n, e / fragment::tile_k, k16) +
+                                       pos.byte)] = c;
     }
     p.scale[static_cast<std::size_t>(fragment::w8_scale_index(i))] = sc[w.axis == qaxis::none ? 0 : i];
   }
@@ -328,8 +338,10 @@ qbytes_weight<Q, T> unpack_w8a16(const w8a16_weight<Q, T>& p) {
   const std::int64_t n = p.n, k = p.k, k16 = k / fragment::tile_k;
   for (std::int64_t i = 0; i < n; ++i)
     for (std::int64_t e = 0; e < k; ++e) {
-      const auto pos = fragment::w8_position(static_cast<int>(e % fragment::tile_k), static_cast<int>(i % fragment::tile_n));
-      const std::uint8_t c = p.codes[static_cast<std::size_t>(fragment::w8_tile_offset(i / fragment::tile_n, e / fragment::tile_k, k16) + pos.byte)];
+      const auto pos =
+          fragment::w8_position(static_cast<int>(e % fragment::tile_k), static_cast<int>(i % fragment::tile_n));
+      const std::uint8_t c = p.codes[static_cast<std::size_t>(
+          fragment::w8_tile_offset(i / fragment::tile_n, e / fragment::tile_k, k16) + pos.byte)];
       w.data[static_cast<std::size_t>(i * k + e)] = std::bit_cast<typename Q::storage>(c);
     }
   w.scale = tensor<T>(map_params(p.original_shape, p.file_axis).param_shape);
@@ -391,7 +403,8 @@ tensor<T> kernel_dequantize(const w8a16_weight<Q, T>& p) {
             const auto el = fragment::w8_element(lane, h, b);
             const std::int64_t col = nt * fragment::tile_n + el.nn, row_k = kt * fragment::tile_k + el.kk;
             const T s = p.scale[static_cast<std::size_t>(fragment::w8_scale_index(col))];
-            out[static_cast<std::size_t>(col * k + row_k)] = narrow<T>(widen(detail::kernel_decode_byte<Q, T>(c)) * widen(s));
+            out[static_cast<std::size_t>(col * k + row_k)] =
+                narrow<T>(widen(detail::kernel_decode_byte<Q, T>(c)) * widen(s));
           }
     }
   return out;

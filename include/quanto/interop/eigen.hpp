@@ -91,7 +91,9 @@ struct is_file_weight<basic_qbits_weight<Q, T, H, Shift>> : std::true_type {};
 
 /// An Eigen scalar type `quantize` takes.
 template <class S>
-concept WeightScalar = requires { typename detail::model_scalar<S>::type; };
+concept WeightScalar = requires {
+  typename detail::model_scalar<S>::type;
+};
 
 /// The quanto model dtype of Eigen scalar `S` (Eigen::bfloat16 -> quanto::bfloat16, ...).
 template <WeightScalar S>
@@ -128,8 +130,8 @@ class row_major_tensor {
 /// vector, the `.transpose()` of a column-major matrix), else copied once (column-major storage, a
 /// block of some columns, an expression, an Eigen::bfloat16 / Eigen::half scalar).
 template <class Derived>
-  requires WeightScalar<typename Derived::Scalar>
-row_major_tensor<model_scalar_t<typename Derived::Scalar>> as_tensor(const Eigen::MatrixBase<Derived>& m) {
+requires WeightScalar<typename Derived::Scalar> row_major_tensor<model_scalar_t<typename Derived::Scalar>> as_tensor(
+    const Eigen::MatrixBase<Derived>& m) {
   using S = typename Derived::Scalar;
   using T = model_scalar_t<S>;
   const quanto::shape s{static_cast<std::int64_t>(m.rows()), static_cast<std::int64_t>(m.cols())};
@@ -141,8 +143,10 @@ row_major_tensor<model_scalar_t<typename Derived::Scalar>> as_tensor(const Eigen
   }
   tensor<T> copy(s);
   Eigen::Map<row_matrix<T>> dst(copy.data(), m.rows(), m.cols());
-  if constexpr (std::is_same_v<S, T>) dst = m;
-  else dst = m.unaryExpr([](const S& v) { return std::bit_cast<T>(v); });
+  if constexpr (std::is_same_v<S, T>)
+    dst = m;
+  else
+    dst = m.unaryExpr([](const S& v) { return std::bit_cast<T>(v); });
   return row_major_tensor<T>(std::move(copy));
 }
 
@@ -150,11 +154,9 @@ row_major_tensor<model_scalar_t<typename Derived::Scalar>> as_tensor(const Eigen
 /// file layout: `qweight_t<Q, T, S>` with T the model dtype of the matrix's scalar. A row-major
 /// dense weight is read in place; anything else is copied once (see `as_tensor`).
 template <QType Q, class Derived, Scheme S = default_scheme_t<Q>, class Optimizer = default_optimizer_t<Q>>
-  requires WeightScalar<typename Derived::Scalar>
-qweight_t<Q, model_scalar_t<typename Derived::Scalar>, S> quantize(const Eigen::MatrixBase<Derived>& w,
-                                                                    const S& scheme = {},
-                                                                    const Optimizer& optimizer = {},
-                                                                    quantize_options options = {}) {
+requires WeightScalar<typename Derived::Scalar> qweight_t<Q, model_scalar_t<typename Derived::Scalar>, S> quantize(
+    const Eigen::MatrixBase<Derived>& w, const S& scheme = {}, const Optimizer& optimizer = {},
+    quantize_options options = {}) {
   using T = model_scalar_t<typename Derived::Scalar>;
   const row_major_tensor<T> in = as_tensor(w);
   return quantize_weight<Q, T, S, Optimizer>(in.view(), scheme, optimizer, options);
@@ -194,7 +196,8 @@ inline std::int64_t row_stride(Eigen::Index rows, Eigen::Index cols, Eigen::Inde
 
 template <class P, class I, QType Q, ModelFloat T, class S>
 void run(const kernels::packed_weight<Q, T, S>& w, const Eigen::Ref<const row_matrix<float>>& x,
-         Eigen::Ref<row_matrix<float>> y, const float* bias, Eigen::Index bias_size, const kernels::matmul_options& opt) {
+         Eigen::Ref<row_matrix<float>> y, const float* bias, Eigen::Index bias_size,
+         const kernels::matmul_options& opt) {
   if (x.cols() != w.k)
     throw shape_error("eigen::matmul: x is [" + std::to_string(x.rows()) + ", " + std::to_string(x.cols()) +
                       "], the weight expects [m, " + std::to_string(w.k) + "]");
@@ -205,8 +208,9 @@ void run(const kernels::packed_weight<Q, T, S>& w, const Eigen::Ref<const row_ma
     throw shape_error("eigen::matmul: bias has " + std::to_string(bias_size) + " elements, expected " +
                       std::to_string(w.n));
   if (x.rows() == 0) return;
-  kernels::matmul<P, I>(w, x.data(), static_cast<std::int64_t>(x.rows()), row_stride(x.rows(), x.cols(), x.outerStride()),
-                        y.data(), row_stride(y.rows(), y.cols(), y.outerStride()), bias, opt);
+  kernels::matmul<P, I>(w, x.data(), static_cast<std::int64_t>(x.rows()),
+                        row_stride(x.rows(), x.cols(), x.outerStride()), y.data(),
+                        row_stride(y.rows(), y.cols(), y.outerStride()), bias, opt);
 }
 
 }  // namespace matmul_detail

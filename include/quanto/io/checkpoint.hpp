@@ -217,8 +217,7 @@ class index_sax {
         return true;
       case frame::metadata:
         if (key_ == "total_size" || key_ == "total_parameters")
-          throw index_error(index_where(source_) + "\"" + key_ + "\" must be a non-negative integer (got " + got +
-                            ")");
+          throw index_error(index_where(source_) + "\"" + key_ + "\" must be a non-negative integer (got " + got + ")");
         return true;
       default:
         return true;  // inside an ignored value
@@ -293,8 +292,7 @@ class checkpoint {
   /// Opens a folder (`model.safetensors.index.json` and its shards, or `model.safetensors`) or a
   /// single `.safetensors` file. Throws `file_error` when a file cannot be opened, `checkpoint_error`
   /// for a folder without a model, and the typed format errors above and of the safetensors reader.
-  static checkpoint open(const std::filesystem::path& path,
-                         safetensors_file::load how = safetensors_file::load::map) {
+  static checkpoint open(const std::filesystem::path& path, safetensors_file::load how = safetensors_file::load::map) {
     checkpoint c;
     std::error_code ec;
     if (!std::filesystem::is_directory(path, ec)) {
@@ -397,7 +395,8 @@ class checkpoint {
         const auto target = std::filesystem::canonical(p, ec);
         const auto rel = target.lexically_relative(canonical_folder);
         if (ec || rel.empty() || *rel.begin() == ".." || rel.is_absolute())
-          throw path_error(where + "the shard " + detail::quote(name) + " is a symbolic link that leads out of the folder");
+          throw path_error(where + "the shard " + detail::quote(name) +
+                           " is a symbolic link that leads out of the folder");
       }
       shards_.push_back(safetensors_file::open(p, how));
     }
@@ -405,8 +404,8 @@ class checkpoint {
     for (const entry& e : entries_) {
       const auto it = listed.find(e.name());
       if (it == listed.end())
-        throw checkpoint_error(where + "tensor " + detail::quote(e.name()) + " of shard " + detail::quote(names_[e.shard]) +
-                               " is not in the index");
+        throw checkpoint_error(where + "tensor " + detail::quote(e.name()) + " of shard " +
+                               detail::quote(names_[e.shard]) + " is not in the index");
       if (it->second != e.shard)
         throw checkpoint_error(where + "tensor " + detail::quote(e.name()) + " is in shard " +
                                detail::quote(names_[e.shard]) + " but the index puts it in " +
@@ -414,10 +413,11 @@ class checkpoint {
     }
     for (const auto& [tensor, file] : index_->weight_map)
       if (by_name_.find(tensor) == by_name_.end())
-        throw checkpoint_error(where + "tensor " + detail::quote(tensor) + " is not in its shard " + detail::quote(file));
+        throw checkpoint_error(where + "tensor " + detail::quote(tensor) + " is not in its shard " +
+                               detail::quote(file));
     if (index_->total_size && *index_->total_size != total_size_)
-      throw checkpoint_error(where + "total_size is " + std::to_string(*index_->total_size) +
-                             " but the tensors hold " + std::to_string(total_size_) + " bytes");
+      throw checkpoint_error(where + "total_size is " + std::to_string(*index_->total_size) + " but the tensors hold " +
+                             std::to_string(total_size_) + " bytes");
   }
 
   std::filesystem::path folder_;
@@ -614,7 +614,8 @@ saved_checkpoint save_checkpoint_with(const std::filesystem::path& folder, std::
     const std::string name = count == 1 ? std::string(single_file_name) : detail::shard_file_name(s, count);
     std::vector<tensor_to_write> group;
     group.reserve(assignment[s].size());
-    for (const std::size_t i : assignment[s]) group.push_back({tensors[i].name, tensors[i].dtype, tensors[i].shape, {}});
+    for (const std::size_t i : assignment[s])
+      group.push_back({tensors[i].name, tensors[i].dtype, tensors[i].shape, {}});
     save_safetensors_with(staging / name, group, options.metadata,
                           [&](tensor_sink& sink) { fill_shard(std::span<const std::size_t>(assignment[s]), sink); });
     for (const tensor_to_write& t : group) {

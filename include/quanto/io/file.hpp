@@ -126,8 +126,9 @@ inline file_bytes map_file(const std::filesystem::path& path) {
   struct stat st {};
   if (::fstat(fd, &st) != 0) throw file_error("cannot read the size of " + quote_path(path), path, last_errno());
   if (!S_ISREG(st.st_mode))
-    throw file_error("cannot open " + quote_path(path) + ": not a regular file", path,
-                     std::make_error_code(S_ISDIR(st.st_mode) ? std::errc::is_a_directory : std::errc::invalid_argument));
+    throw file_error(
+        "cannot open " + quote_path(path) + ": not a regular file", path,
+        std::make_error_code(S_ISDIR(st.st_mode) ? std::errc::is_a_directory : std::errc::invalid_argument));
   if (st.st_size <= 0) return {std::make_shared<const std::byte>(), 0, false};
   if (static_cast<std::uintmax_t>(st.st_size) > std::numeric_limits<std::size_t>::max())
     throw file_error("the file " + quote_path(path) + " is too large for this machine", path);
@@ -186,8 +187,7 @@ inline void sync_directory(const std::filesystem::path& dir) {
   const auto ec = last_errno();
   ::close(fd);
   // Some file systems cannot fsync a folder (EINVAL): nothing more can be done there.
-  if (r != 0 && ec != std::errc::invalid_argument)
-    throw file_error("cannot flush the folder " + quote_path(d), d, ec);
+  if (r != 0 && ec != std::errc::invalid_argument) throw file_error("cannot flush the folder " + quote_path(d), d, ec);
 #else
   (void)dir;
 #endif
@@ -259,7 +259,9 @@ class output_file {
         throw file_error("cannot write " + quote_path(path_) + ": offset too large", path_);
       const ::ssize_t r = ::pwrite(fd, p, n, static_cast<off_t>(offset));
       if (r < 0 && errno == EINTR) continue;
-      if (r <= 0) throw file_error("cannot write " + quote_path(path_), path_, r < 0 ? last_errno() : std::make_error_code(std::errc::io_error));
+      if (r <= 0)
+        throw file_error("cannot write " + quote_path(path_), path_,
+                         r < 0 ? last_errno() : std::make_error_code(std::errc::io_error));
       p += r;
       n -= static_cast<std::size_t>(r);
       offset += static_cast<std::uint64_t>(r);
@@ -290,7 +292,8 @@ class output_file {
     errno = 0;
     if (std::fflush(f_) != 0) throw file_error("cannot write " + quote_path(path_), path_, last_errno());
 #if QUANTO_IO_POSIX
-    if (::fsync(::fileno(f_)) != 0) throw file_error("cannot flush " + quote_path(path_) + " to the disk", path_, last_errno());
+    if (::fsync(::fileno(f_)) != 0)
+      throw file_error("cannot flush " + quote_path(path_) + " to the disk", path_, last_errno());
 #endif
     errno = 0;
     if (std::fclose(std::exchange(f_, nullptr)) != 0)

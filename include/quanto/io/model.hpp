@@ -82,13 +82,13 @@ struct quantize_progress {
 
 struct model_quantize_options {
   qtype_id weights = qtype_id::qint8;
-  std::optional<qtype_id> activations;      ///< recorded in the qmap; scales are 1.0
-  std::optional<optimizer_id> optimizer;    ///< default: absmax (8-bit), max (qint2/qint4)
-  std::vector<std::string> include;         ///< fnmatch patterns on module names; empty = all
+  std::optional<qtype_id> activations;    ///< recorded in the qmap; scales are 1.0
+  std::optional<optimizer_id> optimizer;  ///< default: absmax (8-bit), max (qint2/qint4)
+  std::vector<std::string> include;       ///< fnmatch patterns on module names; empty = all
   std::vector<std::string> exclude = {"lm_head"};
-  unsigned threads = 0;                     ///< 0: one per hardware thread
+  unsigned threads = 0;                          ///< 0: one per hardware thread
   std::uint64_t max_shard_size = 2'000'000'000;  ///< quanto's save_pretrained default ("2GB"); 0 = one file
-  bool overwrite = false;                   ///< replace an existing output folder (atomically)
+  bool overwrite = false;                        ///< replace an existing output folder (atomically)
   /// Input bytes being quantized at once, at most (a module whose weight is larger still runs,
   /// alone); 0: twice the largest weight.
   std::uint64_t memory_budget = 0;
@@ -98,9 +98,9 @@ struct model_quantize_options {
 
 /// One module the plan quantizes.
 struct planned_module {
-  std::string name;                            ///< e.g. "model.layers.0.self_attn.q_proj"
-  const checkpoint::entry* weight = nullptr;   ///< the float weight it is quantized from
-  bool from_tied_embedding = false;            ///< lm_head made from the tied input embedding
+  std::string name;                           ///< e.g. "model.layers.0.self_attn.q_proj"
+  const checkpoint::entry* weight = nullptr;  ///< the float weight it is quantized from
+  bool from_tied_embedding = false;           ///< lm_head made from the tied input embedding
 };
 
 /// What `quantize_model` did.
@@ -159,12 +159,18 @@ enum class part { data, packed, scale, shift, input_scale, output_scale };
 
 inline const char* part_suffix(part p) {
   switch (p) {
-    case part::data: return ".weight._data";
-    case part::packed: return ".weight._data._data";
-    case part::scale: return ".weight._scale";
-    case part::shift: return ".weight._shift";
-    case part::input_scale: return ".input_scale";
-    case part::output_scale: return ".output_scale";
+    case part::data:
+      return ".weight._data";
+    case part::packed:
+      return ".weight._data._data";
+    case part::scale:
+      return ".weight._scale";
+    case part::shift:
+      return ".weight._shift";
+    case part::input_scale:
+      return ".input_scale";
+    case part::output_scale:
+      return ".output_scale";
   }
   return "";
 }
@@ -184,7 +190,8 @@ inline void module_outputs(const planned_module& m, std::size_t index, qtype_id 
   const qtype_info info = info_of(q);
   const auto add = [&](part p, ::quanto::dtype t, const shape& sh) {
     const auto dims = sh.dims();
-    out.push_back({{m.name + part_suffix(p), t, std::vector<std::int64_t>(dims.begin(), dims.end()), {}}, nullptr, index, p});
+    out.push_back(
+        {{m.name + part_suffix(p), t, std::vector<std::int64_t>(dims.begin(), dims.end()), {}}, nullptr, index, p});
   };
   if (info.bits == 8) {
     add(part::data, info.storage, s);
@@ -213,7 +220,8 @@ inline std::vector<std::byte> one_as(::quanto::dtype t) {
 }
 
 /// Quantizes a module's weight (from the mapped input) with quanto's module rule.
-inline any_qweight quantize_module_weight(const checkpoint& in, const planned_module& m, const model_quantize_options& o) {
+inline any_qweight quantize_module_weight(const checkpoint& in, const planned_module& m,
+                                          const model_quantize_options& o) {
   const tensor_info& w = *m.weight->info;
   const auto raw = in.bytes(*m.weight);
   const shape s(std::span<const std::int64_t>(w.shape));
@@ -228,9 +236,12 @@ inline any_qweight quantize_module_weight(const checkpoint& in, const planned_mo
     return quantize_weight(copy.view(), spec);
   };
   switch (w.dtype) {
-    case ::quanto::dtype::f32: return run.template operator()<float>();
-    case ::quanto::dtype::f16: return run.template operator()<float16>();
-    default: return run.template operator()<bfloat16>();
+    case ::quanto::dtype::f32:
+      return run.template operator()<float>();
+    case ::quanto::dtype::f16:
+      return run.template operator()<float16>();
+    default:
+      return run.template operator()<bfloat16>();
   }
 }
 
@@ -257,7 +268,8 @@ inline std::pair<std::span<const std::byte>, shape> part_of(const any_qweight& q
 /// plus c fit in `budget` (or nothing else runs). The first exception stops the rest and is
 /// rethrown.
 template <class Job>
-void run_jobs(std::size_t n, unsigned threads, std::uint64_t budget, const std::vector<std::uint64_t>& cost, Job&& job) {
+void run_jobs(std::size_t n, unsigned threads, std::uint64_t budget, const std::vector<std::uint64_t>& cost,
+              Job&& job) {
   std::mutex mutex;
   std::condition_variable cv;
   std::uint64_t in_flight = 0;
@@ -333,7 +345,8 @@ inline nlohmann::ordered_json parse_config(const std::string& text, const std::f
     if (n.size() <= 7 || !n.ends_with(".weight")) continue;
     const std::string module = n.substr(0, n.size() - 7);
     const auto rank = e.info->shape.size();
-    if ((rank != 2 && rank != 4) || !detail::is_model_float(e.info->dtype) || detail::is_embedding_name(module)) continue;
+    if ((rank != 2 && rank != 4) || !detail::is_model_float(e.info->dtype) || detail::is_embedding_name(module))
+      continue;
     if (e.info->shape[0] == 0) continue;
     if (selected(module)) modules.push_back({module, &e, false});
   }
@@ -344,19 +357,22 @@ inline nlohmann::ordered_json parse_config(const std::string& text, const std::f
     const checkpoint::entry* source = nullptr;
     std::size_t candidates = 0;
     std::optional<std::int64_t> vocab;
-    if (const auto it = config->find("vocab_size"); it != config->end() && it->is_number_integer()) vocab = it->get<std::int64_t>();
+    if (const auto it = config->find("vocab_size"); it != config->end() && it->is_number_integer())
+      vocab = it->get<std::int64_t>();
     for (const checkpoint::entry& e : in.tensors()) {
       const std::string& n = e.name();
       if (!n.ends_with(".weight")) continue;
       const auto module = std::string_view(n).substr(0, n.size() - 7);
-      if (!detail::is_embedding_name(module) || e.info->shape.size() != 2 || !detail::is_model_float(e.info->dtype)) continue;
+      if (!detail::is_embedding_name(module) || e.info->shape.size() != 2 || !detail::is_model_float(e.info->dtype))
+        continue;
       const auto last = detail::last_part(module);
       if (last == "wpe" || last.find("position") != std::string_view::npos) continue;
       if (vocab && e.info->shape[0] != *vocab) continue;
       source = &e;
       ++candidates;
     }
-    if (candidates == 1) modules.push_back({"lm_head", source, true});
+    if (candidates == 1)
+      modules.push_back({"lm_head", source, true});
     else if (candidates > 1)
       throw value_error("model " + detail::quote_path(in.folder()) +
                         ": lm_head is tied to an input embedding, but several tensors could be it; exclude lm_head");
@@ -394,7 +410,8 @@ inline quantize_report quantize_model(const std::filesystem::path& input, const 
   auto config = config_text ? std::optional(detail::parse_config(*config_text, input / "config.json")) : std::nullopt;
   quantize_report report;
   report.modules = plan_quantization(in, config ? &*config : nullptr, o);
-  if (report.modules.empty()) throw value_error("model " + detail::quote_path(input) + ": no module is selected for quantization");
+  if (report.modules.empty())
+    throw value_error("model " + detail::quote_path(input) + ": no module is selected for quantization");
 
   // The output tensors: copies of everything that is not a quantized weight, then each module's parts.
   std::vector<detail::output_tensor> outs;
@@ -404,10 +421,10 @@ inline quantize_report quantize_model(const std::filesystem::path& input, const 
       if (!m.from_tied_embedding) quantized_weight[m.weight->name()] = true;
     for (const checkpoint::entry& e : in.tensors())
       if (!quantized_weight.count(e.name())) outs.push_back({{e.name(), e.info->dtype, e.info->shape, {}}, &e, 0, {}});
-    for (std::size_t i = 0; i < report.modules.size(); ++i) detail::module_outputs(report.modules[i], i, o.weights, outs);
-    std::stable_sort(outs.begin(), outs.end(), [](const auto& a, const auto& b) {
-      return detail::natural_less(a.layout.name, b.layout.name);
-    });
+    for (std::size_t i = 0; i < report.modules.size(); ++i)
+      detail::module_outputs(report.modules[i], i, o.weights, outs);
+    std::stable_sort(outs.begin(), outs.end(),
+                     [](const auto& a, const auto& b) { return detail::natural_less(a.layout.name, b.layout.name); });
   }
   std::vector<tensor_to_write> layouts;
   layouts.reserve(outs.size());
@@ -434,7 +451,8 @@ inline quantize_report quantize_model(const std::filesystem::path& input, const 
       co.extra_files.emplace_back(name, *detail::read_text_if_exists(f.path()));
     }
     if (config_text)  // as it was, unless lm_head was untied
-      co.extra_files.emplace_back("config.json", report.untied_embeddings ? config->dump(2, ' ', true) + "\n" : *config_text);
+      co.extra_files.emplace_back("config.json",
+                                  report.untied_embeddings ? config->dump(2, ' ', true) + "\n" : *config_text);
   }
   {
     nn::quantization_map_t qmap;
@@ -471,64 +489,66 @@ inline quantize_report quantize_model(const std::filesystem::path& input, const 
     if (o.progress) o.progress(progress);
   };
 
-  const auto saved = save_checkpoint_with(output, layouts, co, [&](std::span<const std::size_t> members, tensor_sink& sink) {
-    // Jobs: one per copied tensor, one per module with parts in this shard (parts of one module
-    // that fall into two shards are computed twice: deterministic, and rare).
-    struct job {
-      const checkpoint::entry* copy_of = nullptr;
-      std::size_t module = 0;
-      std::vector<std::pair<std::size_t, detail::part>> parts;  // (sink index, part)
-    };
-    std::vector<job> jobs;
-    std::map<std::size_t, std::size_t> job_of_module;
-    for (std::size_t j = 0; j < members.size(); ++j) {
-      const auto& t = outs[members[j]];
-      if (t.copy_of) {
-        jobs.push_back({t.copy_of, 0, {{j, detail::part::data}}});
-        continue;
-      }
-      auto [it, fresh] = job_of_module.try_emplace(t.module, jobs.size());
-      if (fresh) jobs.push_back({nullptr, t.module, {}});
-      jobs[it->second].parts.emplace_back(j, t.what);
-    }
-    std::vector<std::uint64_t> cost(jobs.size());
-    for (std::size_t k = 0; k < jobs.size(); ++k)
-      cost[k] = jobs[k].copy_of ? 0 : report.modules[jobs[k].module].weight->info->nbytes();
-    detail::run_jobs(jobs.size(), threads, budget, cost, [&](std::size_t k) {
-      const job& jb = jobs[k];
-      if (jb.copy_of) {  // a copy, in chunks, dropping each chunk's pages once written
-        const auto bytes = in.bytes(*jb.copy_of);
-        constexpr std::size_t chunk = std::size_t{16} << 20;
-        for (std::size_t at = 0; at < bytes.size(); at += chunk) {
-          const std::size_t n = std::min(chunk, bytes.size() - at);
-          sink.write(jb.parts[0].first, bytes.data() + at, n);
-          if (in.shards()[jb.copy_of->shard].is_mapped()) detail::release_pages(bytes.data() + at, n);
+  const auto saved =
+      save_checkpoint_with(output, layouts, co, [&](std::span<const std::size_t> members, tensor_sink& sink) {
+        // Jobs: one per copied tensor, one per module with parts in this shard (parts of one module
+        // that fall into two shards are computed twice: deterministic, and rare).
+        struct job {
+          const checkpoint::entry* copy_of = nullptr;
+          std::size_t module = 0;
+          std::vector<std::pair<std::size_t, detail::part>> parts;  // (sink index, part)
+        };
+        std::vector<job> jobs;
+        std::map<std::size_t, std::size_t> job_of_module;
+        for (std::size_t j = 0; j < members.size(); ++j) {
+          const auto& t = outs[members[j]];
+          if (t.copy_of) {
+            jobs.push_back({t.copy_of, 0, {{j, detail::part::data}}});
+            continue;
+          }
+          auto [it, fresh] = job_of_module.try_emplace(t.module, jobs.size());
+          if (fresh) jobs.push_back({nullptr, t.module, {}});
+          jobs[it->second].parts.emplace_back(j, t.what);
         }
-        advance(1, bytes.size());
-        return;
-      }
-      const planned_module& m = report.modules[jb.module];
-      std::optional<any_qweight> q;
-      std::size_t written = 0;
-      for (const auto& [j, p] : jb.parts) {
-        if (p == detail::part::input_scale || p == detail::part::output_scale) {
-          const auto one = detail::one_as(m.weight->info->dtype);
-          sink.write(j, one.data(), one.size());
-        } else {
-          if (!q) q = detail::quantize_module_weight(in, m, o);
-          const auto [bytes, sh] = detail::part_of(*q, p);
-          const tensor_info& want = sink.layout(j);
-          if (sh.dims().size() != want.shape.size() || !std::equal(want.shape.begin(), want.shape.end(), sh.dims().begin()) ||
-              bytes.size() != want.nbytes())
-            throw error("internal: " + want.name + " has shape " + sh.to_string() + ", the layout expected another");
-          sink.write(j, bytes.data(), bytes.size());
-        }
-        ++written;
-      }
-      if (q) in.release(*m.weight);
-      advance(written, q ? m.weight->info->nbytes() : 0);
-    });
-  });
+        std::vector<std::uint64_t> cost(jobs.size());
+        for (std::size_t k = 0; k < jobs.size(); ++k)
+          cost[k] = jobs[k].copy_of ? 0 : report.modules[jobs[k].module].weight->info->nbytes();
+        detail::run_jobs(jobs.size(), threads, budget, cost, [&](std::size_t k) {
+          const job& jb = jobs[k];
+          if (jb.copy_of) {  // a copy, in chunks, dropping each chunk's pages once written
+            const auto bytes = in.bytes(*jb.copy_of);
+            constexpr std::size_t chunk = std::size_t{16} << 20;
+            for (std::size_t at = 0; at < bytes.size(); at += chunk) {
+              const std::size_t n = std::min(chunk, bytes.size() - at);
+              sink.write(jb.parts[0].first, bytes.data() + at, n);
+              if (in.shards()[jb.copy_of->shard].is_mapped()) detail::release_pages(bytes.data() + at, n);
+            }
+            advance(1, bytes.size());
+            return;
+          }
+          const planned_module& m = report.modules[jb.module];
+          std::optional<any_qweight> q;
+          std::size_t written = 0;
+          for (const auto& [j, p] : jb.parts) {
+            if (p == detail::part::input_scale || p == detail::part::output_scale) {
+              const auto one = detail::one_as(m.weight->info->dtype);
+              sink.write(j, one.data(), one.size());
+            } else {
+              if (!q) q = detail::quantize_module_weight(in, m, o);
+              const auto [bytes, sh] = detail::part_of(*q, p);
+              const tensor_info& want = sink.layout(j);
+              if (sh.dims().size() != want.shape.size() ||
+                  !std::equal(want.shape.begin(), want.shape.end(), sh.dims().begin()) || bytes.size() != want.nbytes())
+                throw error("internal: " + want.name + " has shape " + sh.to_string() +
+                            ", the layout expected another");
+              sink.write(j, bytes.data(), bytes.size());
+            }
+            ++written;
+          }
+          if (q) in.release(*m.weight);
+          advance(written, q ? m.weight->info->nbytes() : 0);
+        });
+      });
   report.shard_names = saved.shard_names;
   report.tensors_written = outs.size();
   report.input_bytes = in.total_size();
@@ -567,8 +587,9 @@ class quantized_model {
   /// for a module whose weights are not quantized or an integer zero-point shift.
   [[nodiscard]] any_qweight weight(std::string_view module, const shape& weight_shape) const {
     const nn::qmap_entry* e = find(module);
-    if (!e) throw missing_tensor_error("model " + detail::quote_path(files_.folder()) + ": module " + detail::quote(module) +
-                                       " is not in quanto_qmap.json");
+    if (!e)
+      throw missing_tensor_error("model " + detail::quote_path(files_.folder()) + ": module " + detail::quote(module) +
+                                 " is not in quanto_qmap.json");
     if (e->weights == "none")
       throw unsupported_error("module " + detail::quote(module) + " has no quantized weight (weights: none)");
     const std::string m(module);
@@ -576,7 +597,8 @@ class quantized_model {
     return visit_qtype(qtype_from_name(e->weights), [&]<class Q>(Q) -> any_qweight {
       const auto build = [&]<class T>() -> any_qweight {
         if constexpr (ByteQType<Q>) {
-          qbytes_weight<Q, T> w{copy<typename Q::storage>(m + ".weight._data"), copy<T>(m + ".weight._scale"), qaxis::first};
+          qbytes_weight<Q, T> w{copy<typename Q::storage>(m + ".weight._data"), copy<T>(m + ".weight._scale"),
+                                qaxis::first};
           if (w.data.shape() != weight_shape)
             throw shape_error(m + ".weight._data has shape " + w.data.shape().to_string() + ", the weight is " +
                               weight_shape.to_string());
@@ -584,19 +606,26 @@ class quantized_model {
           return w;
         } else {
           if (files_.at(m + ".weight._shift").info->dtype != t)
-            throw unsupported_error(m + ".weight._shift is not in the model dtype (an integer zero-point, written on "
-                                        "Intel XPU, is not supported)");
-          qbits_weight<Q, T> w{copy<std::uint8_t>(m + ".weight._data._data"), copy<T>(m + ".weight._scale"),
-                               copy<T>(m + ".weight._shift"), weight_shape, qaxis::first,
+            throw unsupported_error(m +
+                                    ".weight._shift is not in the model dtype (an integer zero-point, written on "
+                                    "Intel XPU, is not supported)");
+          qbits_weight<Q, T> w{copy<std::uint8_t>(m + ".weight._data._data"),
+                               copy<T>(m + ".weight._scale"),
+                               copy<T>(m + ".weight._shift"),
+                               weight_shape,
+                               qaxis::first,
                                default_group_size(weight_shape)};
           w.validate();
           return w;
         }
       };
       switch (t) {
-        case ::quanto::dtype::f32: return build.template operator()<float>();
-        case ::quanto::dtype::f16: return build.template operator()<float16>();
-        case ::quanto::dtype::bf16: return build.template operator()<bfloat16>();
+        case ::quanto::dtype::f32:
+          return build.template operator()<float>();
+        case ::quanto::dtype::f16:
+          return build.template operator()<float16>();
+        case ::quanto::dtype::bf16:
+          return build.template operator()<bfloat16>();
         default:
           throw dtype_error(m + ".weight._scale has dtype " + std::string(to_string(t)) + ", not a model float dtype");
       }

@@ -94,23 +94,40 @@ inline void append_python_json_string(std::string& out, std::string_view s) {
     if (c < 0x80) {
       ++i;
       switch (c) {
-        case '"': out += "\\\""; break;
-        case '\\': out += "\\\\"; break;
-        case '\b': out += "\\b"; break;
-        case '\f': out += "\\f"; break;
-        case '\n': out += "\\n"; break;
-        case '\r': out += "\\r"; break;
-        case '\t': out += "\\t"; break;
+        case '"':
+          out += "\\\"";
+          break;
+        case '\\':
+          out += "\\\\";
+          break;
+        case '\b':
+          out += "\\b";
+          break;
+        case '\f':
+          out += "\\f";
+          break;
+        case '\n':
+          out += "\\n";
+          break;
+        case '\r':
+          out += "\\r";
+          break;
+        case '\t':
+          out += "\\t";
+          break;
         default:
-          if (c < 0x20 || c == 0x7F) u4(c);  // Python escapes everything outside ' '..'~'
-          else out += static_cast<char>(c);
+          if (c < 0x20 || c == 0x7F)
+            u4(c);  // Python escapes everything outside ' '..'~'
+          else
+            out += static_cast<char>(c);
       }
       continue;
     }
     // A valid multi-byte sequence (checked above): decode its code point.
     const int len = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : 2;
     std::uint32_t cp = c & (len == 4 ? 0x07u : len == 3 ? 0x0Fu : 0x1Fu);
-    for (int k = 1; k < len; ++k) cp = (cp << 6) | (static_cast<unsigned char>(s[i + static_cast<std::size_t>(k)]) & 0x3Fu);
+    for (int k = 1; k < len; ++k)
+      cp = (cp << 6) | (static_cast<unsigned char>(s[i + static_cast<std::size_t>(k)]) & 0x3Fu);
     i += static_cast<std::size_t>(len);
     if (cp < 0x10000) {
       u4(cp);
@@ -131,13 +148,13 @@ inline void check_qmap_qtype(std::string_view value, bool activations, const std
   const auto id = find_qtype(value);
   if (!id)
     throw qmap_error(qmap_where(source) + "module " + quote(module) + ": unknown qtype " + quote(value) + " in " +
-                     field + " (expected none, qint2, qint4, qint8, qfloat8, qfloat8_e4m3fn, qfloat8_e5m2 or "
+                     field +
+                     " (expected none, qint2, qint4, qint8, qfloat8, qfloat8_e4m3fn, qfloat8_e5m2 or "
                      "qfloat8_e4m3fnuz)");
   if (activations && info_of(*id).bits != 8)
     throw qmap_error(qmap_where(source) + "module " + quote(module) + ": activations " + quote(value) +
                      " are not 8-bit (quanto quantizes activations to qint8 or a qfloat8 type only)");
 }
-
 
 /// SipHash-2-4 (Aumasson and Bernstein, 2012) of `s` under the 128-bit key (k0, k1): a keyed hash
 /// that someone who does not know the key cannot make collide.
@@ -352,8 +369,7 @@ class qmap_sax {
   bool end_object() {
     if (top().type == kind::entry) {
       const char* missing = !has_weights_ ? "weights" : !has_activations_ ? "activations" : nullptr;
-      if (missing)
-        throw qmap_error(qmap_where(source_) + "module " + quote(module_) + ": no \"" + missing + "\" key");
+      if (missing) throw qmap_error(qmap_where(source_) + "module " + quote(module_) + ": no \"" + missing + "\" key");
       entries.push_back(nn::qmap_entry{std::move(module_), std::move(weights_), std::move(activations_)});
       module_.clear();
       weights_.clear();
@@ -387,8 +403,8 @@ class qmap_sax {
 
   bool push(kind k) {
     if (depth_ >= max_qmap_depth)
-      throw qmap_error(qmap_where(source_) + "JSON nested deeper than " + std::to_string(max_qmap_depth) +
-                       " levels" + (module_.empty() ? std::string() : " (in module " + quote(module_) + ")"));
+      throw qmap_error(qmap_where(source_) + "JSON nested deeper than " + std::to_string(max_qmap_depth) + " levels" +
+                       (module_.empty() ? std::string() : " (in module " + quote(module_) + ")"));
     if (depth_ == frames_.size()) frames_.emplace_back();  // frames are reused, with their key buffers
     frame& f = frames_[depth_++];
     f.type = k;
@@ -434,7 +450,6 @@ class qmap_sax {
   std::string module_, weights_, activations_;
   bool has_weights_ = false, has_activations_ = false;
 };
-
 
 }  // namespace detail
 

@@ -112,7 +112,6 @@ struct tensor_to_write {
 
 namespace detail {
 
-
 inline std::string shape_string(std::span<const std::int64_t> shape) {
   std::string out = "[";
   for (std::size_t i = 0; i < shape.size(); ++i) {
@@ -975,7 +974,10 @@ class tensor_sink {
   friend void save_safetensors_with(const std::filesystem::path&, std::span<const tensor_to_write>,
                                     const std::map<std::string, std::string>&, Fill&&);
   tensor_sink(detail::output_file& file, std::uint64_t data_offset, std::vector<tensor_info> ranges, std::string what)
-      : file_(&file), data_offset_(data_offset), ranges_(std::move(ranges)), written_(ranges_.size(), 0),
+      : file_(&file),
+        data_offset_(data_offset),
+        ranges_(std::move(ranges)),
+        written_(ranges_.size(), 0),
         what_(std::move(what)) {}
 
   detail::output_file* file_;

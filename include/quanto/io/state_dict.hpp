@@ -38,7 +38,8 @@ namespace io {
                        std::to_string(t.shape.size()) + ", more than the " + std::to_string(::quanto::shape::max_rank) +
                        " a state dict tensor may have");
     const auto raw = file.bytes(t);
-    nn::stored_tensor st{t.dtype, ::quanto::shape(std::span<const std::int64_t>(t.shape)), std::vector<std::byte>(raw.begin(), raw.end())};
+    nn::stored_tensor st{t.dtype, ::quanto::shape(std::span<const std::int64_t>(t.shape)),
+                         std::vector<std::byte>(raw.begin(), raw.end())};
     sd.insert(t.name, std::move(st));  // names are unique: the reader rejects duplicates
   }
   return sd;
@@ -58,8 +59,8 @@ inline void save_state_dict(const std::filesystem::path& path, const nn::state_d
   tensors.reserve(sd.size());
   for (const auto& [key, t] : sd) {
     const auto dims = t.shape.dims();
-    tensors.push_back({key, t.dtype, std::vector<std::int64_t>(dims.begin(), dims.end()),
-                       std::span<const std::byte>(t.bytes)});
+    tensors.push_back(
+        {key, t.dtype, std::vector<std::int64_t>(dims.begin(), dims.end()), std::span<const std::byte>(t.bytes)});
   }
   save_safetensors(path, tensors, metadata);
 }

@@ -99,10 +99,12 @@ inline std::string quote_path(const std::filesystem::path& p) { return quote(p.s
 inline std::optional<std::string> json_text_fault(std::string_view json, std::uint64_t max_bytes) {
   if (json.size() > max_bytes)
     return "the text has " + std::to_string(json.size()) + " bytes, over the limit of " + std::to_string(max_bytes);
-  if (const auto bad = utf8_error_offset(json); bad != npos) return "not valid UTF-8 (byte " + std::to_string(bad) + ")";
+  if (const auto bad = utf8_error_offset(json); bad != npos)
+    return "not valid UTF-8 (byte " + std::to_string(bad) + ")";
   if (const auto nul = json.find('\0'); nul != std::string_view::npos)
     return "holds a NUL byte (byte " + std::to_string(nul) + ")";
-  if (json.starts_with("\xEF\xBB\xBF")) return std::string("starts with a UTF-8 byte-order mark, which JSON does not allow");
+  if (json.starts_with("\xEF\xBB\xBF"))
+    return std::string("starts with a UTF-8 byte-order mark, which JSON does not allow");
   return std::nullopt;
 }
 

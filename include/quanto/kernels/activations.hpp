@@ -52,8 +52,10 @@ namespace detail {
 
 template <KernelFloat X>
 inline float to_f32(X v) noexcept {
-  if constexpr (std::is_same_v<X, float>) return v;
-  else return to_float(v);
+  if constexpr (std::is_same_v<X, float>)
+    return v;
+  else
+    return to_float(v);
 }
 
 /// One call's activations, ready for a kernel: m rows of k_padded floats (zero-padded), their
@@ -120,8 +122,10 @@ detail::prepared_activations prepare_float(std::int64_t m, std::int64_t k, std::
   std::int64_t nruns = 0;
   for (std::int64_t j = 0; j < period; ++j) {
     const std::int64_t to = position(j);
-    if (nruns > 0 && runs[nruns - 1].dst + runs[nruns - 1].len == to) ++runs[nruns - 1].len;
-    else runs[nruns++] = run{j, to, 1};
+    if (nruns > 0 && runs[nruns - 1].dst + runs[nruns - 1].len == to)
+      ++runs[nruns - 1].len;
+    else
+      runs[nruns++] = run{j, to, 1};
   }
   for (std::int64_t i = 0; i < m; ++i) {
     float* dst = p.x.data() + i * k_padded;

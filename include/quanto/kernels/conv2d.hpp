@@ -70,8 +70,8 @@ inline namespace QUANTO_TARGET_NS {
 namespace conv_detail {
 
 /// Output extent along one dimension: (in + 2·pad - dil·(k - 1) - 1) / stride + 1, overflow-checked.
-inline std::int64_t out_extent(const char* dim, std::int64_t in, std::int64_t k, std::int64_t stride,
-                               std::int64_t pad, std::int64_t dil) {
+inline std::int64_t out_extent(const char* dim, std::int64_t in, std::int64_t k, std::int64_t stride, std::int64_t pad,
+                               std::int64_t dil) {
   constexpr std::int64_t max = std::numeric_limits<std::int64_t>::max();
   const std::string d(dim);
   if (stride <= 0) throw shape_error("conv2d: stride_" + d + " must be positive, got " + std::to_string(stride));
@@ -154,8 +154,8 @@ inline conv2d_geometry conv2d_shape(const quanto::shape& weight, const quanto::s
 /// Pointer entry point: `x` is the contiguous input [batch, C, height, width] and `y` the contiguous
 /// output [batch, OUT, OH, OW] (`conv2d_shape` gives OH, OW); `bias` is OUT floats or null. The
 /// weight must have been packed from a [OUT, C, KH, KW] weight. `y` must not overlap `x`.
-template <ActivationPolicy P = exact_activations, Isa I = native_isa, QType Q, ModelFloat T, class S,
-          KernelFloat X, KernelFloat Y>
+template <ActivationPolicy P = exact_activations, Isa I = native_isa, QType Q, ModelFloat T, class S, KernelFloat X,
+          KernelFloat Y>
 void conv2d(const packed_weight<Q, T, S>& w, const X* x, std::int64_t batch, std::int64_t height, std::int64_t width,
             Y* y, const float* bias, const conv2d_params& p, const matmul_options& opt = {}) {
   if (w.original_shape.rank() != 4)
@@ -184,7 +184,8 @@ void conv2d(const packed_weight<Q, T, S>& w, const X* x, std::int64_t batch, std
       // [count, OUT] -> the NCHW planes; one rounding to Y, after the bias (as matmul would do)
       for (std::int64_t o = 0; o < OUT; ++o) {
         Y* dst = yb + o * pixels + p0;
-        for (std::int64_t t = 0; t < count; ++t) dst[t] = dispatch::from_f32<Y>(acc[static_cast<std::size_t>(t * OUT + o)]);
+        for (std::int64_t t = 0; t < count; ++t)
+          dst[t] = dispatch::from_f32<Y>(acc[static_cast<std::size_t>(t * OUT + o)]);
       }
     }
   }

@@ -35,8 +35,7 @@
 #else
 #define QUANTO_HAS_AVX2 0
 #endif
-#if QUANTO_HAS_AVX2 && defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && \
-    defined(__AVX512VNNI__)
+#if QUANTO_HAS_AVX2 && defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && defined(__AVX512VNNI__)
 #define QUANTO_HAS_AVX512_VNNI 1
 #else
 #define QUANTO_HAS_AVX512_VNNI 0
@@ -92,17 +91,18 @@ struct neon_dot {
 }  // namespace isa
 
 template <class I>
-concept Isa = std::is_same_v<I, isa::scalar> || std::is_same_v<I, isa::avx2> ||
-              std::is_same_v<I, isa::avx512_vnni> || std::is_same_v<I, isa::neon_dot>;
+concept Isa = std::is_same_v<I, isa::scalar> || std::is_same_v<I, isa::avx2> || std::is_same_v<I, isa::avx512_vnni> ||
+    std::is_same_v<I, isa::neon_dot>;
 
 /// An ISA whose kernels exist and which this translation unit's compiler flags allow.
 template <class I>
 concept UsableIsa = Isa<I> && I::implemented && I::compiled;
 
 /// The ISA the compiler targets, whether or not it has kernels.
-using target_isa = std::conditional_t<QUANTO_HAS_AVX512_VNNI != 0, isa::avx512_vnni,
-                   std::conditional_t<QUANTO_HAS_AVX2 != 0, isa::avx2,
-                   std::conditional_t<QUANTO_HAS_NEON_DOT != 0, isa::neon_dot, isa::scalar>>>;
+using target_isa =
+    std::conditional_t<QUANTO_HAS_AVX512_VNNI != 0, isa::avx512_vnni,
+                       std::conditional_t<QUANTO_HAS_AVX2 != 0, isa::avx2,
+                                          std::conditional_t<QUANTO_HAS_NEON_DOT != 0, isa::neon_dot, isa::scalar>>>;
 
 #if defined(QUANTO_KERNEL_ISA)
 using native_isa = isa::QUANTO_KERNEL_ISA;
@@ -113,7 +113,7 @@ static_assert(UsableIsa<native_isa>,
 /// The best ISA with kernels that this translation unit can run: AVX-512 targets use the AVX2
 /// kernels until AVX-512 kernels exist.
 using native_isa = std::conditional_t<QUANTO_HAS_AVX2 != 0, isa::avx2,
-                   std::conditional_t<QUANTO_HAS_NEON_DOT != 0, isa::neon_dot, isa::scalar>>;
+                                      std::conditional_t<QUANTO_HAS_NEON_DOT != 0, isa::neon_dot, isa::scalar>>;
 #endif
 
 /// The batch (activation rows) from which the AVX2 exact matmul takes its panel kernels, whose

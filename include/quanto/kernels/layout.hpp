@@ -19,9 +19,9 @@
 #include <bit>
 #include <cstdint>
 #include <optional>
-#include <utility>
 #include <string>
 #include <type_traits>
+#include <utility>
 
 #include "quanto/core/config.hpp"
 #include "quanto/core/error.hpp"
@@ -53,17 +53,17 @@ struct packed_weight {
   static constexpr int bits = Q::bits;
   static constexpr bool is_affine = LowBitQType<Q>;
 
-  std::int64_t n = 0;         ///< output features (rows)
-  std::int64_t k = 0;         ///< input features (elements per row)
-  std::int64_t k_padded = 0;  ///< k rounded up to row_align
-  std::int64_t group = 0;     ///< elements per scale along k (k when one scale per row)
-  std::int64_t n_groups = 0;  ///< k / group (0 when k is 0): scales per row
-  tensor<std::uint8_t> codes;  ///< [n, k_padded * bits / 8]
-  tensor<float> scale;         ///< [n, groups]
-  tensor<float> shift;         ///< [n, groups], affine only: subtracted as `shift * x`
-  tensor<std::uint8_t> zero_point;  ///< [n, groups], the zero-point variant only
-  quanto::shape original_shape;     ///< the weight's shape in the file layout
-  qaxis file_axis = qaxis::first;   ///< 8-bit: `first` (per row) or `none` (per tensor)
+  std::int64_t n = 0;                           ///< output features (rows)
+  std::int64_t k = 0;                           ///< input features (elements per row)
+  std::int64_t k_padded = 0;                    ///< k rounded up to row_align
+  std::int64_t group = 0;                       ///< elements per scale along k (k when one scale per row)
+  std::int64_t n_groups = 0;                    ///< k / group (0 when k is 0): scales per row
+  tensor<std::uint8_t> codes;                   ///< [n, k_padded * bits / 8]
+  tensor<float> scale;                          ///< [n, groups]
+  tensor<float> shift;                          ///< [n, groups], affine only: subtracted as `shift * x`
+  tensor<std::uint8_t> zero_point;              ///< [n, groups], the zero-point variant only
+  quanto::shape original_shape;                 ///< the weight's shape in the file layout
+  qaxis file_axis = qaxis::first;               ///< 8-bit: `first` (per row) or `none` (per tensor)
   std::optional<std::int64_t> file_group_size;  ///< 2/4-bit: the file layout's group size
 
   std::int64_t groups() const noexcept { return n_groups; }
@@ -128,8 +128,9 @@ template <ByteQType Q, ModelFloat T, template <class> class H>
 packed_weight<Q, T> pack_weight(const basic_qbytes_weight<Q, T, H>& w) {
   w.validate();
   if (w.axis == qaxis::last)
-    throw unsupported_error("the matmul kernels take 8-bit weights scaled per output row (axis 0) or per tensor, "
-                            "not per input column (axis -1)");
+    throw unsupported_error(
+        "the matmul kernels take 8-bit weights scaled per output row (axis 0) or per tensor, "
+        "not per input column (axis -1)");
   const auto [n, k] = detail::as_matrix(w.shape());
   packed_weight<Q, T> p;
   p.n = n;
@@ -168,7 +169,8 @@ packed_weight<Q, T, Shift> pack_weight(const basic_qbits_weight<Q, T, H, Shift>&
   const auto [n, k] = detail::as_matrix(w.shape());
   const std::int64_t group = w.group_size ? *w.group_size : k;
   if (k != 0 && (k % group != 0 || (group % block_k != 0 && group != k)))
-    throw unsupported_error("group size " + std::to_string(group) + " is not supported by the matmul kernels: it must be a multiple of " +
+    throw unsupported_error("group size " + std::to_string(group) +
+                            " is not supported by the matmul kernels: it must be a multiple of " +
                             std::to_string(block_k) + " that divides " + std::to_string(k));
   packed_weight<Q, T, Shift> p;
   p.n = n;
@@ -237,8 +239,10 @@ qbits_weight<Q, T, Shift> unpack_weight(const packed_weight<Q, T, Shift>& p) {
   w.shift = tensor<Shift>(ps);
   for (std::size_t i = 0; i < w.scale.size(); ++i) {
     w.scale[i] = quanto::detail::narrow<T>(p.scale[i]);
-    if constexpr (std::is_same_v<Shift, std::uint8_t>) w.shift[i] = p.zero_point[i];
-    else w.shift[i] = quanto::detail::narrow<T>(p.shift[i]);
+    if constexpr (std::is_same_v<Shift, std::uint8_t>)
+      w.shift[i] = p.zero_point[i];
+    else
+      w.shift[i] = quanto::detail::narrow<T>(p.shift[i]);
   }
   return w;
 }

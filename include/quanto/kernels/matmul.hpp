@@ -39,7 +39,7 @@ namespace kernels {
 
 /// Options of a matmul call.
 struct matmul_options {
-  parallel_options parallel{};  ///< threads / pool (see parallel.hpp)
+  parallel_options parallel{};     ///< threads / pool (see parallel.hpp)
   std::int64_t rows_per_task = 0;  ///< output rows per parallel task; 0 = default_rows_per_task
 };
 
@@ -68,8 +68,10 @@ struct order {
 /// Whether ISA `I` has a SIMD body for this weight's shape (otherwise the reference runs it).
 template <Isa I, QType Q, ModelFloat T, class S>
 bool simd_supports(const packed_weight<Q, T, S>& w) noexcept {
-  if constexpr (std::is_same_v<I, isa::scalar>) return false;
-  else return backend<I>::supports(w);
+  if constexpr (std::is_same_v<I, isa::scalar>)
+    return false;
+  else
+    return backend<I>::supports(w);
 }
 
 template <class Kind, Isa I, QType Q, ModelFloat T, class S>
@@ -77,12 +79,17 @@ void run_rows(const packed_weight<Q, T, S>& w, const kernels::detail::prepared_a
               std::int64_t n1, float* y, std::int64_t ldy, bool simd) {
   const auto go = [&](auto b) {
     using B = decltype(b);
-    if constexpr (std::is_same_v<Kind, exact_activations>) B::gemm_exact(w, xp, n0, n1, y, ldy);
-    else if constexpr (std::is_same_v<Kind, dynamic_int8_activations>) B::gemm_dynamic(w, xp, n0, n1, y, ldy);
-    else B::gemm_int8(w, xp, n0, n1, y, ldy);
+    if constexpr (std::is_same_v<Kind, exact_activations>)
+      B::gemm_exact(w, xp, n0, n1, y, ldy);
+    else if constexpr (std::is_same_v<Kind, dynamic_int8_activations>)
+      B::gemm_dynamic(w, xp, n0, n1, y, ldy);
+    else
+      B::gemm_int8(w, xp, n0, n1, y, ldy);
   };
-  if (simd) go(backend<I>{});
-  else go(backend<isa::scalar>{});
+  if (simd)
+    go(backend<I>{});
+  else
+    go(backend<isa::scalar>{});
 }
 
 /// Marks the w8a8 integer path in `run_rows`.
@@ -90,8 +97,10 @@ struct int8_activations {};
 
 template <KernelFloat Y>
 inline Y from_f32(float v) noexcept {
-  if constexpr (std::is_same_v<Y, float>) return v;
-  else return Y(v);
+  if constexpr (std::is_same_v<Y, float>)
+    return v;
+  else
+    return Y(v);
 }
 
 /// Splits the output rows into tasks, runs the kernel on each, and applies the epilogue
@@ -105,27 +114,31 @@ void run(const packed_weight<Q, T, S>& w, const kernels::detail::prepared_activa
   std::int64_t grain = opt.rows_per_task;
   if (grain <= 0) grain = default_rows_per_task(w.row_bytes(), m);
   grain = std::min(grain, n);
-  parallel_for(0, n, grain, [&](std::int64_t n0, std::int64_t n1) {
-    const std::int64_t cols = n1 - n0;
-    std::vector<float> tmp;
-    float* acc;
-    std::int64_t ld;
-    if constexpr (std::is_same_v<Y, float>) {
-      acc = y + n0;
-      ld = ldy;
-    } else {
-      tmp.resize(static_cast<std::size_t>(m * cols));
-      acc = tmp.data();
-      ld = cols;
-    }
-    run_rows<Kind, I>(w, xp, n0, n1, acc - n0, ld, simd);
-    for (std::int64_t i = 0; i < m; ++i)
-      for (std::int64_t c = 0; c < cols; ++c) {
-        // one explicit rounding order (no contraction left to the compiler): acc * s, then + bias
-        const float v = bias ? std::fma(acc[i * ld + c], xp.out_scale, bias[n0 + c]) : acc[i * ld + c] * xp.out_scale;
-        y[i * ldy + n0 + c] = from_f32<Y>(v);
-      }
-  }, opt.parallel);
+  parallel_for(
+      0, n, grain,
+      [&](std::int64_t n0, std::int64_t n1) {
+        const std::int64_t cols = n1 - n0;
+        std::vector<float> tmp;
+        float* acc;
+        std::int64_t ld;
+        if constexpr (std::is_same_v<Y, float>) {
+          acc = y + n0;
+          ld = ldy;
+        } else {
+          tmp.resize(static_cast<std::size_t>(m * cols));
+          acc = tmp.data();
+          ld = cols;
+        }
+        run_rows<Kind, I>(w, xp, n0, n1, acc - n0, ld, simd);
+        for (std::int64_t i = 0; i < m; ++i)
+          for (std::int64_t c = 0; c < cols; ++c) {
+            // one explicit rounding order (no contraction left to the compiler): acc * s, then + bias
+            const float v =
+                bias ? std::fma(acc[i * ld + c], xp.out_scale, bias[n0 + c]) : acc[i * ld + c] * xp.out_scale;
+            y[i * ldy + n0 + c] = from_f32<Y>(v);
+          }
+      },
+      opt.parallel);
 }
 
 inline void check_dims(std::int64_t m, std::int64_t k, std::int64_t ldx, std::int64_t n, std::int64_t ldy) {
@@ -138,8 +151,8 @@ inline void check_dims(std::int64_t m, std::int64_t k, std::int64_t ldx, std::in
 
 /// `y[i, :] = x[i, :] · Wᵀ (+ bias)` for i < m. `x` is m rows of w.k elements, `ldx` apart; `y` is
 /// m rows of w.n elements, `ldy` apart; `bias` is w.n floats or null. x and y may be unaligned.
-template <ActivationPolicy P = exact_activations, Isa I = native_isa, QType Q, ModelFloat T, class S,
-          KernelFloat X, KernelFloat Y>
+template <ActivationPolicy P = exact_activations, Isa I = native_isa, QType Q, ModelFloat T, class S, KernelFloat X,
+          KernelFloat Y>
 void matmul(const packed_weight<Q, T, S>& w, const X* x, std::int64_t m, std::int64_t ldx, Y* y, std::int64_t ldy,
             const float* bias = nullptr, const matmul_options& opt = {}) {
   static_assert(UsableIsa<I>, "quanto: this ISA has no kernels, or the compiler flags do not enable it");
@@ -151,7 +164,8 @@ void matmul(const packed_weight<Q, T, S>& w, const X* x, std::int64_t m, std::in
   constexpr bool dynamic = std::is_same_v<P, dynamic_int8_activations>;
   const bool simd = dispatch::simd_supports<I>(w);
   auto decode = [&](std::int64_t i, std::int64_t e) { return kernels::detail::to_f32(x[i * ldx + e]); };
-  auto p = simd ? prep::prepare_float(m, w.k, w.k_padded, w.group, LowBitQType<Q>, decode, dispatch::order<I, std::decay_t<decltype(w)>>{&w})
+  auto p = simd ? prep::prepare_float(m, w.k, w.k_padded, w.group, LowBitQType<Q>, decode,
+                                      dispatch::order<I, std::decay_t<decltype(w)>>{&w})
                 : prep::prepare_float(m, w.k, w.k_padded, w.group, LowBitQType<Q>, decode);
   if constexpr (dynamic) {
     prep::quantize_rows_int8(p, LowBitQType<Q> ? w.group : dynamic_int8_activations::block);
@@ -173,8 +187,10 @@ void matmul_quantized(const packed_weight<Q, T>& w, const typename QX::storage* 
   if (m == 0) return;
   constexpr bool integer = std::is_same_v<QX, qint8> && std::is_same_v<Q, qint8>;
   auto decode = [&](std::int64_t i, std::int64_t e) -> float {
-    if constexpr (std::is_same_v<QX, qint8>) return static_cast<float>(xq[i * ldx + e]);
-    else return to_float(xq[i * ldx + e]);
+    if constexpr (std::is_same_v<QX, qint8>)
+      return static_cast<float>(xq[i * ldx + e]);
+    else
+      return to_float(xq[i * ldx + e]);
   };
   if constexpr (integer) {
     if (w.k > (std::int64_t{1} << 17))
@@ -193,7 +209,8 @@ void matmul_quantized(const packed_weight<Q, T>& w, const typename QX::storage* 
     dispatch::run<dispatch::int8_activations, I>(w, p, y, ldy, bias, opt);
   } else {
     const bool simd = dispatch::simd_supports<I>(w);
-    auto p = simd ? prep::prepare_float(m, w.k, w.k_padded, w.group, false, decode, dispatch::order<I, std::decay_t<decltype(w)>>{&w})
+    auto p = simd ? prep::prepare_float(m, w.k, w.k_padded, w.group, false, decode,
+                                        dispatch::order<I, std::decay_t<decltype(w)>>{&w})
                   : prep::prepare_float(m, w.k, w.k_padded, w.group, false, decode);
     p.out_scale = x_scale;
     dispatch::run<exact_activations, I>(w, p, y, ldy, bias, opt);

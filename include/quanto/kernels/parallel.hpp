@@ -212,9 +212,13 @@ class thread_pool {
     std::unique_lock<std::mutex> lock(mutex_);
     for (;;) {
       lock.unlock();
-      spin_while([&] { return generation_.load(std::memory_order_acquire) == seen && !stop_.load(std::memory_order_relaxed); });
+      spin_while([&] {
+        return generation_.load(std::memory_order_acquire) == seen && !stop_.load(std::memory_order_relaxed);
+      });
       lock.lock();
-      wake_.wait(lock, [&] { return stop_.load(std::memory_order_relaxed) || generation_.load(std::memory_order_relaxed) != seen; });
+      wake_.wait(lock, [&] {
+        return stop_.load(std::memory_order_relaxed) || generation_.load(std::memory_order_relaxed) != seen;
+      });
       if (stop_.load(std::memory_order_relaxed)) return;
       seen = generation_.load(std::memory_order_relaxed);
       if (index >= job_workers_) continue;  // this job needs fewer threads
@@ -319,7 +323,7 @@ constexpr std::string_view parallel_backend() noexcept { return QUANTO_PARALLEL_
 /// counts as 1. If f throws, chunks not yet started are abandoned, and the first exception is
 /// rethrown on the calling thread once every running chunk has returned.
 template <class F>
-  requires std::invocable<F&, std::int64_t, std::int64_t>
+requires std::invocable<F&, std::int64_t, std::int64_t>
 void parallel_for(std::int64_t begin, std::int64_t end, std::int64_t grain, F&& f, parallel_options opt = {}) {
   if (end <= begin) return;
   const detail::chunking ch(begin, end, grain);
@@ -352,7 +356,7 @@ void parallel_for(std::int64_t begin, std::int64_t end, std::int64_t grain, F&& 
     detail::run_chunks_serially(ch, f);
     return;
   }
-  using job_type = detail::parallel_job<std::remove_reference_t<F>>;
+  using job_type = detail::parallel_job<std::remove_reference_t<F> >;
   job_type job(ch, f);
   if (!detail::pool_access::try_run(pool, static_cast<int>(threads), &job_type::run, &job)) {
     detail::run_chunks_serially(ch, f);  // the pool is busy with another caller's loop

@@ -31,11 +31,16 @@ using any_qactivation = std::variant<std::monostate, qactivation<qint8, T>, qact
 template <class F>
 decltype(auto) visit_activation_qtype(qtype_id id, F&& f) {
   switch (id) {
-    case qtype_id::qint8: return std::forward<F>(f)(qint8{});
-    case qtype_id::qfloat8_e4m3fn: return std::forward<F>(f)(qfloat8_e4m3fn{});
-    case qtype_id::qfloat8_e5m2: return std::forward<F>(f)(qfloat8_e5m2{});
-    case qtype_id::qfloat8_e4m3fnuz: return std::forward<F>(f)(qfloat8_e4m3fnuz{});
-    default: break;
+    case qtype_id::qint8:
+      return std::forward<F>(f)(qint8{});
+    case qtype_id::qfloat8_e4m3fn:
+      return std::forward<F>(f)(qfloat8_e4m3fn{});
+    case qtype_id::qfloat8_e5m2:
+      return std::forward<F>(f)(qfloat8_e5m2{});
+    case qtype_id::qfloat8_e4m3fnuz:
+      return std::forward<F>(f)(qfloat8_e4m3fnuz{});
+    default:
+      break;
   }
   throw unsupported_error("activations are quantized to 8-bit qtypes only (qint8, qfloat8*), not " +
                           std::string(to_string(id)));
@@ -57,8 +62,10 @@ struct activation {
   std::optional<qtype_id> qtype() const noexcept {
     return std::visit(
         []<class A>(const A&) -> std::optional<qtype_id> {
-          if constexpr (std::is_same_v<A, std::monostate>) return std::nullopt;
-          else return id_of<typename A::qtype>();
+          if constexpr (std::is_same_v<A, std::monostate>)
+            return std::nullopt;
+          else
+            return id_of<typename A::qtype>();
         },
         quantized);
   }
@@ -66,8 +73,10 @@ struct activation {
   T scale() const {
     return std::visit(
         []<class A>(const A& a) -> T {
-          if constexpr (std::is_same_v<A, std::monostate>) throw state_error("the activation is not quantized");
-          else return a.scale;
+          if constexpr (std::is_same_v<A, std::monostate>)
+            throw state_error("the activation is not quantized");
+          else
+            return a.scale;
         },
         quantized);
   }

@@ -86,8 +86,10 @@ class activation_quantizer {
   /// quantize their input, as quanto's global hook does).
   void observe_input(const activation<T>& x) {
     if (!qtype_ || !Calibration::active()) return;
-    if (x.is_quantized()) input_scale_ = x.scale();
-    else input_scale_ = updated_scale(input_scale_, absmax_activation_scale(x.value.view(), *qtype_), 0.9);
+    if (x.is_quantized())
+      input_scale_ = x.scale();
+    else
+      input_scale_ = updated_scale(input_scale_, absmax_activation_scale(x.value.view(), *qtype_), 0.9);
   }
 
   /// QLinear's input step: a quantized input of the same qtype passes as it is; another qtype is an
@@ -109,7 +111,8 @@ class activation_quantizer {
     if (!qtype_) return y;
     if (const Calibration* c = Calibration::active())
       output_scale_ = updated_scale(output_scale_, absmax_activation_scale(y.view(), *qtype_), c->momentum());
-    else warn_if_uncalibrated(module);
+    else
+      warn_if_uncalibrated(module);
     return to_quantized_activation(y.view(), *qtype_, output_scale_);
   }
 

@@ -31,19 +31,21 @@ template <class M>
 concept Module = requires {
   typename M::value_type;
   { M::kind } -> std::convertible_to<std::string_view>;
-} && ModelFloat<typename M::value_type> &&
-    requires(M& m, const M& cm, activation<typename M::value_type> x, state_dict& sd, load_context& lc,
-             const std::string& prefix) {
-      { m.forward(std::move(x)) } -> std::same_as<activation<typename M::value_type>>;
-      cm.save(sd, prefix);
-      m.load(lc, prefix);
-      m.train(true);
-    };
+}
+&&ModelFloat<typename M::value_type>&& requires(M& m, const M& cm, activation<typename M::value_type> x, state_dict& sd,
+                                                load_context& lc, const std::string& prefix) {
+  { m.forward(std::move(x)) } -> std::same_as<activation<typename M::value_type>>;
+  cm.save(sd, prefix);
+  m.load(lc, prefix);
+  m.train(true);
+};
 
 /// Called as `f(name, value, grad)` for each trainable tensor: `grad` is float32, sized like
 /// `value` once a backward has run (empty before).
 template <class F, class T>
-concept ParameterVisitor = std::invocable<F&, std::string_view, tensor<T>&, tensor<float>&>;
+concept ParameterVisitor = std::invocable < F&,
+        std::string_view, tensor<T>
+&, tensor<float>& > ;
 
 /// A module that can learn: `backward(grad_output)` returns the gradient of its input and
 /// accumulates the gradients of its parameters (after a forward in training mode).

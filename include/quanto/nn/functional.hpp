@@ -117,7 +117,8 @@ inline quanto::shape with_last(const quanto::shape& s, std::int64_t last) {
 // ---- convolution -------------------------------------------------------------------------------------
 
 /// The patches of one image [C, H, W] as [pixels, C·KH·KW] floats (the weight's flattening order).
-inline void im2col_f32(const float* x, const kernels::conv2d_geometry& g, const kernels::conv2d_params& p, float* cols) {
+inline void im2col_f32(const float* x, const kernels::conv2d_geometry& g, const kernels::conv2d_params& p,
+                       float* cols) {
   kernels::conv_detail::im2col(x, g, p, 0, g.pixels(), cols);
 }
 
@@ -207,7 +208,7 @@ inline float erf_fast(float x) noexcept {
   r = madd(r, t, 1.12818159e-1f);
   r = madd(r, t, -3.76124948e-1f);
   r = madd(r, t, 1.28379151e-1f);
-  const float small = madd(a, r, a);  // NaN stays NaN here
+  const float small = madd(a, r, a);                  // NaN stays NaN here
   const float s = detail::select(a < 4.0f, a, 4.0f);  // NaN and inf become 4: the exp stays in range
   float q = -2.11840616e-5f;
   q = madd(q, s, 4.35475755e-4f);

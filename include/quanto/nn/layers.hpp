@@ -51,7 +51,8 @@ template <ModelFloat T>
 class f32_buffer {
  public:
   explicit f32_buffer(tensor_view<const T> t) {
-    if constexpr (std::is_same_v<T, float>) ptr_ = t.data();
+    if constexpr (std::is_same_v<T, float>)
+      ptr_ = t.data();
     else {
       copy_ = functional::to_f32(t);
       ptr_ = copy_.data();
@@ -248,10 +249,10 @@ class Conv2d : public detail::weight_and_bias<T> {
   template <class Rng>
   Conv2d(std::int64_t in, std::int64_t out, std::int64_t kernel, Rng& rng, kernels::conv2d_params params = {},
          bool bias = true)
-      : Conv2d(detail::uniform_init<T>({out, in, kernel, kernel}, in * kernel * kernel, rng),
-               bias ? std::optional<tensor<T>>(detail::uniform_init<T>({out}, in * kernel * kernel, rng))
-                    : std::nullopt,
-               params) {}
+      : Conv2d(
+            detail::uniform_init<T>({out, in, kernel, kernel}, in * kernel * kernel, rng),
+            bias ? std::optional<tensor<T>>(detail::uniform_init<T>({out}, in * kernel * kernel, rng)) : std::nullopt,
+            params) {}
 
   std::int64_t out_channels() const noexcept { return weight_.value.shape()[0]; }
   std::int64_t in_channels() const noexcept { return weight_.value.shape()[1]; }
@@ -268,7 +269,8 @@ class Conv2d : public detail::weight_and_bias<T> {
       functional::gemm_nt(P, O, K, cols.data(), wf.data(), out.data());
       for (std::int64_t o = 0; o < O; ++o) {
         const float bo = bias_ ? quanto::detail::widen(bias_->value[static_cast<std::size_t>(o)]) : 0.0f;
-        for (std::int64_t p = 0; p < P; ++p) y[static_cast<std::size_t>((b * O + o) * P + p)] = out[static_cast<std::size_t>(p * O + o)] + bo;
+        for (std::int64_t p = 0; p < P; ++p)
+          y[static_cast<std::size_t>((b * O + o) * P + p)] = out[static_cast<std::size_t>(p * O + o)] + bo;
       }
     }
     if (training_) saved_ = std::move(x.value);
@@ -278,8 +280,8 @@ class Conv2d : public detail::weight_and_bias<T> {
   tensor<T> backward(const tensor<T>& grad_output) {
     detail::require_saved(saved_.has_value(), kind);
     detail::f32_buffer<T> wf(weight_.value.view());
-    return conv2d_backward(*saved_, grad_output, wf.data(), &weight_.grad_storage(), bias_ ? &bias_->grad_storage() : nullptr,
-                           weight_.value.shape(), params_);
+    return conv2d_backward(*saved_, grad_output, wf.data(), &weight_.grad_storage(),
+                           bias_ ? &bias_->grad_storage() : nullptr, weight_.value.shape(), params_);
   }
 
   /// The convolution backward for weight `w` (float32, [out, in·kh·kw]): returns the input gradient,
@@ -311,7 +313,6 @@ class Conv2d : public detail::weight_and_bias<T> {
     }
     return functional::from_f32<T>(gx, input.shape());
   }
-
 
  private:
   kernels::conv2d_params params_;
@@ -445,7 +446,8 @@ class ReLU : public detail::stateless<T> {
           if constexpr (!std::is_same_v<A, std::monostate>) {
             if constexpr (std::is_same_v<typename A::qtype::storage, std::int8_t>)
               for (auto& c : a.data) c = std::max<std::int8_t>(c, 0);
-            else keeps_codes = false;
+            else
+              keeps_codes = false;
           }
         },
         x.quantized);

@@ -77,10 +77,12 @@ class quantized_weight {
     if (packed_) return kernels::unpack_weight(*packed_);
     return std::visit(
         [&]<class O>(const O& opt) -> file_weight {
-          if constexpr (std::is_same_v<O, std::monostate>) return quantize_weight<Q>(float_->value.view());
+          if constexpr (std::is_same_v<O, std::monostate>)
+            return quantize_weight<Q>(float_->value.view());
           else if constexpr (OptimizerFor<O, Q>)
             return quantize_weight<Q>(float_->value.view(), default_scheme_t<Q>{}, opt);
-          else throw unsupported_error("unreachable: optimizer checked at construction");
+          else
+            throw unsupported_error("unreachable: optimizer checked at construction");
         },
         optimizer_);
   }
@@ -112,7 +114,8 @@ class quantized_weight {
 
   /// Bytes held for the weight: the float weight (and its gradient) or the kernel layout.
   std::size_t bytes() const noexcept {
-    if (packed_) return static_cast<std::size_t>(packed_->codes.size() + (packed_->scale.size() + packed_->shift.size()) * 4);
+    if (packed_)
+      return static_cast<std::size_t>(packed_->codes.size() + (packed_->scale.size() + packed_->shift.size()) * 4);
     return float_ ? float_->value.size() * sizeof(T) + float_->grad.size() * sizeof(float) : 0;
   }
 
@@ -179,7 +182,8 @@ class quantized_weight {
  private:
   void require_shape(const quanto::shape& got, const std::string& key) const {
     if (!(got == shape_))
-      throw shape_error("state dict key '" + key + "' has shape " + got.to_string() + ", expected " + shape_.to_string());
+      throw shape_error("state dict key '" + key + "' has shape " + got.to_string() + ", expected " +
+                        shape_.to_string());
   }
   void adopt(const file_weight& w) {
     packed_.emplace(kernels::pack_weight(w));
@@ -289,7 +293,9 @@ class qweight_module_base : public qmodule_base<T> {
  protected:
   qweight_module_base(std::string_view kind, parameter<T> weight, std::optional<parameter<T>> bias,
                       const qconfig& config)
-      : qmodule_base<T>(kind, config.activations), bias_(std::move(bias)), weight_(std::move(weight), config.optimizer) {}
+      : qmodule_base<T>(kind, config.activations),
+        bias_(std::move(bias)),
+        weight_(std::move(weight), config.optimizer) {}
 
   std::optional<parameter<T>> bias_;
   quantized_weight<Q, T> weight_;
@@ -417,8 +423,9 @@ class QConv2d : public detail::qweight_module_base<Q, T> {
   tensor<T> backward(const tensor<T>& grad_output) {
     detail::require_saved(saved_input_.has_value(), kind);
     parameter<T>* p = weight_.float_parameter();
-    return Conv2d<T>::conv2d_backward(*saved_input_, grad_output, saved_weight_.data(), p ? &p->grad_storage() : nullptr,
-                                      bias_ ? &bias_->grad_storage() : nullptr, weight_.shape(), params_);
+    return Conv2d<T>::conv2d_backward(*saved_input_, grad_output, saved_weight_.data(),
+                                      p ? &p->grad_storage() : nullptr, bias_ ? &bias_->grad_storage() : nullptr,
+                                      weight_.shape(), params_);
   }
 
  private:
@@ -440,8 +447,9 @@ class QLayerNorm : public detail::qmodule_base<T> {
 
   explicit QLayerNorm(LayerNorm<T>&& norm, qconfig config) : base(kind, config.activations), norm_(std::move(norm)) {
     if (!config.activations)
-      throw unsupported_error("QLayerNorm quantizes activations only: a qconfig without activations leaves the "
-                              "LayerNorm as it is");
+      throw unsupported_error(
+          "QLayerNorm quantizes activations only: a qconfig without activations leaves the "
+          "LayerNorm as it is");
   }
 
   std::optional<qtype_id> weight_qtype() const noexcept { return std::nullopt; }
@@ -482,7 +490,8 @@ struct qmodule_traits<Linear<T>> {
   template <class F>
   static void quantize(Linear<T>&& m, std::optional<qtype_id> weights, const qconfig& c, F&& emit) {
     if (!weights)
-      throw unsupported_error("quantizing a Linear needs a weight qtype (activation-only quantization is not supported)");
+      throw unsupported_error(
+          "quantizing a Linear needs a weight qtype (activation-only quantization is not supported)");
     visit_qtype(*weights, [&]<class Q>(Q) { emit(QLinear<Q, T>(std::move(m), c)); });
   }
 };
@@ -493,7 +502,8 @@ struct qmodule_traits<Conv2d<T>> {
   template <class F>
   static void quantize(Conv2d<T>&& m, std::optional<qtype_id> weights, const qconfig& c, F&& emit) {
     if (!weights)
-      throw unsupported_error("quantizing a Conv2d needs a weight qtype (activation-only quantization is not supported)");
+      throw unsupported_error(
+          "quantizing a Conv2d needs a weight qtype (activation-only quantization is not supported)");
     visit_qtype(*weights, [&]<class Q>(Q) { emit(QConv2d<Q, T>(std::move(m), c)); });
   }
 };

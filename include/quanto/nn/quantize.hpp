@@ -50,14 +50,14 @@ struct patterns {
 struct qtype_arg {
   std::optional<qtype_id> id;
   qtype_arg() = default;
-  qtype_arg(std::nullopt_t) {}  // NOLINT
+  qtype_arg(std::nullopt_t) {}      // NOLINT
   qtype_arg(qtype_id q) : id(q) {}  // NOLINT
   template <QType Q>
-  qtype_arg(Q) : id(id_of<Q>()) {}  // NOLINT
+  qtype_arg(Q) : id(id_of<Q>()) {}    // NOLINT
   qtype_arg(std::string_view name) {  // NOLINT
     if (name != "none") id = qtype_from_name(name);
   }
-  qtype_arg(const char* name) : qtype_arg(std::string_view(name)) {}  // NOLINT
+  qtype_arg(const char* name) : qtype_arg(std::string_view(name)) {}         // NOLINT
   qtype_arg(const std::string& name) : qtype_arg(std::string_view(name)) {}  // NOLINT
 };
 
@@ -71,14 +71,20 @@ struct optimizer_arg {
   optimizer_arg(hqq_optimizer o) : choice(o) {}     // NOLINT
   optimizer_arg(optimizer_id id) {                  // NOLINT
     switch (id) {
-      case optimizer_id::absmax: choice = absmax_optimizer{}; break;
-      case optimizer_id::max: choice = max_optimizer{}; break;
-      case optimizer_id::hqq: choice = hqq_optimizer{}; break;
+      case optimizer_id::absmax:
+        choice = absmax_optimizer{};
+        break;
+      case optimizer_id::max:
+        choice = max_optimizer{};
+        break;
+      case optimizer_id::hqq:
+        choice = hqq_optimizer{};
+        break;
     }
   }
   optimizer_arg(std::string_view name) : optimizer_arg(optimizer_from_name(name)) {}  // NOLINT
-  optimizer_arg(const char* name) : optimizer_arg(std::string_view(name)) {}           // NOLINT
-  optimizer_arg(const std::string& name) : optimizer_arg(std::string_view(name)) {}    // NOLINT
+  optimizer_arg(const char* name) : optimizer_arg(std::string_view(name)) {}          // NOLINT
+  optimizer_arg(const std::string& name) : optimizer_arg(std::string_view(name)) {}   // NOLINT
 };
 
 /// The arguments of quanto's `quantize(model, weights, activations, optimizer, include, exclude)`.
@@ -106,7 +112,8 @@ template <ModelFloat T>
 std::size_t quantize(module<T>& model, const quantize_spec& spec) {
   const qconfig config{spec.activations.id, spec.optimizer.choice};
   if (config.activations) (void)visit_activation_qtype(*config.activations, [](auto) { return 0; });
-  if (spec.weights.id) visit_qtype(*spec.weights.id, [&]<class Q>(Q) { check_optimizer<Q>(config.optimizer); });
+  if (spec.weights.id)
+    visit_qtype(*spec.weights.id, [&]<class Q>(Q) { check_optimizer<Q>(config.optimizer); });
   else if (config.optimizer.index() != 0)
     throw unsupported_error("quantize: an optimizer was given without a weight qtype");
   std::size_t replaced = 0;
@@ -143,7 +150,8 @@ quantization_map_t quantization_map(module<T>& model) {
   const auto name_of = [](std::optional<qtype_id> q) { return q ? std::string(to_string(*q)) : std::string("none"); };
   quantization_map_t out;
   for (const named_module<T>& e : named_modules(model))
-    if (const auto* q = e.target->quantized()) out.push_back({e.name, name_of(q->weight_qtype()), name_of(q->activation_qtype())});
+    if (const auto* q = e.target->quantized())
+      out.push_back({e.name, name_of(q->weight_qtype()), name_of(q->activation_qtype())});
   return out;
 }
 
@@ -191,7 +199,8 @@ load_result requantize(module<T>& model, const state_dict& sd, const quantizatio
   for (const qmap_entry& q : qmap) {
     const qtype_arg weights(std::string_view{q.weights}), acts(std::string_view{q.activations});
     const auto it = slots.find(q.name);
-    if (it == slots.end()) throw state_dict_error("quantization map: no module called '" + q.name + "' (or it is the root)");
+    if (it == slots.end())
+      throw state_dict_error("quantization map: no module called '" + q.name + "' (or it is the root)");
     slot<T>* holder = it->second;
     if (holder->get().quantized()) continue;
     auto m = holder->get().make_quantized(weights.id, qconfig{acts.id, {}}, q.name);
@@ -208,8 +217,10 @@ template <ModelFloat T>
 std::string describe(module<T>& model) {
   std::string out;
   for (const named_module<T>& e : named_modules(model)) {
-    const std::size_t depth = e.name.empty() ? 0 : 1 + static_cast<std::size_t>(std::count(e.name.begin(), e.name.end(), '.'));
-    out += std::string(2 * depth, ' ') + (e.name.empty() ? std::string("(root)") : e.name) + ": " + std::string(e.target->kind());
+    const std::size_t depth =
+        e.name.empty() ? 0 : 1 + static_cast<std::size_t>(std::count(e.name.begin(), e.name.end(), '.'));
+    out += std::string(2 * depth, ' ') + (e.name.empty() ? std::string("(root)") : e.name) + ": " +
+           std::string(e.target->kind());
     if (const auto* q = e.target->quantized()) {
       out += " [weights " + std::string(q->weight_qtype() ? to_string(*q->weight_qtype()) : "none") + ", activations " +
              std::string(q->activation_qtype() ? to_string(*q->activation_qtype()) : "none") +

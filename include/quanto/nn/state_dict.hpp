@@ -44,7 +44,9 @@ struct stored_tensor {
     return s;
   }
   template <class X>
-  static stored_tensor from(const tensor<X>& t) { return from(t.view()); }
+  static stored_tensor from(const tensor<X>& t) {
+    return from(t.view());
+  }
   /// A 0-d tensor (quanto's `input_scale` / `output_scale`).
   template <class X>
   static stored_tensor scalar(X v) {
@@ -116,8 +118,10 @@ class load_context {
   /// The tensor at `key`, marked as read; null (and recorded as missing) when absent.
   const stored_tensor* take(const std::string& key) {
     const stored_tensor* t = sd_->find(key);
-    if (t) used_.insert(key);
-    else missing_.push_back(key);
+    if (t)
+      used_.insert(key);
+    else
+      missing_.push_back(key);
     return t;
   }
   /// Whether `key` is present, without reading it.

@@ -38,12 +38,15 @@ loss_and_grad<T> cross_entropy(tensor_view<const T> logits, std::span<const std:
   std::vector<double> p(static_cast<std::size_t>(c));
   for (std::int64_t i = 0; i < b; ++i) {
     const std::int64_t y = labels[static_cast<std::size_t>(i)];
-    if (y < 0 || y >= c) throw value_error("cross_entropy: label " + std::to_string(y) + " is not in [0, " + std::to_string(c) + ")");
+    if (y < 0 || y >= c)
+      throw value_error("cross_entropy: label " + std::to_string(y) + " is not in [0, " + std::to_string(c) + ")");
     double mx = -INFINITY;
-    for (std::int64_t j = 0; j < c; ++j) mx = std::max(mx, static_cast<double>(quanto::detail::widen(logits[static_cast<std::size_t>(i * c + j)])));
+    for (std::int64_t j = 0; j < c; ++j)
+      mx = std::max(mx, static_cast<double>(quanto::detail::widen(logits[static_cast<std::size_t>(i * c + j)])));
     double sum = 0.0;
     for (std::int64_t j = 0; j < c; ++j)
-      sum += (p[static_cast<std::size_t>(j)] = std::exp(quanto::detail::widen(logits[static_cast<std::size_t>(i * c + j)]) - mx));
+      sum += (p[static_cast<std::size_t>(j)] =
+                  std::exp(quanto::detail::widen(logits[static_cast<std::size_t>(i * c + j)]) - mx));
     out.loss -= std::log(p[static_cast<std::size_t>(y)] / sum);
     for (std::int64_t j = 0; j < c; ++j) {
       const double g = (p[static_cast<std::size_t>(j)] / sum - (j == y ? 1.0 : 0.0)) / static_cast<double>(b);
@@ -65,16 +68,17 @@ class sgd {
   }
   void step(module<T>& model) {
     for_each_parameter(model, parameter_callback<T>([&](const std::string& name, tensor<T>& w, tensor<float>& g) {
-      if (g.size() != w.size() || g.size() == 0) return;
-      std::vector<float>& v = velocity_[name];
-      if (momentum_ > 0.0 && v.size() != g.size()) v.assign(g.size(), 0.0f);
-      for (std::size_t i = 0; i < w.size(); ++i) {
-        float step = g[i];
-        if (momentum_ > 0.0) step = v[i] = static_cast<float>(momentum_) * v[i] + g[i];
-        w[i] = quanto::detail::narrow<T>(quanto::detail::widen(w[i]) - static_cast<float>(lr_) * step);
-        g[i] = 0.0f;
-      }
-    }));
+                         if (g.size() != w.size() || g.size() == 0) return;
+                         std::vector<float>& v = velocity_[name];
+                         if (momentum_ > 0.0 && v.size() != g.size()) v.assign(g.size(), 0.0f);
+                         for (std::size_t i = 0; i < w.size(); ++i) {
+                           float step = g[i];
+                           if (momentum_ > 0.0) step = v[i] = static_cast<float>(momentum_) * v[i] + g[i];
+                           w[i] =
+                               quanto::detail::narrow<T>(quanto::detail::widen(w[i]) - static_cast<float>(lr_) * step);
+                           g[i] = 0.0f;
+                         }
+                       }));
   }
   void set_lr(double lr) { lr_ = lr; }
 

@@ -133,8 +133,8 @@ class module {
   slot<T>& add(std::string name, std::unique_ptr<module<T>> m);
   /// Adds a `Module` value as a child (wrapped in `node<M>`).
   template <Module M>
-    requires std::is_same_v<typename M::value_type, T>
-  slot<T>& add(std::string name, M m);
+  requires std::is_same_v<typename M::value_type, T> slot<T>
+  &add(std::string name, M m);
 
  private:
   std::vector<std::unique_ptr<slot<T>>> children_;
@@ -152,34 +152,48 @@ class node final : public module<typename M::value_type>, public quantized_inter
 
   activation<T> forward(activation<T> x) override { return m_.forward(std::move(x)); }
   tensor<T> backward(const tensor<T>& g) override {
-    if constexpr (TrainableModule<M>) return m_.backward(g);
-    else return module<T>::backward(g);
+    if constexpr (TrainableModule<M>)
+      return m_.backward(g);
+    else
+      return module<T>::backward(g);
   }
   std::string_view kind() const noexcept override { return M::kind; }
 
   quantized_interface<T>* quantized() noexcept override {
-    if constexpr (QuantizedModule<M>) return this;
-    else return nullptr;
+    if constexpr (QuantizedModule<M>)
+      return this;
+    else
+      return nullptr;
   }
   std::optional<qtype_id> weight_qtype() const override {
-    if constexpr (QuantizedModule<M>) return m_.weight_qtype();
-    else return std::nullopt;
+    if constexpr (QuantizedModule<M>)
+      return m_.weight_qtype();
+    else
+      return std::nullopt;
   }
   std::optional<qtype_id> activation_qtype() const override {
-    if constexpr (QuantizedModule<M>) return m_.activation_qtype();
-    else return std::nullopt;
+    if constexpr (QuantizedModule<M>)
+      return m_.activation_qtype();
+    else
+      return std::nullopt;
   }
   T input_scale() const override {
-    if constexpr (QuantizedModule<M>) return m_.input_scale();
-    else return T(1.0f);
+    if constexpr (QuantizedModule<M>)
+      return m_.input_scale();
+    else
+      return T(1.0f);
   }
   T output_scale() const override {
-    if constexpr (QuantizedModule<M>) return m_.output_scale();
-    else return T(1.0f);
+    if constexpr (QuantizedModule<M>)
+      return m_.output_scale();
+    else
+      return T(1.0f);
   }
   bool frozen() const override {
-    if constexpr (QuantizedModule<M>) return m_.frozen();
-    else return false;
+    if constexpr (QuantizedModule<M>)
+      return m_.frozen();
+    else
+      return false;
   }
   void freeze() override {
     if constexpr (QuantizedModule<M>) m_.freeze();
@@ -189,7 +203,8 @@ class node final : public module<typename M::value_type>, public quantized_inter
   void load_own(load_context& lc, const std::string& prefix) override { m_.load(lc, prefix); }
   void for_each_own_parameter(const std::string& prefix, const parameter_callback<T>& f) override {
     if constexpr (requires { m_.for_each_parameter([](std::string_view, tensor<T>&, tensor<float>&) {}); })
-      m_.for_each_parameter([&](std::string_view n, tensor<T>& v, tensor<float>& g) { f(prefix + std::string(n), v, g); });
+      m_.for_each_parameter(
+          [&](std::string_view n, tensor<T>& v, tensor<float>& g) { f(prefix + std::string(n), v, g); });
   }
   void zero_grad_own() override {
     if constexpr (TrainableModule<M>) m_.zero_grad();
@@ -233,8 +248,8 @@ slot<T>& module<T>::add(std::string name, std::unique_ptr<module<T>> m) {
 
 template <ModelFloat T>
 template <Module M>
-  requires std::is_same_v<typename M::value_type, T>
-slot<T>& module<T>::add(std::string name, M m) {
+requires std::is_same_v<typename M::value_type, T> slot<T>
+&module<T>::add(std::string name, M m) {
   return add(std::move(name), std::unique_ptr<module<T>>(std::make_unique<node<M>>(std::move(m))));
 }
 
@@ -252,7 +267,8 @@ class Sequential : public module<T> {
     const std::string name = std::to_string(this->children().size());
     if constexpr (std::is_convertible_v<M, std::unique_ptr<module<T>>>)
       return this->add(name, std::unique_ptr<module<T>>(std::forward<M>(m)));
-    else return this->add(name, std::forward<M>(m));
+    else
+      return this->add(name, std::forward<M>(m));
   }
   activation<T> forward(activation<T> x) override {
     for (const auto& c : this->children()) x = (*c)(std::move(x));

@@ -118,7 +118,9 @@ tensor<std::uint8_t> quantize_affine(tensor_view<const T> base, tensor_view<cons
   const param_map pm = broadcast_params(base.shape(), scale.shape());
   detail::require_shape(shift.shape(), scale.shape(), "the shift");
   tensor<std::uint8_t> codes(base.shape());
-  pm.for_each([&](std::size_t i, std::size_t j) { codes[i] = detail::quantize_affine_value(base[i], scale[j], shift[j], Q::bits); });
+  pm.for_each([&](std::size_t i, std::size_t j) {
+    codes[i] = detail::quantize_affine_value(base[i], scale[j], shift[j], Q::bits);
+  });
   return codes;
 }
 
@@ -129,7 +131,8 @@ tensor<T> dequantize_affine(tensor_view<const std::uint8_t> codes, tensor_view<c
   const param_map pm = broadcast_params(codes.shape(), scale.shape());
   detail::require_shape(shift.shape(), scale.shape(), "the shift");
   tensor<T> out(codes.shape());
-  pm.for_each([&](std::size_t i, std::size_t j) { out[i] = detail::dequantize_affine_value(codes[i], scale[j], shift[j]); });
+  pm.for_each(
+      [&](std::size_t i, std::size_t j) { out[i] = detail::dequantize_affine_value(codes[i], scale[j], shift[j]); });
   return out;
 }
 

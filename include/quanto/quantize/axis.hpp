@@ -18,9 +18,7 @@ QUANTO_BEGIN_NAMESPACE
 enum class qaxis : std::int8_t { none = 1, first = 0, last = -1 };
 
 /// "0", "-1" or "None", as quanto prints them.
-inline std::string to_string(qaxis a) {
-  return a == qaxis::first ? "0" : a == qaxis::last ? "-1" : "None";
-}
+inline std::string to_string(qaxis a) { return a == qaxis::first ? "0" : a == qaxis::last ? "-1" : "None"; }
 
 /// How one parameter tensor covers a tensor seen as a row-major matrix [rows, cols]:
 /// per row (axis 0, the matrix is [dim0, numel/dim0]), per column (axis -1, the matrix is
@@ -41,11 +39,13 @@ struct param_map {
     switch (k) {
       case kind::per_row:
         for (std::int64_t r = 0; r < rows; ++r)
-          for (std::int64_t c = 0; c < cols; ++c) f(static_cast<std::size_t>(r * cols + c), static_cast<std::size_t>(r));
+          for (std::int64_t c = 0; c < cols; ++c)
+            f(static_cast<std::size_t>(r * cols + c), static_cast<std::size_t>(r));
         break;
       case kind::per_column:
         for (std::int64_t r = 0; r < rows; ++r)
-          for (std::int64_t c = 0; c < cols; ++c) f(static_cast<std::size_t>(r * cols + c), static_cast<std::size_t>(c));
+          for (std::int64_t c = 0; c < cols; ++c)
+            f(static_cast<std::size_t>(r * cols + c), static_cast<std::size_t>(c));
         break;
       case kind::per_tensor:
         for (std::int64_t i = 0; i < rows * cols; ++i) f(static_cast<std::size_t>(i), std::size_t{0});
@@ -55,9 +55,12 @@ struct param_map {
   /// The parameter index of the element at flat index `i`.
   std::int64_t index(std::int64_t i) const noexcept {
     switch (k) {
-      case kind::per_row: return i / cols;
-      case kind::per_column: return i % cols;
-      default: return 0;
+      case kind::per_row:
+        return i / cols;
+      case kind::per_column:
+        return i % cols;
+      default:
+        return 0;
     }
   }
 };
@@ -67,8 +70,8 @@ struct param_map {
 inline param_map map_params(const quanto::shape& s, qaxis axis) {
   if (axis == qaxis::none) return {param_map::kind::per_tensor, 1, s.numel(), quanto::shape{}};
   if (s.rank() < 2)
-    throw shape_error("a tensor of rank " + std::to_string(s.rank()) +
-                      " cannot be quantized per axis (shape " + s.to_string() + ")");
+    throw shape_error("a tensor of rank " + std::to_string(s.rank()) + " cannot be quantized per axis (shape " +
+                      s.to_string() + ")");
   std::vector<std::int64_t> ps(s.rank(), 1);
   if (axis == qaxis::first) {
     ps.front() = s[0];
@@ -106,8 +109,7 @@ inline param_map broadcast_params(const quanto::shape& base, const quanto::shape
     if (col) return map_params(base, qaxis::last);
   }
   throw shape_error("a parameter of shape " + param.to_string() +
-                    " does not broadcast per tensor, per row or per column over shape " +
-                    base.to_string());
+                    " does not broadcast per tensor, per row or per column over shape " + base.to_string());
 }
 
 QUANTO_END_NAMESPACE

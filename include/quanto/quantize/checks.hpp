@@ -28,16 +28,17 @@ void require_finite(tensor_view<const T> t, const char* what) {
     if (!t_is_finite(t[i])) {
       const float v = widen(t[i]);
       throw value_error(std::string(what) + " has a non-finite value (" +
-                        (is_nan_bits(v) ? "NaN" : v > 0 ? "+Inf" : "-Inf") + ") at flat index " +
-                        std::to_string(i) + " of shape " + t.shape().to_string());
+                        (is_nan_bits(v) ? "NaN"
+                         : v > 0        ? "+Inf"
+                                        : "-Inf") +
+                        ") at flat index " + std::to_string(i) + " of shape " + t.shape().to_string());
     }
   }
 }
 
 inline void require_shape(const shape& got, const shape& expected, const char* what) {
   if (!(got == expected))
-    throw shape_error(std::string(what) + " has shape " + got.to_string() + ", expected " +
-                      expected.to_string());
+    throw shape_error(std::string(what) + " has shape " + got.to_string() + ", expected " + expected.to_string());
 }
 
 }  // namespace detail

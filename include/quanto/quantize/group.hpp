@@ -48,9 +48,8 @@ inline void check_grouping(const shape& s, qaxis axis, std::int64_t gs) {
   const std::int64_t axis_dim = axis == qaxis::first ? s[0] : s[s.rank() - 1];
   const std::int64_t axis_numel = axis_dim == 0 ? 0 : s.numel() / axis_dim;
   if (gs <= 0 || gs > axis_numel || axis_numel % gs != 0)
-    throw shape_error("group size " + std::to_string(gs) + " must be a divisor of " +
-                      std::to_string(axis_numel) + " (shape " + s.to_string() + ", axis " +
-                      to_string(axis) + ")");
+    throw shape_error("group size " + std::to_string(gs) + " must be a divisor of " + std::to_string(axis_numel) +
+                      " (shape " + s.to_string() + ", axis " + to_string(axis) + ")");
 }
 
 /// Flat index in the grouped matrix of the element at flat index `i` of the original tensor.

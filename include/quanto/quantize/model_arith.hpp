@@ -34,16 +34,26 @@ constexpr T narrow(float x) noexcept {
 }
 
 template <ModelFloat T>
-constexpr T t_add(T a, T b) noexcept { return narrow<T>(widen(a) + widen(b)); }
+constexpr T t_add(T a, T b) noexcept {
+  return narrow<T>(widen(a) + widen(b));
+}
 template <ModelFloat T>
-constexpr T t_sub(T a, T b) noexcept { return narrow<T>(widen(a) - widen(b)); }
+constexpr T t_sub(T a, T b) noexcept {
+  return narrow<T>(widen(a) - widen(b));
+}
 template <ModelFloat T>
-constexpr T t_div(T a, T b) noexcept { return narrow<T>(widen(a) / widen(b)); }
+constexpr T t_div(T a, T b) noexcept {
+  return narrow<T>(widen(a) / widen(b));
+}
 /// `tensor / python_number`: the number becomes the float opmath scalar.
 template <ModelFloat T>
-constexpr T t_div_scalar(T a, float b) noexcept { return narrow<T>(widen(a) / b); }
+constexpr T t_div_scalar(T a, float b) noexcept {
+  return narrow<T>(widen(a) / b);
+}
 template <ModelFloat T>
-constexpr T t_neg(T a) noexcept { return narrow<T>(-widen(a)); }
+constexpr T t_neg(T a) noexcept {
+  return narrow<T>(-widen(a));
+}
 template <ModelFloat T>
 constexpr T t_abs(T a) noexcept {
   return narrow<T>(bits_to_float(float_to_bits(widen(a)) & 0x7fffffffu));

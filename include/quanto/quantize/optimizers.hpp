@@ -184,7 +184,7 @@ scale_shift<T> hqq_optimizer::operator()(tensor_view<const T> base, qaxis axis) 
 /// An optimizer that can quantize qtype `Q`: absmax for the 8-bit qtypes, an affine one
 /// (max, hqq) for qint2/qint4.
 template <class Opt, class Q>
-concept OptimizerFor = QType<Q> && (Opt::is_affine ? LowBitQType<Q> : ByteQType<Q>);
+concept OptimizerFor = QType<Q> &&(Opt::is_affine ? LowBitQType<Q> : ByteQType<Q>);
 
 /// The optimizer quanto uses by default: absmax for 8-bit qtypes, max for qint2/qint4.
 template <QType Q>

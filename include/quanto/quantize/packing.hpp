@@ -45,8 +45,8 @@ inline tensor<std::uint8_t> pack(tensor_view<const std::uint8_t> codes, int bits
     for (std::int64_t c = 0; c < cols; ++c) {
       const std::uint8_t q = codes[static_cast<std::size_t>(src * cols + c)];
       if (q > mask)
-        throw value_error("code " + std::to_string(q) + " does not fit in " + std::to_string(bits) +
-                          " bits (row " + std::to_string(src) + ", column " + std::to_string(c) + ")");
+        throw value_error("code " + std::to_string(q) + " does not fit in " + std::to_string(bits) + " bits (row " +
+                          std::to_string(src) + ", column " + std::to_string(c) + ")");
       out[static_cast<std::size_t>(r * cols + c)] |= static_cast<std::uint8_t>(q << shift);
     }
   }
@@ -55,12 +55,11 @@ inline tensor<std::uint8_t> pack(tensor_view<const std::uint8_t> codes, int bits
 
 /// Unpacks quanto's planar layout back to codes of shape `codes_shape` (the logical, unpacked
 /// shape, which the packed bytes alone do not record).
-inline tensor<std::uint8_t> unpack(tensor_view<const std::uint8_t> packed, int bits,
-                                   const shape& codes_shape) {
+inline tensor<std::uint8_t> unpack(tensor_view<const std::uint8_t> packed, int bits, const shape& codes_shape) {
   const shape expect = packed_shape(codes_shape, bits);
   if (!(packed.shape() == expect))
-    throw shape_error("packed data has shape " + packed.shape().to_string() + ", expected " +
-                      expect.to_string() + " for codes of shape " + codes_shape.to_string());
+    throw shape_error("packed data has shape " + packed.shape().to_string() + ", expected " + expect.to_string() +
+                      " for codes of shape " + codes_shape.to_string());
   tensor<std::uint8_t> out(codes_shape);
   const std::int64_t n = codes_shape[0];
   const std::int64_t cols = n == 0 ? 0 : codes_shape.numel() / n;

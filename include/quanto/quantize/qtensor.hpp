@@ -31,9 +31,13 @@ using borrowed = tensor_view<const X>;
 
 namespace detail {
 template <class X>
-tensor_view<const X> as_view(const tensor<X>& t) { return t.view(); }
+tensor_view<const X> as_view(const tensor<X>& t) {
+  return t.view();
+}
 template <class X>
-tensor_view<const X> as_view(tensor_view<const X> t) { return t; }
+tensor_view<const X> as_view(tensor_view<const X> t) {
+  return t;
+}
 }  // namespace detail
 
 // ---- 8-bit weights ----------------------------------------------------------------------------------
@@ -60,9 +64,7 @@ struct basic_qbytes_weight {
     return dequantize_symmetric<Q, T>(detail::as_view(data), axis, detail::as_view(scale));
   }
   /// A non-owning view of this weight.
-  basic_qbytes_weight<Q, T, borrowed> view() const {
-    return {detail::as_view(data), detail::as_view(scale), axis};
-  }
+  basic_qbytes_weight<Q, T, borrowed> view() const { return {detail::as_view(data), detail::as_view(scale), axis}; }
 };
 template <ByteQType Q, ModelFloat T>
 using qbytes_weight = basic_qbytes_weight<Q, T, owned>;
@@ -240,8 +242,10 @@ qweight_t<Q, T, S> quantize_weight(tensor_view<const T> w, const S& scheme = {},
       std::optional<std::int64_t> gs;
       if (scheme.axis == qaxis::none)
         throw shape_error("group_affine keeps its parameters along axis 0 or -1, not per tensor");
-      if (scheme.group_size == auto_group) gs = default_group_size(w.shape());
-      else if (scheme.group_size > 0) gs = scheme.group_size;
+      if (scheme.group_size == auto_group)
+        gs = default_group_size(w.shape());
+      else if (scheme.group_size > 0)
+        gs = scheme.group_size;
       else if (scheme.group_size != no_group)
         throw shape_error("invalid group size " + std::to_string(scheme.group_size));
       tensor<T> grouped_storage;
@@ -263,7 +267,8 @@ qweight_t<Q, T, S> quantize_weight(tensor_view<const T> w, const S& scheme = {},
         return result_t{pack(codes.view(), Q::bits), std::move(ss.scale), std::move(zp), w.shape(), scheme.axis, gs};
       } else {
         tensor<std::uint8_t> codes = quantize_affine<Q>(base, ss.scale.view(), ss.shift.view());
-        return result_t{pack(codes.view(), Q::bits), std::move(ss.scale), std::move(ss.shift), w.shape(), scheme.axis, gs};
+        return result_t{
+            pack(codes.view(), Q::bits), std::move(ss.scale), std::move(ss.shift), w.shape(), scheme.axis, gs};
       }
     }
   }

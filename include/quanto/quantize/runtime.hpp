@@ -32,9 +32,9 @@ struct weight_spec {
   qtype_id qtype = qtype_id::qint8;
   std::optional<optimizer_id> optimizer;  ///< default: absmax for 8-bit, max for qint2/qint4
   qaxis axis = qaxis::first;
-  std::int64_t group_size = auto_group;   ///< qint2/qint4 only: auto_group, no_group or a size
-  bool zero_point = false;                ///< qint2/qint4 only: uint8 zero-point shift
-  hqq_optimizer hqq{};                    ///< parameters when optimizer == hqq
+  std::int64_t group_size = auto_group;  ///< qint2/qint4 only: auto_group, no_group or a size
+  bool zero_point = false;               ///< qint2/qint4 only: uint8 zero-point shift
+  hqq_optimizer hqq{};                   ///< parameters when optimizer == hqq
   quantize_options options{};
 };
 
@@ -68,9 +68,10 @@ struct concat<type_list<A...>, type_list<B...>, Rest...> {
 };
 
 template <class T>
-using per_dtype = typename concat<qweight_alternatives<qint2, T>, qweight_alternatives<qint4, T>,
-                                  qweight_alternatives<qint8, T>, qweight_alternatives<qfloat8_e4m3fn, T>,
-                                  qweight_alternatives<qfloat8_e5m2, T>, qweight_alternatives<qfloat8_e4m3fnuz, T>>::type;
+using per_dtype =
+    typename concat<qweight_alternatives<qint2, T>, qweight_alternatives<qint4, T>, qweight_alternatives<qint8, T>,
+                    qweight_alternatives<qfloat8_e4m3fn, T>, qweight_alternatives<qfloat8_e5m2, T>,
+                    qweight_alternatives<qfloat8_e4m3fnuz, T>>::type;
 
 template <class List>
 struct as_variant;
@@ -81,8 +82,9 @@ struct as_variant<type_list<A...>> {
 }  // namespace detail
 
 /// Any quantized weight: every qtype × model dtype (× float shift / zero-point for qint2/qint4).
-using any_qweight = typename detail::as_variant<
-    typename detail::concat<detail::per_dtype<float>, detail::per_dtype<float16>, detail::per_dtype<bfloat16>>::type>::type;
+using any_qweight =
+    typename detail::as_variant<typename detail::concat<detail::per_dtype<float>, detail::per_dtype<float16>,
+                                                        detail::per_dtype<bfloat16>>::type>::type;
 
 /// Throws unsupported_error when the spec combines things quanto does not (the run-time twin of
 /// the compile-time checks in `quantize_weight`).
@@ -100,7 +102,8 @@ inline void validate(const weight_spec& spec) {
     if (opt == optimizer_id::absmax)
       throw unsupported_error("the absmax optimizer is symmetric and quantizes 8-bit qtypes only, not " +
                               std::string(q.name) + " (use max or hqq)");
-    if (spec.axis == qaxis::none) throw unsupported_error(std::string(q.name) + " weights are quantized along axis 0 or -1");
+    if (spec.axis == qaxis::none)
+      throw unsupported_error(std::string(q.name) + " weights are quantized along axis 0 or -1");
   }
 }
 
@@ -116,8 +119,7 @@ inline any_qweight quantize_weight(any_float_view w, const weight_spec& spec) {
             const auto run = [&]<bool Z>(group_affine<Z> scheme) -> any_qweight {
               scheme.group_size = spec.group_size;
               scheme.axis = spec.axis;
-              if (spec.optimizer == optimizer_id::hqq)
-                return quantize_weight<Q>(view, scheme, spec.hqq, spec.options);
+              if (spec.optimizer == optimizer_id::hqq) return quantize_weight<Q>(view, scheme, spec.hqq, spec.options);
               return quantize_weight<Q>(view, scheme, max_optimizer{}, spec.options);
             };
             return spec.zero_point ? run(group_affine<true>{}) : run(group_affine<false>{});

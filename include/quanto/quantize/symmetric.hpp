@@ -20,13 +20,17 @@ namespace detail {
 /// (asymmetric, although the scale divides by 127), finfo(fp8).max for the float8 types.
 template <ByteQType Q>
 constexpr float storage_max() noexcept {
-  if constexpr (Q::is_floating_point) return Q::qmax;
-  else return 127.0f;
+  if constexpr (Q::is_floating_point)
+    return Q::qmax;
+  else
+    return 127.0f;
 }
 template <ByteQType Q>
 constexpr float storage_min() noexcept {
-  if constexpr (Q::is_floating_point) return Q::qmin;
-  else return -128.0f;
+  if constexpr (Q::is_floating_point)
+    return Q::qmin;
+  else
+    return -128.0f;
 }
 
 /// One element of quanto's `quantize_symmetric`: `q = x / s` in the model dtype, then
@@ -77,8 +81,7 @@ tensor<T> absmax_scale(tensor_view<const T> base, qaxis axis) {
 /// quanto's `quantize_symmetric(base, dtype, axis, scale)`: `scale` must have the keepdim shape
 /// that `absmax_scale` returns for this axis.
 template <ByteQType Q, ModelFloat T>
-tensor<typename Q::storage> quantize_symmetric(tensor_view<const T> base, qaxis axis,
-                                               tensor_view<const T> scale) {
+tensor<typename Q::storage> quantize_symmetric(tensor_view<const T> base, qaxis axis, tensor_view<const T> scale) {
   const param_map pm = map_params(base.shape(), axis);
   detail::require_shape(scale.shape(), pm.param_shape, "the scale");
   tensor<typename Q::storage> out(base.shape());
@@ -88,8 +91,7 @@ tensor<typename Q::storage> quantize_symmetric(tensor_view<const T> base, qaxis 
 
 /// `scale * data` in the model dtype, in the data's shape.
 template <ByteQType Q, ModelFloat T>
-tensor<T> dequantize_symmetric(tensor_view<const typename Q::storage> data, qaxis axis,
-                               tensor_view<const T> scale) {
+tensor<T> dequantize_symmetric(tensor_view<const typename Q::storage> data, qaxis axis, tensor_view<const T> scale) {
   const param_map pm = map_params(data.shape(), axis);
   detail::require_shape(scale.shape(), pm.param_shape, "the scale");
   tensor<T> out(data.shape());

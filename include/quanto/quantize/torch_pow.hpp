@@ -143,8 +143,8 @@ QUANTO_ALWAYS_INLINE dfloat square(dfloat x) noexcept {
 QUANTO_ALWAYS_INLINE dfloat quotient(dfloat n, dfloat d) noexcept {
   const float inv = div(1.0f, d.hi);
   const float q = mul(n.hi, inv);
-  const float q_err = fma(inv, n.hi, -q);                          // n.hi * inv - q, exact
-  const float inv_err = fma(-d.lo, inv, fma(-d.hi, inv, 1.0f));    // ~ 1 - d * inv
+  const float q_err = fma(inv, n.hi, -q);                        // n.hi * inv - q, exact
+  const float inv_err = fma(-d.lo, inv, fma(-d.hi, inv, 1.0f));  // ~ 1 - d * inv
   return {q, fma(q, inv_err, fma(n.lo, inv, q_err))};
 }
 
@@ -156,9 +156,7 @@ QUANTO_ALWAYS_INLINE std::int32_t wrap_add(std::int32_t a, std::int32_t b) noexc
 QUANTO_ALWAYS_INLINE std::int32_t wrap_sub(std::int32_t a, std::int32_t b) noexcept {
   return static_cast<std::int32_t>(static_cast<std::uint32_t>(a) - static_cast<std::uint32_t>(b));
 }
-QUANTO_ALWAYS_INLINE std::uint32_t shl(std::int32_t a, int s) noexcept {
-  return static_cast<std::uint32_t>(a) << s;
-}
+QUANTO_ALWAYS_INLINE std::uint32_t shl(std::int32_t a, int s) noexcept { return static_cast<std::uint32_t>(a) << s; }
 
 /// `cvtps2dq`: round to nearest even; NaN and anything outside int32 give INT32_MIN.
 QUANTO_ALWAYS_INLINE std::int32_t round_to_int32(float v) noexcept {
@@ -189,11 +187,11 @@ QUANTO_ALWAYS_INLINE float scale_by_pow2(float x, std::int32_t q) noexcept {
 
 // ---- constants (exact float values, written as hex floats) ------------------------------------
 
-inline constexpr float kLn2Hi = 0x1.62e43p-1f;      // ln 2 as a double-float: hi ...
-inline constexpr float kLn2Lo = -0x1.05c61p-29f;    // ... + lo
-inline constexpr float kLn2Upper = 0x1.62e4p-1f;    // ln 2 = upper (few bits) + lower, for exp
+inline constexpr float kLn2Hi = 0x1.62e43p-1f;    // ln 2 as a double-float: hi ...
+inline constexpr float kLn2Lo = -0x1.05c61p-29f;  // ... + lo
+inline constexpr float kLn2Upper = 0x1.62e4p-1f;  // ln 2 = upper (few bits) + lower, for exp
 inline constexpr float kLn2Lower = 0x1.7f7d1cp-20f;
-inline constexpr float kInvLn2 = 0x1.715476p+0f;    // 1 / ln 2
+inline constexpr float kInvLn2 = 0x1.715476p+0f;      // 1 / ln 2
 inline constexpr float kFourThirds = 0x1.555556p+0f;  // 1 / 0.75 rounded to float
 
 /// log(d) for d >= 0 as a double-float (SLEEF's logkf, as built for AVX2).
@@ -209,9 +207,7 @@ inline constexpr float kFourThirds = 0x1.555556p+0f;  // 1 / 0.75 rounded to flo
 inline dfloat sleef_logkf(float d) noexcept {
   const bool tiny = d < 0x1p-126f;
   if (tiny) d = mul(d, 0x1p64f);
-  std::int32_t e =
-      static_cast<std::int32_t>((std::bit_cast<std::uint32_t>(mul(d, kFourThirds)) >> 23) & 0xffu) -
-      0x7f;
+  std::int32_t e = static_cast<std::int32_t>((std::bit_cast<std::uint32_t>(mul(d, kFourThirds)) >> 23) & 0xffu) - 0x7f;
   const float m = std::bit_cast<float>(std::bit_cast<std::uint32_t>(d) + shl(-e, 23));
   if (tiny) e -= 64;
 
@@ -261,8 +257,7 @@ inline float sleef_powf_u10(float x, float y) noexcept {
   const float ax = std::fabs(x);
   const float ay = std::fabs(y);
   const bool y_is_int = std::trunc(y) == y || ay > 0x1p24f;
-  const bool y_is_odd =
-      y_is_int && ay < 0x1p24f && (static_cast<std::int32_t>(y) & 1) == 1;
+  const bool y_is_odd = y_is_int && ay < 0x1p24f && (static_cast<std::int32_t>(y) & 1) == 1;
 
   float result = sleef_expkf(product(sleef_logkf(ax), y));
   if (is_nan_bits(result)) result = bits_to_float(UINT32_C(0x7F800000));

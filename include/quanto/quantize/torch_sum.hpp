@@ -134,9 +134,8 @@ inline std::vector<float> torch_sum_rows(const float* x, std::int64_t rows, std:
                                          torch_sum_order order = torch_sum_order::avx2) {
   std::vector<float> out(static_cast<std::size_t>(rows));
   for (std::int64_t r = 0; r < rows; ++r)
-    out[static_cast<std::size_t>(r)] = order == torch_sum_order::avx2
-                                           ? detail::inner_sum_lanes<8>(x + r * cols, cols)
-                                           : detail::inner_sum_lanes<16>(x + r * cols, cols);
+    out[static_cast<std::size_t>(r)] = order == torch_sum_order::avx2 ? detail::inner_sum_lanes<8>(x + r * cols, cols)
+                                                                      : detail::inner_sum_lanes<16>(x + r * cols, cols);
   return out;
 }
 
@@ -144,8 +143,10 @@ inline std::vector<float> torch_sum_rows(const float* x, std::int64_t rows, std:
 inline std::vector<float> torch_sum_cols(const float* x, std::int64_t rows, std::int64_t cols,
                                          torch_sum_order order = torch_sum_order::avx2) {
   std::vector<float> out(static_cast<std::size_t>(cols));
-  if (order == torch_sum_order::avx2) detail::outer_sum_lanes<8>(x, rows, cols, out.data());
-  else detail::outer_sum_lanes<16>(x, rows, cols, out.data());
+  if (order == torch_sum_order::avx2)
+    detail::outer_sum_lanes<8>(x, rows, cols, out.data());
+  else
+    detail::outer_sum_lanes<16>(x, rows, cols, out.data());
   return out;
 }
 

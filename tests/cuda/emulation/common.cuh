@@ -26,13 +26,23 @@
 #define __shared__
 #define __align__(n) __attribute__((aligned(n)))
 
-struct uint3 { unsigned x, y, z; };
-struct uint4 { unsigned x, y, z, w; };
-struct float2 { float x, y; };
+struct uint3 {
+  unsigned x, y, z;
+};
+struct uint4 {
+  unsigned x, y, z, w;
+};
+struct float2 {
+  float x, y;
+};
 inline uint4 make_uint4(unsigned a, unsigned b, unsigned c, unsigned d) { return {a, b, c, d}; }
 inline float2 make_float2(float a, float b) { return {a, b}; }
-struct __half { unsigned short bits; };
-struct __nv_bfloat16 { unsigned short bits; };
+struct __half {
+  unsigned short bits;
+};
+struct __nv_bfloat16 {
+  unsigned short bits;
+};
 
 namespace emu {
 void sync_block();
@@ -54,8 +64,16 @@ extern uint3 blockIdx, blockDim, gridDim;
 
 inline void __syncthreads() { emu::sync_block(); }
 inline void __syncwarp(unsigned = 0xFFFFFFFFu) { emu::sync_warp(); }
-inline float __uint_as_float(unsigned u) { float f; std::memcpy(&f, &u, 4); return f; }
-inline unsigned __float_as_uint(float f) { unsigned u; std::memcpy(&u, &f, 4); return u; }
+inline float __uint_as_float(unsigned u) {
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+inline unsigned __float_as_uint(float f) {
+  unsigned u;
+  std::memcpy(&u, &f, 4);
+  return u;
+}
 inline float __fsub_rn(float a, float b) { return a - b; }
 inline float __fmul_rn(float a, float b) { return a * b; }
 inline unsigned __byte_perm(unsigned x, unsigned y, unsigned s) {
@@ -65,7 +83,9 @@ inline unsigned __byte_perm(unsigned x, unsigned y, unsigned s) {
   return r;
 }
 template <class X>
-inline X __ldg(const X* p) { return *p; }
+inline X __ldg(const X* p) {
+  return *p;
+}
 inline float __shfl_xor_sync(unsigned, float v, int mask) {
   std::uint32_t in = __float_as_uint(v);
   auto all = emu::exchange(&in, 1);
@@ -84,7 +104,9 @@ inline void cp_async_cg16(std::uint32_t dst, const void* src) { emu::cp_async(ds
 inline void cp_async_ca16(std::uint32_t dst, const void* src, bool valid) { emu::cp_async(dst, src, valid); }
 inline void cp_async_commit() { emu::cp_commit(); }
 template <int N>
-inline void cp_async_wait() { emu::cp_wait(N); }
+inline void cp_async_wait() {
+  emu::cp_wait(N);
+}
 
 inline void lds128(std::uint32_t (&r)[4], std::uint32_t addr) { std::memcpy(r, emu::smem_base + addr, 16); }
 inline void ldmatrix_x4(std::uint32_t (&r)[4], std::uint32_t addr) {
@@ -109,12 +131,15 @@ template <class Q>  // Q: quanto::float16 or quanto::bfloat16
 struct elem_impl {  // the register pair's halves; sub.rn / mul.rn as one exact float32 op, rounded once
   static Q lo(std::uint32_t v) { return Q::from_bits(static_cast<std::uint16_t>(v & 0xFFFF)); }
   static Q hi(std::uint32_t v) { return Q::from_bits(static_cast<std::uint16_t>(v >> 16)); }
-  static std::uint32_t pack(Q a, Q b) { return static_cast<std::uint32_t>(a.to_bits()) | static_cast<std::uint32_t>(b.to_bits()) << 16; }
+  static std::uint32_t pack(Q a, Q b) {
+    return static_cast<std::uint32_t>(a.to_bits()) | static_cast<std::uint32_t>(b.to_bits()) << 16;
+  }
   static std::uint32_t sub2(std::uint32_t a, std::uint32_t b) {
     return pack(quanto::detail::t_sub(lo(a), lo(b)), quanto::detail::t_sub(hi(a), hi(b)));
   }
   static std::uint32_t mul2(std::uint32_t a, std::uint32_t b) {  // the float32 product is exact: one rounding
-    return pack(quanto::detail::narrow<Q>(to_float(lo(a)) * to_float(lo(b))), quanto::detail::narrow<Q>(to_float(hi(a)) * to_float(hi(b))));
+    return pack(quanto::detail::narrow<Q>(to_float(lo(a)) * to_float(lo(b))),
+                quanto::detail::narrow<Q>(to_float(hi(a)) * to_float(hi(b))));
   }
   static float2 to_float2(std::uint32_t v) { return {to_float(lo(v)), to_float(hi(v))}; }
   static std::uint32_t pack2(float a, float b) { return pack(Q(a), Q(b)); }
@@ -140,7 +165,9 @@ inline void mma16816(float (&c)[4], const std::uint32_t (&a)[4], std::uint32_t b
   const std::uint32_t in[6] = {a[0], a[1], a[2], a[3], b0, b1};
   auto all = emu::exchange(in, 6);
   float A[16][16], B[16][8];
-  auto half = [](std::uint32_t v, int s) { return quanto::to_float(Q::from_bits(static_cast<std::uint16_t>(s ? v >> 16 : v & 0xFFFF))); };
+  auto half = [](std::uint32_t v, int s) {
+    return quanto::to_float(Q::from_bits(static_cast<std::uint16_t>(s ? v >> 16 : v & 0xFFFF)));
+  };
   for (int l = 0; l < 32; ++l) {
     const int g = l / 4, t = l % 4;
     for (int i = 0; i < 4; ++i)

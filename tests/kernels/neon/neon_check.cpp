@@ -18,7 +18,8 @@ void fail(const std::string& what) {
 
 template <class Q, class T, class S = default_scheme_t<Q>>
 void check(std::int64_t m, std::int64_t n, std::int64_t k, S scheme = {}) {
-  const std::string id = std::string(Q::name) + " m=" + std::to_string(m) + " n=" + std::to_string(n) + " k=" + std::to_string(k);
+  const std::string id =
+      std::string(Q::name) + " m=" + std::to_string(m) + " n=" + std::to_string(n) + " k=" + std::to_string(k);
   const auto w = make_weight<Q, T>(n, k, static_cast<unsigned>(n * 31 + k), scheme);
   const auto p = qk::pack_weight(w);
   const std::vector<float> x = random_x<float>(m * k, static_cast<unsigned>(m + 5));
@@ -26,12 +27,14 @@ void check(std::int64_t m, std::int64_t n, std::int64_t k, S scheme = {}) {
   std::vector<float> y(static_cast<std::size_t>(m * n)), ys(y.size());
   qk::matmul<qk::exact_activations, qk::isa::neon_dot>(p, x.data(), m, k, y.data(), n);
   for (std::size_t i = 0; i < y.size(); ++i)
-    if (std::fabs(y[i] - ref.y[i]) > float_bound(k, ref.magnitude[i])) fail("exact " + id + " output " + std::to_string(i));
+    if (std::fabs(y[i] - ref.y[i]) > float_bound(k, ref.magnitude[i]))
+      fail("exact " + id + " output " + std::to_string(i));
   if constexpr (IntegerQType<Q>) {
     qk::matmul<qk::dynamic_int8_activations, qk::isa::neon_dot>(p, x.data(), m, k, y.data(), n);
     qk::matmul<qk::dynamic_int8_activations, qk::isa::scalar>(p, x.data(), m, k, ys.data(), n);
     for (std::size_t i = 0; i < y.size(); ++i)
-      if (std::fabs(y[i] - ys[i]) > float_bound(k, ref.magnitude[i])) fail("dynamic " + id + " output " + std::to_string(i));
+      if (std::fabs(y[i] - ys[i]) > float_bound(k, ref.magnitude[i]))
+        fail("dynamic " + id + " output " + std::to_string(i));
   }
   if constexpr (std::is_same_v<Q, qint8>) {
     std::vector<std::int8_t> xq(static_cast<std::size_t>(m * k));
@@ -52,7 +55,8 @@ int main() {
     std::printf("SKIP: no dot-product extension on this CPU\n");
     return 0;
   }
-  for (auto [m, n, k] : {std::tuple<int, int, int>{1, 1, 1}, {1, 5, 33}, {3, 17, 200}, {5, 9, 256}, {2, 33, 384}, {4, 8, 130}}) {
+  for (auto [m, n, k] :
+       {std::tuple<int, int, int>{1, 1, 1}, {1, 5, 33}, {3, 17, 200}, {5, 9, 256}, {2, 33, 384}, {4, 8, 130}}) {
     check<qint8, float>(m, n, k);
     check<qint8, bfloat16>(m, n, k);
     check<qfloat8_e4m3fn, bfloat16>(m, n, k);

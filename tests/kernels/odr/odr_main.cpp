@@ -7,8 +7,8 @@
 
 #include "../matmul_support.hpp"
 
-std::string odr_baseline(const quanto::kernels::packed_weight<quanto::qint4, quanto::bfloat16>&, const std::vector<float>&,
-                         std::vector<float>&);
+std::string odr_baseline(const quanto::kernels::packed_weight<quanto::qint4, quanto::bfloat16>&,
+                         const std::vector<float>&, std::vector<float>&);
 std::string odr_avx2(const quanto::kernels::packed_weight<quanto::qint4, quanto::bfloat16>&, const std::vector<float>&,
                      std::vector<float>&);
 

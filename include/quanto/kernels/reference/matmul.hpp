@@ -32,15 +32,20 @@ constexpr std::int64_t position(std::int64_t e) noexcept {
 /// The value of a code as a float (exact).
 template <QType Q>
 inline float code_value(std::uint8_t c) noexcept {
-  if constexpr (FloatQType<Q>) return to_float(Q::storage::from_bits(c));
-  else if constexpr (ByteQType<Q>) return static_cast<float>(static_cast<std::int8_t>(c));
-  else return static_cast<float>(c);
+  if constexpr (FloatQType<Q>)
+    return to_float(Q::storage::from_bits(c));
+  else if constexpr (ByteQType<Q>)
+    return static_cast<float>(static_cast<std::int8_t>(c));
+  else
+    return static_cast<float>(c);
 }
 
 template <QType Q>
 inline std::int32_t code_int(std::uint8_t c) noexcept {
-  if constexpr (ByteQType<Q>) return static_cast<std::int8_t>(c);
-  else return c;
+  if constexpr (ByteQType<Q>)
+    return static_cast<std::int8_t>(c);
+  else
+    return c;
 }
 
 /// Weight-only matmul with float activations, rows [n0, n1) of the weight.
@@ -117,15 +122,25 @@ void gemm_int8(const packed_weight<qint8, T>& w, const detail::prepared_activati
 template <>
 struct backend<isa::scalar> {
   template <QType Q, class W>
-  static constexpr std::int64_t position(const W&, std::int64_t e) noexcept { return reference::position<Q>(e); }
+  static constexpr std::int64_t position(const W&, std::int64_t e) noexcept {
+    return reference::position<Q>(e);
+  }
   template <class W>
-  static bool supports(const W&) noexcept { return true; }
+  static bool supports(const W&) noexcept {
+    return true;
+  }
   template <class... A>
-  static void gemm_exact(A&&... a) { reference::gemm_exact(std::forward<A>(a)...); }
+  static void gemm_exact(A&&... a) {
+    reference::gemm_exact(std::forward<A>(a)...);
+  }
   template <class... A>
-  static void gemm_dynamic(A&&... a) { reference::gemm_dynamic(std::forward<A>(a)...); }
+  static void gemm_dynamic(A&&... a) {
+    reference::gemm_dynamic(std::forward<A>(a)...);
+  }
   template <class... A>
-  static void gemm_int8(A&&... a) { reference::gemm_int8(std::forward<A>(a)...); }
+  static void gemm_int8(A&&... a) {
+    reference::gemm_int8(std::forward<A>(a)...);
+  }
 };
 
 }  // namespace QUANTO_TARGET_NS

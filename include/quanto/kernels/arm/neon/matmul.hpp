@@ -10,7 +10,6 @@
 // - int8:    sdot of int8 codes with int8 activations over the whole row: exact, any code.
 #pragma once
 
-
 #include <algorithm>
 #include <cstdint>
 #include <type_traits>
@@ -63,10 +62,14 @@ QUANTO_ALWAYS_INLINE uint8x16_t plane(uint8x16_t raw, int u) noexcept {
   } else {
     const uint8x16_t mask = vdupq_n_u8(static_cast<std::uint8_t>((1 << Bits) - 1));
     switch (u) {  // vshrq_n needs an immediate
-      case 0: return vandq_u8(raw, mask);
-      case 1: return vandq_u8(vshrq_n_u8(raw, Bits), mask);
-      case 2: return vandq_u8(vshrq_n_u8(raw, 4), mask);  // 2-bit only
-      default: return vandq_u8(vshrq_n_u8(raw, 6), mask);  // 2-bit only
+      case 0:
+        return vandq_u8(raw, mask);
+      case 1:
+        return vandq_u8(vshrq_n_u8(raw, Bits), mask);
+      case 2:
+        return vandq_u8(vshrq_n_u8(raw, 4), mask);  // 2-bit only
+      default:
+        return vandq_u8(vshrq_n_u8(raw, 6), mask);  // 2-bit only
     }
   }
 }
@@ -109,9 +112,12 @@ QUANTO_ALWAYS_INLINE void to_f32(uint8x16_t c, float32x4_t f[4]) noexcept {
 
 template <class F>
 constexpr float fp8_rescale() noexcept {
-  if constexpr (std::is_same_v<F, float8_e5m2>) return 1.0f;
-  else if constexpr (std::is_same_v<F, float8_e4m3fnuz>) return 128.0f;
-  else return 256.0f;
+  if constexpr (std::is_same_v<F, float8_e5m2>)
+    return 1.0f;
+  else if constexpr (std::is_same_v<F, float8_e4m3fnuz>)
+    return 128.0f;
+  else
+    return 256.0f;
 }
 
 /// One weight row x one activation row, exact path.
@@ -160,8 +166,10 @@ QUANTO_ALWAYS_INLINE int32x4_t dot_chunks(const std::uint8_t* codes, const std::
     QUANTO_UNROLL
     for (int u = 0; u < static_cast<int>(planes); ++u) {
       const int8x16_t q = vreinterpretq_s8_u8(plane<Q::bits>(raw, u));
-      if (u % 2 == 0) acc0 = vdotq_s32(acc0, q, vld1q_s8(xq + c * ch + 16 * u));
-      else acc1 = vdotq_s32(acc1, q, vld1q_s8(xq + c * ch + 16 * u));
+      if (u % 2 == 0)
+        acc0 = vdotq_s32(acc0, q, vld1q_s8(xq + c * ch + 16 * u));
+      else
+        acc1 = vdotq_s32(acc1, q, vld1q_s8(xq + c * ch + 16 * u));
     }
   }
   return vaddq_s32(acc0, acc1);
@@ -217,15 +225,25 @@ void gemm_int8(const packed_weight<qint8, T>& w, const kernels::detail::prepared
 template <>
 struct backend<isa::neon_dot> {
   template <QType Q, class W>
-  static constexpr std::int64_t position(const W&, std::int64_t e) noexcept { return neon::position<Q>(e); }
+  static constexpr std::int64_t position(const W&, std::int64_t e) noexcept {
+    return neon::position<Q>(e);
+  }
   template <class W>
-  static bool supports(const W& w) noexcept { return neon::supports(w); }
+  static bool supports(const W& w) noexcept {
+    return neon::supports(w);
+  }
   template <class... A>
-  static void gemm_exact(A&&... a) { neon::gemm_exact(std::forward<A>(a)...); }
+  static void gemm_exact(A&&... a) {
+    neon::gemm_exact(std::forward<A>(a)...);
+  }
   template <class... A>
-  static void gemm_dynamic(A&&... a) { neon::gemm_dynamic(std::forward<A>(a)...); }
+  static void gemm_dynamic(A&&... a) {
+    neon::gemm_dynamic(std::forward<A>(a)...);
+  }
   template <class... A>
-  static void gemm_int8(A&&... a) { neon::gemm_int8(std::forward<A>(a)...); }
+  static void gemm_int8(A&&... a) {
+    neon::gemm_int8(std::forward<A>(a)...);
+  }
 };
 
 }  // namespace QUANTO_TARGET_NS

@@ -16,7 +16,6 @@
 // weight row is decoded once per 4 activation rows and a tile of activations stays in cache.
 #pragma once
 
-
 #include <algorithm>
 #include <cstdint>
 #include <type_traits>
@@ -52,7 +51,7 @@ std::int64_t position(const W& w, std::int64_t e) noexcept {
     return e;
   } else {
     if (block_mode(w)) return e;
-    constexpr std::int64_t chunk = 32 * 8 / Q::bits;          // elements per 32-byte load
+    constexpr std::int64_t chunk = 32 * 8 / Q::bits;             // elements per 32-byte load
     constexpr std::int64_t block_bytes = block_k * Q::bits / 8;  // bytes per 32-element block
     const std::int64_t base = e / chunk * chunk, j = e % chunk;
     const std::int64_t b = j / block_k, jj = j % block_k;
@@ -100,9 +99,12 @@ QUANTO_ALWAYS_INLINE __m256i unit_codes(__m256i raw, int u) noexcept {
 /// The power of two the fp8 decoding (part_floats) divides by: 2^8 (e4m3fn, bias 7), 2^7 (e4m3fnuz, bias 8), 1 (e5m2).
 template <class F>
 constexpr float fp8_rescale() noexcept {
-  if constexpr (std::is_same_v<F, float8_e5m2>) return 1.0f;
-  else if constexpr (std::is_same_v<F, float8_e4m3fnuz>) return 128.0f;
-  else return 256.0f;
+  if constexpr (std::is_same_v<F, float8_e5m2>)
+    return 1.0f;
+  else if constexpr (std::is_same_v<F, float8_e4m3fnuz>)
+    return 128.0f;
+  else
+    return 256.0f;
 }
 
 /// Bytes 8j .. 8j+7 of 32 codes as 8 floats (j a constant after unrolling): int8 sign-extended,
@@ -165,9 +167,8 @@ QUANTO_ALWAYS_INLINE void tile_exact(const packed_weight<Q, T, S>& w, const kern
     const std::int64_t end = std::min(c1, (g + 1) * chunks_per_group);
     __m256 acc[MR][A];
     QUANTO_UNROLL
-    for (int ii = 0; ii < MR; ++ii)
-      QUANTO_UNROLL
-      for (int a = 0; a < A; ++a) acc[ii][a] = _mm256_setzero_ps();
+    for (int ii = 0; ii < MR; ++ii) QUANTO_UNROLL
+    for (int a = 0; a < A; ++a) acc[ii][a] = _mm256_setzero_ps();
     for (; c < end; ++c) {
       const std::int64_t base = c * chunk;
       const __m256i raw = load32(codes + base * Q::bits / 8);
@@ -236,9 +237,8 @@ QUANTO_ALWAYS_INLINE void tile_exact2(const packed_weight<Q, T, S>& w, const ker
     const std::int64_t end = std::min(c1, (g + 1) * chunks_per_group);
     __m256 acc[MR][2][A];
     QUANTO_UNROLL
-    for (int ii = 0; ii < MR; ++ii)
-      QUANTO_UNROLL
-      for (int a = 0; a < A; ++a) acc[ii][0][a] = acc[ii][1][a] = _mm256_setzero_ps();
+    for (int ii = 0; ii < MR; ++ii) QUANTO_UNROLL
+    for (int a = 0; a < A; ++a) acc[ii][0][a] = acc[ii][1][a] = _mm256_setzero_ps();
     for (; c < end; ++c) {
       const std::int64_t base = c * chunk;
       const __m256i raw0 = load32(codes0 + base * Q::bits / 8);
@@ -273,26 +273,26 @@ QUANTO_ALWAYS_INLINE void tile_exact2(const packed_weight<Q, T, S>& w, const ker
     }
   }
   QUANTO_UNROLL
-  for (int ii = 0; ii < MR; ++ii)
-    QUANTO_UNROLL
-    for (int rr = 0; rr < 2; ++rr) {
-      float v = hsum(total[ii][rr]);
-      float& out = y[(i0 + ii) * ldy + r + rr];
-      if (first) {
-        if constexpr (LowBitQType<Q>) {
-          const float* shift = w.shift_row(r + rr);
-          const float* sums = xp.sums(i0 + ii);
-          for (std::int64_t g = 0; g < wgroups; ++g) v -= shift[g] * sums[g];
-        }
-        out = v;
-      } else {
-        out += v;
+  for (int ii = 0; ii < MR; ++ii) QUANTO_UNROLL
+  for (int rr = 0; rr < 2; ++rr) {
+    float v = hsum(total[ii][rr]);
+    float& out = y[(i0 + ii) * ldy + r + rr];
+    if (first) {
+      if constexpr (LowBitQType<Q>) {
+        const float* shift = w.shift_row(r + rr);
+        const float* sums = xp.sums(i0 + ii);
+        for (std::int64_t g = 0; g < wgroups; ++g) v -= shift[g] * sums[g];
       }
+      out = v;
+    } else {
+      out += v;
     }
+  }
 }
 
 /// sum_g a[g] * b[g] + c[g] * d[g], 8 groups at a time.
-QUANTO_ALWAYS_INLINE float dot2(const float* a, const float* b, const float* c, const float* d, std::int64_t n) noexcept {
+QUANTO_ALWAYS_INLINE float dot2(const float* a, const float* b, const float* c, const float* d,
+                                std::int64_t n) noexcept {
   __m256 acc = _mm256_setzero_ps();
   std::int64_t g = 0;
   for (; g + 8 <= n; g += 8)
@@ -446,7 +446,8 @@ QUANTO_ALWAYS_INLINE void tile_int8_sign(const packed_weight<qint8, T>& w,
     const __m256i aw = _mm256_abs_epi8(wq);
     QUANTO_UNROLL
     for (int ii = 0; ii < MR; ++ii)
-      acc[ii] = _mm256_add_epi32(acc[ii], _mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(load32(xq[ii] + e), wq)), ones));
+      acc[ii] = _mm256_add_epi32(
+          acc[ii], _mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(load32(xq[ii] + e), wq)), ones));
   }
   QUANTO_UNROLL
   for (int ii = 0; ii < MR; ++ii) y[(i0 + ii) * ldy + r] = static_cast<float>(hsum(acc[ii])) * w.scale_row(r)[0];
@@ -477,9 +478,8 @@ QUANTO_ALWAYS_INLINE void tile_exact_blocks(const packed_weight<qint4, T, S>& w,
   for (std::int64_t g = 0; g < groups; ++g) {
     __m256 acc[MR][A];
     QUANTO_UNROLL
-    for (int ii = 0; ii < MR; ++ii)
-      QUANTO_UNROLL
-      for (int a = 0; a < A; ++a) acc[ii][a] = _mm256_setzero_ps();
+    for (int ii = 0; ii < MR; ++ii) QUANTO_UNROLL
+    for (int a = 0; a < A; ++a) acc[ii][a] = _mm256_setzero_ps();
     for (std::int64_t blk = g * per_group; blk < (g + 1) * per_group; ++blk) {
       const __m256i c = block_codes4(codes, blk);
       QUANTO_UNROLL
@@ -553,7 +553,8 @@ QUANTO_ALWAYS_INLINE void tile_dynamic_blocks(const packed_weight<qint4, T, S>& 
   }
   QUANTO_UNROLL
   for (int ii = 0; ii < MR; ++ii)
-    y[(i0 + ii) * ldy + r] = hsum(total[ii]) - dot2(scale, xp.centrings(i0 + ii), w.shift_row(r), xp.sums(i0 + ii), groups);
+    y[(i0 + ii) * ldy + r] =
+        hsum(total[ii]) - dot2(scale, xp.centrings(i0 + ii), w.shift_row(r), xp.sums(i0 + ii), groups);
 }
 
 /// Rows [n0, n1) x all activation rows. Activation rows go in panels that fit in L2 (~128 KiB of
@@ -564,7 +565,8 @@ template <class Tile>
 QUANTO_ALWAYS_INLINE void for_tiles(std::int64_t m, std::int64_t n0, std::int64_t n1, std::int64_t x_row_bytes,
                                     std::int64_t chunks, std::int64_t slice, Tile&& tile) {
   constexpr std::int64_t row_block = 8;
-  const std::int64_t panel = std::max<std::int64_t>(4, (std::int64_t{128} << 10) / std::max<std::int64_t>(1, x_row_bytes) / 4 * 4);
+  const std::int64_t panel =
+      std::max<std::int64_t>(4, (std::int64_t{128} << 10) / std::max<std::int64_t>(1, x_row_bytes) / 4 * 4);
   if (slice <= 0) slice = std::max<std::int64_t>(chunks, 1);
   const auto rows = [&](auto mr, std::int64_t rb, std::int64_t re, std::int64_t i0, std::int64_t c0, std::int64_t c1,
                         bool first) {
@@ -582,9 +584,12 @@ QUANTO_ALWAYS_INLINE void for_tiles(std::int64_t m, std::int64_t n0, std::int64_
         std::int64_t i0 = p0;
         for (; i0 + 4 <= p1; i0 += 4) rows(std::integral_constant<int, 4>{}, rb, re, i0, c0, c1, first);
         const std::int64_t left = p1 - i0;
-        if (left == 3) rows(std::integral_constant<int, 3>{}, rb, re, i0, c0, c1, first);
-        else if (left == 2) rows(std::integral_constant<int, 2>{}, rb, re, i0, c0, c1, first);
-        else if (left == 1) rows(std::integral_constant<int, 1>{}, rb, re, i0, c0, c1, first);
+        if (left == 3)
+          rows(std::integral_constant<int, 3>{}, rb, re, i0, c0, c1, first);
+        else if (left == 2)
+          rows(std::integral_constant<int, 2>{}, rb, re, i0, c0, c1, first);
+        else if (left == 1)
+          rows(std::integral_constant<int, 1>{}, rb, re, i0, c0, c1, first);
       }
     }
   }
@@ -639,9 +644,8 @@ QUANTO_ALWAYS_INLINE void panel_micro(const float* const* x, const float* wd, st
                                       float* const* total, bool first) noexcept {
   __m256 acc[MR][NR];
   QUANTO_UNROLL
-  for (int ii = 0; ii < MR; ++ii)
-    QUANTO_UNROLL
-    for (int rr = 0; rr < NR; ++rr) acc[ii][rr] = _mm256_setzero_ps();
+  for (int ii = 0; ii < MR; ++ii) QUANTO_UNROLL
+  for (int rr = 0; rr < NR; ++rr) acc[ii][rr] = _mm256_setzero_ps();
   for (std::int64_t e = 0; e < len; e += 8) {
     __m256 wv[NR];
     QUANTO_UNROLL
@@ -657,21 +661,20 @@ QUANTO_ALWAYS_INLINE void panel_micro(const float* const* x, const float* wd, st
     }
   }
   QUANTO_UNROLL
-  for (int ii = 0; ii < MR; ++ii)
-    QUANTO_UNROLL
-    for (int rr = 0; rr < NR; ++rr) {
-      float* t = total[ii] + rr * 8;
-      const __m256 sc = _mm256_set1_ps(scale[rr]);
-      _mm256_storeu_ps(t, first ? _mm256_mul_ps(acc[ii][rr], sc) : _mm256_fmadd_ps(acc[ii][rr], sc, _mm256_loadu_ps(t)));
-    }
+  for (int ii = 0; ii < MR; ++ii) QUANTO_UNROLL
+  for (int rr = 0; rr < NR; ++rr) {
+    float* t = total[ii] + rr * 8;
+    const __m256 sc = _mm256_set1_ps(scale[rr]);
+    _mm256_storeu_ps(t, first ? _mm256_mul_ps(acc[ii][rr], sc) : _mm256_fmadd_ps(acc[ii][rr], sc, _mm256_loadu_ps(t)));
+  }
 }
 
 /// One micro-tile of `mr` (1..panel_mr) activation rows from i0 over the decoded rows' elements
 /// [a, b) of the slice starting at s0 (all in one weight group), NR weight rows from rr0.
 template <int NR>
 QUANTO_ALWAYS_INLINE void panel_tile(int mr, const kernels::detail::prepared_activations& xp, std::int64_t i0,
-                                     std::int64_t s0, std::int64_t a, std::int64_t b, const float* wd,
-                                     std::int64_t rr0, const float* scale, float* tot, bool first) noexcept {
+                                     std::int64_t s0, std::int64_t a, std::int64_t b, const float* wd, std::int64_t rr0,
+                                     const float* scale, float* tot, bool first) noexcept {
   const float* x[panel_mr];
   float* t[panel_mr];
   for (int ii = 0; ii < mr; ++ii) {
@@ -680,12 +683,24 @@ QUANTO_ALWAYS_INLINE void panel_tile(int mr, const kernels::detail::prepared_act
   }
   const float* w0 = wd + rr0 * panel_slice + (a - s0);
   switch (mr) {
-    case 6: panel_micro<6, NR>(x, w0, b - a, scale, t, first); break;
-    case 5: panel_micro<5, NR>(x, w0, b - a, scale, t, first); break;
-    case 4: panel_micro<4, NR>(x, w0, b - a, scale, t, first); break;
-    case 3: panel_micro<3, NR>(x, w0, b - a, scale, t, first); break;
-    case 2: panel_micro<2, NR>(x, w0, b - a, scale, t, first); break;
-    default: panel_micro<1, NR>(x, w0, b - a, scale, t, first); break;
+    case 6:
+      panel_micro<6, NR>(x, w0, b - a, scale, t, first);
+      break;
+    case 5:
+      panel_micro<5, NR>(x, w0, b - a, scale, t, first);
+      break;
+    case 4:
+      panel_micro<4, NR>(x, w0, b - a, scale, t, first);
+      break;
+    case 3:
+      panel_micro<3, NR>(x, w0, b - a, scale, t, first);
+      break;
+    case 2:
+      panel_micro<2, NR>(x, w0, b - a, scale, t, first);
+      break;
+    default:
+      panel_micro<1, NR>(x, w0, b - a, scale, t, first);
+      break;
   }
 }
 
@@ -695,8 +710,8 @@ QUANTO_ALWAYS_INLINE void panel_tile(int mr, const kernels::detail::prepared_act
 /// is scaled into a per-output 8-lane total; the shift term comes last, as in tile_exact. Each
 /// output's arithmetic depends on m, k and the group size only (not on threads or task bounds).
 template <QType Q, ModelFloat T, class S>
-void gemm_exact_panel(const packed_weight<Q, T, S>& w, const kernels::detail::prepared_activations& xp,
-                      std::int64_t n0, std::int64_t n1, float* y, std::int64_t ldy) {
+void gemm_exact_panel(const packed_weight<Q, T, S>& w, const kernels::detail::prepared_activations& xp, std::int64_t n0,
+                      std::int64_t n1, float* y, std::int64_t ldy) {
   constexpr std::int64_t chunk = 32 * 8 / Q::bits;
   float rescale = 1.0f;
   if constexpr (FloatQType<Q>) rescale = fp8_rescale<typename Q::storage>();
@@ -737,7 +752,8 @@ void gemm_exact_panel(const packed_weight<Q, T, S>& w, const kernels::detail::pr
     if constexpr (LowBitQType<Q>) {
       shift_t.assign(static_cast<std::size_t>(wgroups * panel_rows), 0.0f);
       for (std::int64_t rr = 0; rr < rows; ++rr)
-        for (std::int64_t g = 0; g < wgroups; ++g) shift_t[static_cast<std::size_t>(g * panel_rows + rr)] = w.shift_row(rb + rr)[g];
+        for (std::int64_t g = 0; g < wgroups; ++g)
+          shift_t[static_cast<std::size_t>(g * panel_rows + rr)] = w.shift_row(rb + rr)[g];
     }
     for (std::int64_t i = 0; i < m; ++i) {
       __m256 v = sum_rows8(tot + i * panel_rows * 8);
@@ -791,11 +807,14 @@ void gemm_exact(const packed_weight<Q, T, S>& w, const kernels::detail::prepared
     const std::int64_t unit = ByteQType<Q> ? 1 : per_group;
     slice = std::max<std::int64_t>(1, (1024 / chunk) / unit) * unit;
   }
-  detail::for_tiles(xp.m, n0, n1, xp.k_padded * std::int64_t{sizeof(float)}, chunks, slice,
-                    [&](auto mr, auto nr, std::int64_t r, std::int64_t i0, std::int64_t c0, std::int64_t c1, bool first) {
-                      if constexpr (decltype(nr)::value == 2) detail::tile_exact2<decltype(mr)::value>(w, xp, r, i0, c0, c1, first, y, ldy);
-                      else detail::tile_exact<decltype(mr)::value>(w, xp, r, i0, c0, c1, first, y, ldy);
-                    });
+  detail::for_tiles(
+      xp.m, n0, n1, xp.k_padded * std::int64_t{sizeof(float)}, chunks, slice,
+      [&](auto mr, auto nr, std::int64_t r, std::int64_t i0, std::int64_t c0, std::int64_t c1, bool first) {
+        if constexpr (decltype(nr)::value == 2)
+          detail::tile_exact2<decltype(mr)::value>(w, xp, r, i0, c0, c1, first, y, ldy);
+        else
+          detail::tile_exact<decltype(mr)::value>(w, xp, r, i0, c0, c1, first, y, ldy);
+      });
 }
 
 template <IntegerQType Q, ModelFloat T, class S>
@@ -812,14 +831,17 @@ void gemm_dynamic(const packed_weight<Q, T, S>& w, const kernels::detail::prepar
       return;
     }
   }
-  detail::for_tiles(xp.m, n0, n1, xp.k_padded, 0, 0, [&](auto mr, auto nr, std::int64_t r, std::int64_t i0, std::int64_t, std::int64_t, bool) {
-    // one weight row at a time: sharing activation loads between two rows measured slower here
-    QUANTO_UNROLL
-    for (int rr = 0; rr < decltype(nr)::value; ++rr) {
-      if constexpr (LowBitQType<Q>) detail::tile_dynamic_lowbit<decltype(mr)::value>(w, xp, r + rr, i0, y, ldy);
-      else detail::tile_dynamic_int8<decltype(mr)::value>(w, xp, r + rr, i0, y, ldy);
-    }
-  });
+  detail::for_tiles(xp.m, n0, n1, xp.k_padded, 0, 0,
+                    [&](auto mr, auto nr, std::int64_t r, std::int64_t i0, std::int64_t, std::int64_t, bool) {
+                      // one weight row at a time: sharing activation loads between two rows measured slower here
+                      QUANTO_UNROLL
+                      for (int rr = 0; rr < decltype(nr)::value; ++rr) {
+                        if constexpr (LowBitQType<Q>)
+                          detail::tile_dynamic_lowbit<decltype(mr)::value>(w, xp, r + rr, i0, y, ldy);
+                        else
+                          detail::tile_dynamic_int8<decltype(mr)::value>(w, xp, r + rr, i0, y, ldy);
+                      }
+                    });
 }
 
 template <ModelFloat T>
@@ -829,15 +851,19 @@ void gemm_int8(const packed_weight<qint8, T>& w, const kernels::detail::prepared
   // take pmaddubsw with the sign trick; a -128 would break it, so then every product is widened
   // to int16. Both are exact, so the result does not depend on which ran.
   if (xp.has_int8_min) {
-    detail::for_tiles(xp.m, n0, n1, xp.k_padded, 0, 0, [&](auto mr, auto nr, std::int64_t r, std::int64_t i0, std::int64_t, std::int64_t, bool) {
-      QUANTO_UNROLL
-      for (int rr = 0; rr < decltype(nr)::value; ++rr) detail::tile_int8<decltype(mr)::value>(w, xp, r + rr, i0, y, ldy);
-    });
+    detail::for_tiles(xp.m, n0, n1, xp.k_padded, 0, 0,
+                      [&](auto mr, auto nr, std::int64_t r, std::int64_t i0, std::int64_t, std::int64_t, bool) {
+                        QUANTO_UNROLL
+                        for (int rr = 0; rr < decltype(nr)::value; ++rr)
+                          detail::tile_int8<decltype(mr)::value>(w, xp, r + rr, i0, y, ldy);
+                      });
   } else {
-    detail::for_tiles(xp.m, n0, n1, xp.k_padded, 0, 0, [&](auto mr, auto nr, std::int64_t r, std::int64_t i0, std::int64_t, std::int64_t, bool) {
-      QUANTO_UNROLL
-      for (int rr = 0; rr < decltype(nr)::value; ++rr) detail::tile_int8_sign<decltype(mr)::value>(w, xp, r + rr, i0, y, ldy);
-    });
+    detail::for_tiles(xp.m, n0, n1, xp.k_padded, 0, 0,
+                      [&](auto mr, auto nr, std::int64_t r, std::int64_t i0, std::int64_t, std::int64_t, bool) {
+                        QUANTO_UNROLL
+                        for (int rr = 0; rr < decltype(nr)::value; ++rr)
+                          detail::tile_int8_sign<decltype(mr)::value>(w, xp, r + rr, i0, y, ldy);
+                      });
   }
 }
 
@@ -846,15 +872,25 @@ void gemm_int8(const packed_weight<qint8, T>& w, const kernels::detail::prepared
 template <>
 struct backend<isa::avx2> {
   template <QType Q, class W>
-  static std::int64_t position(const W& w, std::int64_t e) noexcept { return avx2::position<Q>(w, e); }
+  static std::int64_t position(const W& w, std::int64_t e) noexcept {
+    return avx2::position<Q>(w, e);
+  }
   template <class W>
-  static bool supports(const W& w) noexcept { return avx2::supports(w); }
+  static bool supports(const W& w) noexcept {
+    return avx2::supports(w);
+  }
   template <class... A>
-  static void gemm_exact(A&&... a) { avx2::gemm_exact(std::forward<A>(a)...); }
+  static void gemm_exact(A&&... a) {
+    avx2::gemm_exact(std::forward<A>(a)...);
+  }
   template <class... A>
-  static void gemm_dynamic(A&&... a) { avx2::gemm_dynamic(std::forward<A>(a)...); }
+  static void gemm_dynamic(A&&... a) {
+    avx2::gemm_dynamic(std::forward<A>(a)...);
+  }
   template <class... A>
-  static void gemm_int8(A&&... a) { avx2::gemm_int8(std::forward<A>(a)...); }
+  static void gemm_int8(A&&... a) {
+    avx2::gemm_int8(std::forward<A>(a)...);
+  }
 };
 
 }  // namespace QUANTO_TARGET_NS
