@@ -1,5 +1,10 @@
 # Settings for the project's own tests, benchmarks and examples. Nothing here reaches a consumer.
 set(QUANTO_WARNINGS -Wall -Wextra -Wpedantic -Wconversion -Wno-sign-conversion)
+# The CI presets turn every warning of the project's own targets into an error.
+option(QUANTO_WARNINGS_AS_ERRORS "Compile quanto's own tests, benchmarks, examples and tools with -Werror" OFF)
+if(QUANTO_WARNINGS_AS_ERRORS)
+  list(APPEND QUANTO_WARNINGS -Werror)
+endif()
 
 # Tests and benchmarks are built for the machine they run on unless told otherwise: the kernels
 # select their ISA from the compiler's target macros.

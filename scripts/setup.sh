@@ -16,6 +16,9 @@ command -v aarch64-linux-gnu-g++ >/dev/null || need+=(g++-aarch64-linux-gnu)
 command -v qemu-aarch64 >/dev/null || need+=(qemu-user)
 # the fuzz targets (scripts/fuzz.sh) need Clang's libFuzzer
 command -v clang++ >/dev/null || need+=(clang)
+# .ci/run checks the formatting and runs clang-tidy (scripts/check-format.sh, scripts/tidy.sh)
+command -v clang-format >/dev/null || need+=(clang-format)
+command -v clang-tidy >/dev/null || need+=(clang-tidy)
 # scripts/fuzz.sh builds its targets in parallel with Ninja (Make when it is absent)
 command -v ninja >/dev/null || need+=(ninja-build)
 if [ ${#need[@]} -gt 0 ]; then

@@ -37,6 +37,7 @@ class tensor_view {
       : tensor_view(std::span<T>(data, static_cast<std::size_t>(s.numel())), s) {}
   /// A view of const elements converts from a view of mutable ones.
   template <class U>
+  // NOLINTNEXTLINE(google-explicit-constructor)
   requires(std::is_const_v<T>&& std::is_same_v<std::remove_const_t<T>, U>) constexpr tensor_view(
       tensor_view<U> other) noexcept
       : data_(other.span()), shape_(other.shape()) {}
@@ -114,8 +115,9 @@ class tensor {
   tensor_view<const T> view() const noexcept { return {span(), shape_}; }
   /// A writable view.
   tensor_view<T> mutable_view() noexcept { return {span(), shape_}; }
-  operator tensor_view<T>() noexcept { return mutable_view(); }
-  operator tensor_view<const T>() const noexcept { return view(); }
+  // a tensor is usable wherever its view is
+  operator tensor_view<T>() noexcept { return mutable_view(); }      // NOLINT(google-explicit-constructor)
+  operator tensor_view<const T>() const noexcept { return view(); }  // NOLINT(google-explicit-constructor)
 
   /// Changes the shape in place; the element count must not change.
   void reshape(quanto::shape s) {

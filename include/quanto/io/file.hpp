@@ -151,6 +151,7 @@ inline void release_pages([[maybe_unused]] const std::byte* p, [[maybe_unused]] 
   const auto page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
   const auto begin = (reinterpret_cast<std::uintptr_t>(p) + page - 1) / page * page;
   const auto end = (reinterpret_cast<std::uintptr_t>(p) + n) / page * page;
+  // NOLINTNEXTLINE(performance-no-int-to-ptr): the page-aligned address madvise needs
   if (end > begin) (void)::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
 #endif
 }

@@ -174,7 +174,7 @@ class Linear : public detail::weight_and_bias<T> {
   using value_type = T;
   static constexpr std::string_view kind = "Linear";
 
-  Linear(tensor<T> weight, std::optional<tensor<T>> bias = std::nullopt)
+  explicit Linear(tensor<T> weight, std::optional<tensor<T>> bias = std::nullopt)
       : base(kind, 2, "[out, in]", std::move(weight), std::move(bias)) {}
   /// A Linear initialised as PyTorch does, from `rng`.
   template <class Rng>
@@ -242,7 +242,7 @@ class Conv2d : public detail::weight_and_bias<T> {
   using value_type = T;
   static constexpr std::string_view kind = "Conv2d";
 
-  Conv2d(tensor<T> weight, std::optional<tensor<T>> bias = std::nullopt, kernels::conv2d_params params = {})
+  explicit Conv2d(tensor<T> weight, std::optional<tensor<T>> bias = std::nullopt, kernels::conv2d_params params = {})
       : base(kind, 4, "[out, in, kh, kw]", std::move(weight), std::move(bias)), params_(params) {
     if (params_.groups != 1) throw unsupported_error("Conv2d: only groups = 1 is supported");
   }

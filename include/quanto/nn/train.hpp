@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <span>
 #include <string>
 #include <unordered_map>
@@ -40,7 +41,7 @@ loss_and_grad<T> cross_entropy(tensor_view<const T> logits, std::span<const std:
     const std::int64_t y = labels[static_cast<std::size_t>(i)];
     if (y < 0 || y >= c)
       throw value_error("cross_entropy: label " + std::to_string(y) + " is not in [0, " + std::to_string(c) + ")");
-    double mx = -INFINITY;
+    double mx = -std::numeric_limits<double>::infinity();
     for (std::int64_t j = 0; j < c; ++j)
       mx = std::max(mx, static_cast<double>(quanto::detail::widen(logits[static_cast<std::size_t>(i * c + j)])));
     double sum = 0.0;
