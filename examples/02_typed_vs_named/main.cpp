@@ -16,7 +16,7 @@ using namespace quanto;
 
 namespace {
 
-/// A statically typed MLP. It models `nn::Module` (forward, save, load, train, kind), so it could
+/// A statically typed MLP. It models `nn::ValueModule` (forward, save, load, train, kind), so it could
 /// also sit in a run-time tree as a leaf.
 struct TypedMlp {
   using value_type = float;
@@ -41,7 +41,7 @@ struct TypedMlp {
     fc2.train(on);
   }
 };
-static_assert(nn::Module<TypedMlp>);
+static_assert(nn::ValueModule<TypedMlp>);
 static_assert(nn::QuantizedModule<nn::QLinear<qint4>> && nn::QuantizableModule<nn::Linear<float>>);
 static_assert(!nn::QuantizableModule<nn::ReLU<float>>);
 

@@ -28,29 +28,32 @@ namespace nn {
 ///   copies).
 /// - `kind` names the module type in messages and printed trees.
 template <class M>
-concept Module = requires {
-  typename M::value_type;
+concept ValueModule = ModelFloat<typename M::value_type> &&
+    requires(M& m, const M& cm, activation<typename M::value_type> x, state_dict& sd, load_context& lc,
+             const std::string& prefix) {
   { M::kind } -> std::convertible_to<std::string_view>;
-}
-&&ModelFloat<typename M::value_type>&& requires(M& m, const M& cm, activation<typename M::value_type> x, state_dict& sd,
-                                                load_context& lc, const std::string& prefix) {
   { m.forward(std::move(x)) } -> std::same_as<activation<typename M::value_type>>;
   cm.save(sd, prefix);
   m.load(lc, prefix);
   m.train(true);
 };
 
+/// Deprecated: the old name of `ValueModule`, which differed from the tree's `module<T>` by case only.
+/// Kept for one release.
+template <class M>
+concept Module = ValueModule<M>;
+
 /// Called as `f(name, value, grad)` for each trainable tensor: `grad` is float32, sized like
 /// `value` once a backward has run (empty before).
 template <class F, class T>
-concept ParameterVisitor = std::invocable < F&,
-        std::string_view, tensor<T>
-&, tensor<float>& > ;
+concept ParameterVisitor = requires(F& f, std::string_view name, tensor<T>& value, tensor<float>& grad) {
+  f(name, value, grad);
+};
 
 /// A module that can learn: `backward(grad_output)` returns the gradient of its input and
 /// accumulates the gradients of its parameters (after a forward in training mode).
 template <class M>
-concept TrainableModule = Module<M> && requires(M& m, const tensor<typename M::value_type>& g) {
+concept TrainableModule = ValueModule<M> && requires(M& m, const tensor<typename M::value_type>& g) {
   { m.backward(g) } -> std::same_as<tensor<typename M::value_type>>;
   m.zero_grad();
 };
@@ -79,13 +82,13 @@ struct qmodule_traits {
 
 /// A module quanto replaces when it quantizes a model.
 template <class M>
-concept QuantizableModule = Module<M> && qmodule_traits<M>::quantizable;
+concept QuantizableModule = ValueModule<M> && qmodule_traits<M>::quantizable;
 
 /// A quantized module (quanto's QModuleMixin): its qtypes (for the quantization map), its
 /// per-tensor activation scales (1.0 until calibrated) and `freeze()`, after which the weight is
 /// stored quantized and the float weight is gone.
 template <class M>
-concept QuantizedModule = Module<M> && requires(M& m, const M& cm) {
+concept QuantizedModule = ValueModule<M> && requires(M& m, const M& cm) {
   { cm.weight_qtype() } -> std::same_as<std::optional<qtype_id>>;
   { cm.activation_qtype() } -> std::same_as<std::optional<qtype_id>>;
   { cm.input_scale() } -> std::same_as<typename M::value_type>;

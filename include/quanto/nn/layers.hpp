@@ -1,6 +1,7 @@
-// quanto/nn/layers.hpp: the float modules: Linear, Conv2d, LayerNorm, and the element-wise pieces
-// an MLP and a small transformer need (ReLU, GELU, Softmax). Each has PyTorch's parameter names
-// and shapes, a forward in float32 arithmetic rounded once to the model dtype, and a backward.
+// quanto/nn/layers.hpp: the float modules with weights: Linear, Conv2d, LayerNorm. Each has PyTorch's
+// parameter names and shapes, a forward in float32 arithmetic rounded once to the model dtype, and a
+// backward. Includes the element-wise modules (ReLU, GELU, Softmax: nn/elementwise.hpp) and the
+// plumbing they share (nn/parameter.hpp).
 #pragma once
 
 #include <cmath>
@@ -21,82 +22,16 @@
 #include "quanto/kernels/conv2d.hpp"
 #include "quanto/nn/activation.hpp"
 #include "quanto/nn/concepts.hpp"
+#include "quanto/nn/elementwise.hpp"
 #include "quanto/nn/functional.hpp"
+#include "quanto/nn/parameter.hpp"
 #include "quanto/nn/state_dict.hpp"
 #include "quanto/quantize/checks.hpp"
 
 QUANTO_BEGIN_NAMESPACE
 namespace nn {
 
-/// A trainable tensor and its float32 gradient (empty until a backward runs).
-template <ModelFloat T>
-struct parameter {
-  tensor<T> value;
-  tensor<float> grad;
-
-  /// The gradient, allocated (zero) on first use.
-  tensor<float>& grad_storage() {
-    if (grad.size() != value.size() || !(grad.shape() == value.shape())) grad = tensor<float>(value.shape());
-    return grad;
-  }
-  void zero_grad() {
-    if (grad.size()) std::fill(grad.begin(), grad.end(), 0.0f);
-  }
-};
-
 namespace detail {
-
-/// float32 elements of a model-dtype buffer: the buffer itself for float, a widened copy otherwise.
-template <ModelFloat T>
-class f32_buffer {
- public:
-  explicit f32_buffer(tensor_view<const T> t) {
-    if constexpr (std::is_same_v<T, float>)
-      ptr_ = t.data();
-    else {
-      copy_ = functional::to_f32(t);
-      ptr_ = copy_.data();
-    }
-  }
-  const float* data() const noexcept { return ptr_; }
-
- private:
-  const float* ptr_ = nullptr;
-  std::vector<float> copy_;
-};
-
-template <ModelFloat T>
-void save_tensor(state_dict& sd, const std::string& key, const tensor<T>& t) {
-  sd.insert(key, stored_tensor::from(t));
-}
-
-/// Reads `key` into `into` (its dtype must be T, its shape `expected`); records it as missing when
-/// absent and leaves `into` as it was.
-template <ModelFloat T>
-void load_tensor(load_context& lc, const std::string& key, tensor<T>& into, const quanto::shape& expected) {
-  const stored_tensor* s = lc.take(key);
-  if (!s) return;
-  if (!(s->shape == expected))
-    throw shape_error("state dict key '" + key + "' has shape " + s->shape.to_string() + ", expected " +
-                      expected.to_string());
-  into = s->to<T>(key);
-}
-
-/// PyTorch's default initialisation of Linear/Conv2d weights and biases: U(-1/√fan_in, 1/√fan_in).
-template <ModelFloat T, class Rng>
-tensor<T> uniform_init(const quanto::shape& s, std::int64_t fan_in, Rng& rng) {
-  const float bound = fan_in > 0 ? 1.0f / std::sqrt(static_cast<float>(fan_in)) : 0.0f;
-  std::uniform_real_distribution<float> u(-bound, bound);
-  tensor<T> t(s);
-  for (auto& v : t) v = quanto::detail::narrow<T>(u(rng));
-  return t;
-}
-
-inline void require_saved(bool saved, std::string_view kind) {
-  if (!saved)
-    throw state_error(std::string(kind) +
-                      ": backward() needs a forward() in training mode first (call train(true) before the forward)");
-}
 
 /// What Linear and Conv2d share: a weight and an optional bias (one value per output), their
 /// gradients, PyTorch's state-dict keys (`weight`, `bias`), and the input a backward needs.
@@ -405,177 +340,6 @@ class LayerNorm {
   bool training_ = false;
   std::optional<tensor<T>> saved_;
   functional::norm_stats stats_;
-};
-
-// ---- element-wise --------------------------------------------------------------------------------
-
-namespace detail {
-/// Shared plumbing of the parameter-free modules.
-template <ModelFloat T>
-struct stateless {
-  template <class F>
-  void for_each_parameter(F&&) {}
-  void zero_grad() {}
-  void save(state_dict&, const std::string&) const {}
-  void load(load_context&, const std::string&) {}
-};
-}  // namespace detail
-
-/// max(x, 0). Keeps qint8 activations quantized (quanto's relu on ActivationQBytesTensor: the
-/// codes become max(code, 0), the scale stays). Float8 activations come out as plain float
-/// tensors, as in quanto, whose relu falls back to the dequantized values for float8 qtypes
-/// ("Relu is not supported for float8 types"): the next QLinear then calibrates and quantizes
-/// that input itself.
-template <ModelFloat T = float>
-class ReLU : public detail::stateless<T> {
- public:
-  using value_type = T;
-  static constexpr std::string_view kind = "ReLU";
-
-  activation<T> forward(activation<T> x) {
-    const T zero = T(0.0f);
-    auto relu = [&](auto& v) {
-      const float f = quanto::detail::widen(v);
-      if (!(f > 0.0f) && !is_nan_bits(f)) v = zero;
-    };
-    if (training_) saved_ = x.value;
-    for (auto& v : x.value) relu(v);
-    bool keeps_codes = true;
-    std::visit(
-        [&]<class A>(A& a) {
-          if constexpr (!std::is_same_v<A, std::monostate>) {
-            if constexpr (std::is_same_v<typename A::qtype::storage, std::int8_t>)
-              for (auto& c : a.data) c = std::max<std::int8_t>(c, 0);
-            else
-              keeps_codes = false;
-          }
-        },
-        x.quantized);
-    if (!keeps_codes) x.quantized = std::monostate{};
-    return x;
-  }
-  tensor<T> backward(const tensor<T>& grad_output) {
-    detail::require_saved(saved_.has_value(), kind);
-    if (!(grad_output.shape() == saved_->shape()))
-      throw shape_error("ReLU backward: the gradient has shape " + grad_output.shape().to_string() + ", expected " +
-                        saved_->shape().to_string());
-    tensor<T> g = grad_output;
-    for (std::size_t i = 0; i < g.size(); ++i)
-      if (!(quanto::detail::widen((*saved_)[i]) > 0.0f)) g[i] = T(0.0f);
-    return g;
-  }
-  void train(bool on) {
-    training_ = on;
-    if (!on) saved_.reset();
-  }
-
- private:
-  bool training_ = false;
-  std::optional<tensor<T>> saved_;
-};
-
-/// GELU, exact (erf) by default or with PyTorch's tanh approximation. Returns float activations.
-template <ModelFloat T = float>
-class GELU : public detail::stateless<T> {
- public:
-  using value_type = T;
-  static constexpr std::string_view kind = "GELU";
-
-  explicit GELU(bool tanh_approximation = false) : tanh_(tanh_approximation) {}
-
-  activation<T> forward(activation<T> x) {
-    tensor<T> y(x.shape());
-    const T* src = x.value.data();
-    T* dst = y.data();
-    const std::size_t n = y.size();
-    if (tanh_) {
-      for (std::size_t i = 0; i < n; ++i)
-        dst[i] = quanto::detail::narrow<T>(functional::gelu_tanh(quanto::detail::widen(src[i])));
-    } else if constexpr (std::is_same_v<T, float>) {
-      // a plain loop over contiguous floats (no narrow<float> barrier, the store rounds): it vectorises
-      for (std::size_t i = 0; i < n; ++i) dst[i] = functional::gelu_erf(src[i]);
-    } else {
-      for (std::size_t i = 0; i < n; ++i)
-        dst[i] = quanto::detail::narrow<T>(functional::gelu_erf(quanto::detail::widen(src[i])));
-    }
-    if (training_) saved_ = std::move(x.value);
-    return y;
-  }
-  tensor<T> backward(const tensor<T>& grad_output) {
-    detail::require_saved(saved_.has_value(), kind);
-    if (!(grad_output.shape() == saved_->shape()))
-      throw shape_error("GELU backward: the gradient has shape " + grad_output.shape().to_string() + ", expected " +
-                        saved_->shape().to_string());
-    tensor<T> g(grad_output.shape());
-    for (std::size_t i = 0; i < g.size(); ++i)
-      g[i] = quanto::detail::narrow<T>(quanto::detail::widen(grad_output[i]) *
-                                       functional::gelu_grad(quanto::detail::widen((*saved_)[i]), tanh_));
-    return g;
-  }
-  void train(bool on) {
-    training_ = on;
-    if (!on) saved_.reset();
-  }
-
- private:
-  bool tanh_;
-  bool training_ = false;
-  std::optional<tensor<T>> saved_;
-};
-
-/// Softmax over the last dimension. A quantized input gives a quantized output, requantized with
-/// the fixed scale 1/qmax of its qtype, as quanto's softmax on ActivationQBytesTensor does.
-template <ModelFloat T = float>
-class Softmax : public detail::stateless<T> {
- public:
-  using value_type = T;
-  static constexpr std::string_view kind = "Softmax";
-
-  activation<T> forward(activation<T> x) {
-    if (x.shape().rank() < 1) throw shape_error("Softmax: the input needs at least one dimension");
-    const std::int64_t n = x.shape()[x.shape().rank() - 1];
-    std::vector<float> v = functional::to_f32(x.value.view());
-    functional::softmax_rows(v.data(), n == 0 ? 0 : x.shape().numel() / n, n);
-    tensor<T> y = functional::from_f32<T>(v, x.shape());
-    if (training_) saved_ = y;
-    if (const auto q = x.qtype()) {
-      return visit_activation_qtype(*q, [&]<class Q>(Q) {
-        const T scale = quanto::detail::narrow<T>(1.0f / static_cast<float>(Q::qmax));
-        return to_quantized_activation<Q>(y.view(), scale);
-      });
-    }
-    return y;
-  }
-  /// The softmax Jacobian applied to `grad_output`: s · (g - Σ g·s).
-  tensor<T> backward(const tensor<T>& grad_output) {
-    detail::require_saved(saved_.has_value(), kind);
-    if (!(grad_output.shape() == saved_->shape()))
-      throw shape_error("Softmax backward: the gradient has shape " + grad_output.shape().to_string() + ", expected " +
-                        saved_->shape().to_string());
-    const std::int64_t n = saved_->shape()[saved_->rank() - 1];
-    const std::int64_t rows = n == 0 ? 0 : saved_->numel() / n;
-    tensor<T> g(grad_output.shape());
-    for (std::int64_t r = 0; r < rows; ++r) {
-      float dotv = 0.0f;
-      for (std::int64_t j = 0; j < n; ++j)
-        dotv += quanto::detail::widen(grad_output[static_cast<std::size_t>(r * n + j)]) *
-                quanto::detail::widen((*saved_)[static_cast<std::size_t>(r * n + j)]);
-      for (std::int64_t j = 0; j < n; ++j) {
-        const auto i = static_cast<std::size_t>(r * n + j);
-        g[i] = quanto::detail::narrow<T>(quanto::detail::widen((*saved_)[i]) *
-                                         (quanto::detail::widen(grad_output[i]) - dotv));
-      }
-    }
-    return g;
-  }
-  void train(bool on) {
-    training_ = on;
-    if (!on) saved_.reset();
-  }
-
- private:
-  bool training_ = false;
-  std::optional<tensor<T>> saved_;
 };
 
 }  // namespace nn

@@ -1,5 +1,5 @@
 // quanto/nn/tree.hpp: models as a tree of named modules, chosen at run time (PyTorch's nn.Module
-// tree). `module<T>` is the node interface; any type satisfying `Module` goes into the tree wrapped
+// tree). `module<T>` is the node interface; any type satisfying `ValueModule` goes into the tree wrapped
 // in `node<M>`; containers own named child slots. `named_modules()` walks the tree in PyTorch's
 // order with PyTorch's dotted names ("encoder.layer.0.attention.query"), and quantization
 // replaces the module held in a slot, so code that calls a child through its slot always runs
@@ -68,7 +68,7 @@ class slot {
     return std::exchange(module_, std::move(m));
   }
   /// The wrapped value if this slot holds a `node<M>`; null otherwise.
-  template <Module M>
+  template <ValueModule M>
   M* as() const noexcept;
 
  private:
@@ -77,7 +77,7 @@ class slot {
 };
 
 /// A node of the run-time tree. Containers override `forward` (and `backward` to train) and add
-/// children; leaves are `node<M>` around a `Module` value.
+/// children; leaves are `node<M>` around a `ValueModule` value.
 template <ModelFloat T>
 class module {
  public:
@@ -131,8 +131,8 @@ class module {
 
   /// Adds a child. Names are unique among siblings and contain no '.'.
   slot<T>& add(std::string name, std::unique_ptr<module<T>> m);
-  /// Adds a `Module` value as a child (wrapped in `node<M>`).
-  template <Module M>
+  /// Adds a `ValueModule` value as a child (wrapped in `node<M>`).
+  template <ValueModule M>
   requires std::is_same_v<typename M::value_type, T> slot<T>
   &add(std::string name, M m);
 
@@ -140,8 +140,8 @@ class module {
   std::vector<std::unique_ptr<slot<T>>> children_;
 };
 
-/// A `Module` value as a tree leaf.
-template <Module M>
+/// A `ValueModule` value as a tree leaf.
+template <ValueModule M>
 class node final : public module<typename M::value_type>, public quantized_interface<typename M::value_type> {
  public:
   using T = typename M::value_type;
@@ -230,7 +230,7 @@ class node final : public module<typename M::value_type>, public quantized_inter
 };
 
 template <ModelFloat T>
-template <Module M>
+template <ValueModule M>
 M* slot<T>::as() const noexcept {
   auto* n = dynamic_cast<node<M>*>(module_.get());
   return n ? &n->value() : nullptr;
@@ -247,7 +247,7 @@ slot<T>& module<T>::add(std::string name, std::unique_ptr<module<T>> m) {
 }
 
 template <ModelFloat T>
-template <Module M>
+template <ValueModule M>
 requires std::is_same_v<typename M::value_type, T> slot<T>
 &module<T>::add(std::string name, M m) {
   return add(std::move(name), std::unique_ptr<module<T>>(std::make_unique<node<M>>(std::move(m))));
