@@ -80,3 +80,25 @@ TEST(DType, SafetensorsNamesRoundTrip) {
   EXPECT_EQ(size_of(dtype::f8_e5m2), 1u);
   EXPECT_EQ(size_of(dtype::i64), 8u);
 }
+
+// The tables derived from the one `qtypes` list: ids are positions, visit_qtype reaches each type,
+// all_qtypes follows the list, and the message names come from it.
+TEST(QType, TablesAreDerivedFromTheQtypesList) {
+  static_assert(qtypes::size == all_qtypes.size());
+  static_assert(std::is_same_v<type_at_t<2, qtypes>, qint8>);
+  static_assert(index_of_v<qfloat8_e5m2, qtypes> == 4);
+  static_assert(id_of<const qint4>() == qtype_id::qint4);
+  std::size_t position = 0;
+  for_each_type(qtypes{}, [&]<class Q>(Q) {
+    const qtype_id id = all_qtypes[position];
+    EXPECT_EQ(id, id_of<Q>());
+    EXPECT_EQ(static_cast<std::size_t>(id), position);
+    EXPECT_EQ(visit_qtype(id, []<class V>(V) { return V::name; }), Q::name);
+    EXPECT_EQ(find_qtype(Q::name), id);
+    ++position;
+  });
+  EXPECT_EQ(position, qtypes::size);
+  EXPECT_EQ(qtype_names(), "qint2, qint4, qint8, qfloat8, qfloat8_e4m3fn, qfloat8_e5m2, qfloat8_e4m3fnuz");
+  EXPECT_EQ(qtype_names(" or "), "qint2, qint4, qint8, qfloat8, qfloat8_e4m3fn, qfloat8_e5m2 or qfloat8_e4m3fnuz");
+  EXPECT_THROW(visit_qtype(static_cast<qtype_id>(6), [](auto q) { return decltype(q)::bits; }), unsupported_error);
+}

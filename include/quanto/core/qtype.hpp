@@ -16,6 +16,7 @@
 #include "quanto/core/error.hpp"
 #include "quanto/core/float16.hpp"
 #include "quanto/core/float8.hpp"
+#include "quanto/core/type_list.hpp"
 
 QUANTO_BEGIN_NAMESPACE
 
@@ -61,6 +62,11 @@ using qfloat8_e4m3fnuz = qfloat<float8_e4m3fnuz>;
 /// `qfloat8` is the same type as `qfloat8_e4m3fn`, as in optimum-quanto (its name is
 /// "qfloat8_e4m3fn": files never say "qfloat8").
 using qfloat8 = qfloat8_e4m3fn;
+
+/// Every qtype, in the order of `qtype_id`: the one list from which the ids, the names, the
+/// run-time dispatch (`visit_qtype`), `all_qtypes` and the variants of quantized tensors and
+/// activations are derived. A new qtype is an entry here and its `qtype_id` enumerator.
+using qtypes = type_list<qint2, qint4, qint8, qfloat8_e4m3fn, qfloat8_e5m2, qfloat8_e4m3fnuz>;
 
 namespace detail {
 template <class T>
@@ -150,18 +156,7 @@ struct qtype_info {
 
 template <QType Q>
 constexpr qtype_id id_of() noexcept {
-  if constexpr (std::is_same_v<Q, qint2>)
-    return qtype_id::qint2;
-  else if constexpr (std::is_same_v<Q, qint4>)
-    return qtype_id::qint4;
-  else if constexpr (std::is_same_v<Q, qint8>)
-    return qtype_id::qint8;
-  else if constexpr (std::is_same_v<Q, qfloat8_e4m3fn>)
-    return qtype_id::qfloat8_e4m3fn;
-  else if constexpr (std::is_same_v<Q, qfloat8_e5m2>)
-    return qtype_id::qfloat8_e5m2;
-  else
-    return qtype_id::qfloat8_e4m3fnuz;
+  return static_cast<qtype_id>(index_of_v<std::remove_cv_t<Q>, qtypes>);
 }
 
 template <QType Q>
@@ -175,25 +170,23 @@ constexpr qtype_info info_of() noexcept {
           dtype_of<typename Q::storage>};
 }
 
+namespace detail {
+template <std::size_t I, class F>
+constexpr decltype(auto) visit_qtype_from(std::size_t i, F&& f) {
+  if constexpr (I + 1 < qtypes::size) {
+    if (i != I) return visit_qtype_from<I + 1>(i, std::forward<F>(f));
+  }
+  return std::forward<F>(f)(type_at_t<I, qtypes>{});
+}
+}  // namespace detail
+
 /// Calls `f(Q{})` with the qtype type that `id` names: the one bridge from run time to compile
 /// time. Returns what `f` returns (the same type for every qtype).
 template <class F>
 constexpr decltype(auto) visit_qtype(qtype_id id, F&& f) {
-  switch (id) {
-    case qtype_id::qint2:
-      return std::forward<F>(f)(qint2{});
-    case qtype_id::qint4:
-      return std::forward<F>(f)(qint4{});
-    case qtype_id::qint8:
-      return std::forward<F>(f)(qint8{});
-    case qtype_id::qfloat8_e4m3fn:
-      return std::forward<F>(f)(qfloat8_e4m3fn{});
-    case qtype_id::qfloat8_e5m2:
-      return std::forward<F>(f)(qfloat8_e5m2{});
-    case qtype_id::qfloat8_e4m3fnuz:
-      return std::forward<F>(f)(qfloat8_e4m3fnuz{});
-  }
-  throw unsupported_error("invalid qtype id");
+  const auto i = static_cast<std::size_t>(id);
+  if (i >= qtypes::size) throw unsupported_error("invalid qtype id");
+  return detail::visit_qtype_from<0>(i, std::forward<F>(f));
 }
 
 constexpr qtype_info info_of(qtype_id id) {
@@ -201,9 +194,33 @@ constexpr qtype_info info_of(qtype_id id) {
 }
 
 /// All qtypes, in a fixed order (tests and benchmarks iterate it).
-inline constexpr std::array<qtype_id, 6> all_qtypes = {qtype_id::qint2,        qtype_id::qint4,
-                                                       qtype_id::qint8,        qtype_id::qfloat8_e4m3fn,
-                                                       qtype_id::qfloat8_e5m2, qtype_id::qfloat8_e4m3fnuz};
+inline constexpr auto all_qtypes = []<class... Q>(type_list<Q...>) {
+  return std::array<qtype_id, sizeof...(Q)>{id_of<Q>()...};
+}(qtypes{});
+
+// qtype_id's enumerators are the positions in `qtypes` (the enum cannot be generated; this keeps the two in step).
+static_assert(all_qtypes.size() == 6 && id_of<qint2>() == qtype_id::qint2 && id_of<qint4>() == qtype_id::qint4 &&
+                  id_of<qint8>() == qtype_id::qint8 && id_of<qfloat8_e4m3fn>() == qtype_id::qfloat8_e4m3fn &&
+                  id_of<qfloat8_e5m2>() == qtype_id::qfloat8_e5m2 &&
+                  id_of<qfloat8_e4m3fnuz>() == qtype_id::qfloat8_e4m3fnuz,
+              "quanto: qtype_id and the qtypes list must name the same qtypes in the same order");
+
+/// The names a qtype can be given, for messages: "qint2, qint4, qint8, qfloat8, qfloat8_e4m3fn, ...".
+inline std::string qtype_names(std::string_view last_separator = ", ") {
+  std::string out;
+  std::size_t i = 0;
+  const std::size_t n = all_qtypes.size() + 1;  // + the alias "qfloat8"
+  auto add = [&](std::string_view name) {
+    if (i != 0) out += (i + 1 == n) ? last_separator : std::string_view(", ");
+    out += name;
+    ++i;
+  };
+  for (qtype_id id : all_qtypes) {
+    if (id == qtype_id::qfloat8_e4m3fn) add("qfloat8");
+    add(info_of(id).name);
+  }
+  return out;
+}
 
 /// Looks a qtype up by name as optimum-quanto's `qtypes` dict does: the canonical names plus the
 /// alias "qfloat8" (= qfloat8_e4m3fn). nullopt when unknown.
@@ -217,9 +234,7 @@ constexpr std::optional<qtype_id> find_qtype(std::string_view name) noexcept {
 /// As `find_qtype`, but an unknown name is an `unsupported_error` listing the valid names.
 inline qtype_id qtype_from_name(std::string_view name) {
   if (auto id = find_qtype(name)) return *id;
-  throw unsupported_error("unknown qtype '" + std::string(name) +
-                          "' (expected one of qint2, qint4, qint8, qfloat8, qfloat8_e4m3fn, "
-                          "qfloat8_e5m2, qfloat8_e4m3fnuz)");
+  throw unsupported_error("unknown qtype '" + std::string(name) + "' (expected one of " + qtype_names() + ")");
 }
 
 constexpr std::string_view to_string(qtype_id id) { return info_of(id).name; }

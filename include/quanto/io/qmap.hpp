@@ -148,9 +148,7 @@ inline void check_qmap_qtype(std::string_view value, bool activations, const std
   const auto id = find_qtype(value);
   if (!id)
     throw qmap_error(qmap_where(source) + "module " + quote(module) + ": unknown qtype " + quote(value) + " in " +
-                     field +
-                     " (expected none, qint2, qint4, qint8, qfloat8, qfloat8_e4m3fn, qfloat8_e5m2 or "
-                     "qfloat8_e4m3fnuz)");
+                     field + " (expected none, " + qtype_names(" or ") + ")");
   if (activations && info_of(*id).bits != 8)
     throw qmap_error(qmap_where(source) + "module " + quote(module) + ": activations " + quote(value) +
                      " are not 8-bit (quanto quantizes activations to qint8 or a qfloat8 type only)");

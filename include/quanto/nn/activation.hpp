@@ -21,29 +21,31 @@
 QUANTO_BEGIN_NAMESPACE
 namespace nn {
 
+namespace detail {
+template <class T, class List>
+struct qactivations_of;
+template <class T, class... Q>
+struct qactivations_of<T, type_list<Q...>> {
+  using type = concat_t<type_list<std::monostate>,
+                        std::conditional_t<ByteQType<Q>, type_list<qactivation<Q, T>>, type_list<>>...>;
+};
+}  // namespace detail
+
 /// The quantized form of an activation: one of the 8-bit qtypes (quanto allows no other).
 template <ModelFloat T>
-using any_qactivation = std::variant<std::monostate, qactivation<qint8, T>, qactivation<qfloat8_e4m3fn, T>,
-                                     qactivation<qfloat8_e5m2, T>, qactivation<qfloat8_e4m3fnuz, T>>;
+using any_qactivation = variant_of_t<typename detail::qactivations_of<T, qtypes>::type>;
 
 /// Calls `f(Q{})` for an 8-bit qtype id; qint2/qint4 are an unsupported_error (quanto: "only
 /// 8-bit activations are supported").
 template <class F>
 decltype(auto) visit_activation_qtype(qtype_id id, F&& f) {
-  switch (id) {
-    case qtype_id::qint8:
-      return std::forward<F>(f)(qint8{});
-    case qtype_id::qfloat8_e4m3fn:
-      return std::forward<F>(f)(qfloat8_e4m3fn{});
-    case qtype_id::qfloat8_e5m2:
-      return std::forward<F>(f)(qfloat8_e5m2{});
-    case qtype_id::qfloat8_e4m3fnuz:
-      return std::forward<F>(f)(qfloat8_e4m3fnuz{});
-    default:
-      break;
-  }
-  throw unsupported_error("activations are quantized to 8-bit qtypes only (qint8, qfloat8*), not " +
-                          std::string(to_string(id)));
+  return visit_qtype(id, [&]<class Q>(Q q) -> decltype(std::forward<F>(f)(qint8{})) {
+    if constexpr (ByteQType<Q>)
+      return std::forward<F>(f)(q);
+    else
+      throw unsupported_error("activations are quantized to 8-bit qtypes only (qint8, qfloat8*), not " +
+                              std::string(Q::name));
+  });
 }
 
 /// A tensor flowing through a model (see the file comment). Converts from `tensor<T>`.

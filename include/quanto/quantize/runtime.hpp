@@ -42,9 +42,6 @@ struct weight_spec {
 using any_float_view = std::variant<tensor_view<const float>, tensor_view<const float16>, tensor_view<const bfloat16>>;
 
 namespace detail {
-template <class... Ts>
-struct type_list {};
-
 template <class Q, class T, bool Byte = ByteQType<Q>>
 struct qweight_alternatives_of {
   using type = type_list<qbytes_weight<Q, T>>;
@@ -53,38 +50,20 @@ template <class Q, class T>
 struct qweight_alternatives_of<Q, T, false> {
   using type = type_list<qbits_weight<Q, T>, qbits_weight<Q, T, std::uint8_t>>;
 };
-template <class Q, class T>
-using qweight_alternatives = typename qweight_alternatives_of<Q, T>::type;
 
-template <class... Lists>
-struct concat;
-template <class... A>
-struct concat<type_list<A...>> {
-  using type = type_list<A...>;
+template <class T, class List>
+struct per_dtype_of;
+template <class T, class... Q>
+struct per_dtype_of<T, type_list<Q...>> {
+  using type = concat_t<typename qweight_alternatives_of<Q, T>::type...>;
 };
-template <class... A, class... B, class... Rest>
-struct concat<type_list<A...>, type_list<B...>, Rest...> {
-  using type = typename concat<type_list<A..., B...>, Rest...>::type;
-};
-
 template <class T>
-using per_dtype =
-    typename concat<qweight_alternatives<qint2, T>, qweight_alternatives<qint4, T>, qweight_alternatives<qint8, T>,
-                    qweight_alternatives<qfloat8_e4m3fn, T>, qweight_alternatives<qfloat8_e5m2, T>,
-                    qweight_alternatives<qfloat8_e4m3fnuz, T>>::type;
-
-template <class List>
-struct as_variant;
-template <class... A>
-struct as_variant<type_list<A...>> {
-  using type = std::variant<A...>;
-};
+using per_dtype = typename per_dtype_of<T, qtypes>::type;
 }  // namespace detail
 
 /// Any quantized weight: every qtype × model dtype (× float shift / zero-point for qint2/qint4).
 using any_qweight =
-    typename detail::as_variant<typename detail::concat<detail::per_dtype<float>, detail::per_dtype<float16>,
-                                                        detail::per_dtype<bfloat16>>::type>::type;
+    variant_of_t<concat_t<detail::per_dtype<float>, detail::per_dtype<float16>, detail::per_dtype<bfloat16>>>;
 
 /// Throws unsupported_error when the spec combines things quanto does not (the run-time twin of
 /// the compile-time checks in `quantize_weight`).
