@@ -78,3 +78,20 @@ TEST(Runtime, EveryQtypeAndDtypeQuantizes) {
     }
   }
 }
+
+// The optimizer tables derived from the one `optimizers` list.
+TEST(Runtime, OptimizerTablesAreDerivedFromTheOptimizersList) {
+  std::size_t position = 0;
+  for_each_type(optimizers{}, [&]<class O>(O) {
+    const auto id = static_cast<optimizer_id>(position);
+    EXPECT_EQ(optimizer_id_of<O>(), id);
+    EXPECT_EQ(to_string(id), O::name);
+    EXPECT_EQ(optimizer_from_name(O::name), id);
+    EXPECT_TRUE(visit_optimizer(id, []<class V>(V) { return std::is_same_v<V, O>; }));
+    ++position;
+  });
+  EXPECT_EQ(position, optimizers::size);
+  EXPECT_EQ(optimizer_names(), "absmax, max or hqq");
+  EXPECT_FALSE(find_optimizer("Max").has_value());
+  EXPECT_THROW(to_string(static_cast<optimizer_id>(3)), unsupported_error);
+}

@@ -1,4 +1,6 @@
 // Compile-time properties of the public types. This file passes by compiling.
+#include <quanto/nn/activation.hpp>
+#include <quanto/nn/concepts.hpp>
 #include <quanto/quanto.hpp>
 
 #include <type_traits>
@@ -34,3 +36,14 @@ static_assert(!q::default_group_size(8, 200).has_value());
 
 // Alignment of owning storage does not depend on build flags.
 static_assert(QUANTO_BUFFER_ALIGNMENT == 64);
+
+// The variants derived from the qtypes list: every qtype x model dtype (x float / zero-point shift
+// for qint2/qint4) for weights; the 8-bit qtypes only for activations, in the list's order.
+static_assert(std::variant_size_v<q::any_qweight> == 3 * (2 + 2 + 1 + 1 + 1 + 1));
+static_assert(std::is_same_v<std::variant_alternative_t<0, q::any_qweight>, q::qbits_weight<q::qint2, float>>);
+static_assert(std::variant_size_v<q::nn::any_qactivation<float>> == 1 + 4);
+static_assert(std::is_same_v<std::variant_alternative_t<1, q::nn::any_qactivation<q::bfloat16>>,
+                             q::qactivation<q::qint8, q::bfloat16>>);
+static_assert(std::is_same_v<std::variant_alternative_t<4, q::nn::any_qactivation<float>>,
+                             q::qactivation<q::qfloat8_e4m3fnuz, float>>);
+static_assert(std::variant_size_v<q::nn::optimizer_choice> == 1 + q::optimizers::size);

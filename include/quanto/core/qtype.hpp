@@ -170,23 +170,13 @@ constexpr qtype_info info_of() noexcept {
           dtype_of<typename Q::storage>};
 }
 
-namespace detail {
-template <std::size_t I, class F>
-constexpr decltype(auto) visit_qtype_from(std::size_t i, F&& f) {
-  if constexpr (I + 1 < qtypes::size) {
-    if (i != I) return visit_qtype_from<I + 1>(i, std::forward<F>(f));
-  }
-  return std::forward<F>(f)(type_at_t<I, qtypes>{});
-}
-}  // namespace detail
-
 /// Calls `f(Q{})` with the qtype type that `id` names: the one bridge from run time to compile
 /// time. Returns what `f` returns (the same type for every qtype).
 template <class F>
 constexpr decltype(auto) visit_qtype(qtype_id id, F&& f) {
   const auto i = static_cast<std::size_t>(id);
   if (i >= qtypes::size) throw unsupported_error("invalid qtype id");
-  return detail::visit_qtype_from<0>(i, std::forward<F>(f));
+  return visit_type_at<qtypes>(i, std::forward<F>(f));
 }
 
 constexpr qtype_info info_of(qtype_id id) {

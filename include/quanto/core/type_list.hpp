@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <type_traits>
+#include <utility>
 #include <variant>
 
 #include "quanto/core/config.hpp"
@@ -60,6 +61,14 @@ struct index_of<T, type_list<Ts...>> {
   static_assert(value < sizeof...(Ts), "quanto: the type is not in the list");
 };
 
+template <std::size_t I, class List, class F>
+constexpr decltype(auto) visit_type_from(std::size_t i, F&& f) {
+  if constexpr (I + 1 < List::size) {
+    if (i != I) return visit_type_from<I + 1, List>(i, std::forward<F>(f));
+  }
+  return std::forward<F>(f)(typename at<I, List>::type{});
+}
+
 }  // namespace detail
 
 /// The list's elements, concatenated.
@@ -74,6 +83,14 @@ using type_at_t = typename detail::at<I, List>::type;
 /// The position of `T` in the list (a compile error when absent).
 template <class T, class List>
 inline constexpr std::size_t index_of_v = detail::index_of<T, List>::value;
+
+/// Calls `f(T{})` with the `i`-th element `T` of `List` (a run-time index: the bridge from a run-time
+/// id to a type); `i` must be below `List::size`. Returns what `f` returns (the same type for each).
+template <class List, class F>
+constexpr decltype(auto) visit_type_at(std::size_t i, F&& f) {
+  static_assert(List::size > 0, "quanto: visit_type_at on an empty list");
+  return detail::visit_type_from<0, List>(i, std::forward<F>(f));
+}
 
 /// Calls `f(T{})` for each element, in order.
 template <class... Ts, class F>

@@ -22,12 +22,19 @@ QUANTO_BEGIN_NAMESPACE
 namespace nn {
 
 namespace detail {
+template <class Q, class T, bool = ByteQType<Q>>
+struct qactivation_entry {  // qint2/qint4: no activation type
+  using type = type_list<>;
+};
+template <class Q, class T>
+struct qactivation_entry<Q, T, true> {
+  using type = type_list<qactivation<Q, T>>;
+};
 template <class T, class List>
 struct qactivations_of;
 template <class T, class... Q>
 struct qactivations_of<T, type_list<Q...>> {
-  using type = concat_t<type_list<std::monostate>,
-                        std::conditional_t<ByteQType<Q>, type_list<qactivation<Q, T>>, type_list<>>...>;
+  using type = concat_t<type_list<std::monostate>, typename qactivation_entry<Q, T>::type...>;
 };
 }  // namespace detail
 

@@ -60,7 +60,7 @@ concept TrainableModule = ValueModule<M> && requires(M& m, const tensor<typename
 
 /// The optimizer a quantized module re-quantizes its weight with: quanto's default for the qtype
 /// (absmax for 8-bit, max for qint2/qint4), or one chosen explicitly.
-using optimizer_choice = std::variant<std::monostate, absmax_optimizer, max_optimizer, hqq_optimizer>;
+using optimizer_choice = variant_of_t<concat_t<type_list<std::monostate>, optimizers>>;
 
 /// How a quantized module quantizes, beyond its weight qtype: its activation qtype (none: weights
 /// only) and its weight optimizer.

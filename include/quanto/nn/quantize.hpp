@@ -23,6 +23,7 @@
 #include "quanto/core/config.hpp"
 #include "quanto/core/error.hpp"
 #include "quanto/core/qtype.hpp"
+#include "quanto/core/quantization_map.hpp"
 #include "quanto/nn/concepts.hpp"
 #include "quanto/nn/fnmatch.hpp"
 #include "quanto/nn/qmodules.hpp"
@@ -69,19 +70,8 @@ struct optimizer_arg {
   optimizer_arg(absmax_optimizer o) : choice(o) {}  // NOLINT
   optimizer_arg(max_optimizer o) : choice(o) {}     // NOLINT
   optimizer_arg(hqq_optimizer o) : choice(o) {}     // NOLINT
-  optimizer_arg(optimizer_id id) {                  // NOLINT
-    switch (id) {
-      case optimizer_id::absmax:
-        choice = absmax_optimizer{};
-        break;
-      case optimizer_id::max:
-        choice = max_optimizer{};
-        break;
-      case optimizer_id::hqq:
-        choice = hqq_optimizer{};
-        break;
-    }
-  }
+  optimizer_arg(optimizer_id id)                    // NOLINT
+      : choice(visit_optimizer(id, [](auto o) -> optimizer_choice { return o; })) {}
   optimizer_arg(std::string_view name) : optimizer_arg(optimizer_from_name(name)) {}  // NOLINT
   optimizer_arg(const char* name) : optimizer_arg(std::string_view(name)) {}          // NOLINT
   optimizer_arg(const std::string& name) : optimizer_arg(std::string_view(name)) {}   // NOLINT
@@ -135,14 +125,10 @@ void freeze(module<T>& model) {
     if (auto* q = e.target->quantized()) q->freeze();
 }
 
-/// One entry of quanto's quantization map (`quanto_qmap.json`).
-struct qmap_entry {
-  std::string name;
-  std::string weights;      ///< a qtype name or "none"
-  std::string activations;  ///< a qtype name or "none"
-  bool operator==(const qmap_entry&) const = default;
-};
-using quantization_map_t = std::vector<qmap_entry>;
+/// The plain map types live in core/quantization_map.hpp (io reads and writes them without the
+/// module layer); these names are the ones nn has always offered.
+using quanto::qmap_entry;
+using quanto::quantization_map_t;
 
 /// quanto's `quantization_map(model)`: every quantized module, in `named_modules` order.
 template <ModelFloat T>

@@ -5,13 +5,17 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <optional>
+#include <string>
 #include <string_view>
 #include <type_traits>
 #include <vector>
 
 #include "quanto/core/config.hpp"
+#include "quanto/core/error.hpp"
 #include "quanto/core/qtype.hpp"
 #include "quanto/core/tensor.hpp"
+#include "quanto/core/type_list.hpp"
 #include "quanto/quantize/affine.hpp"
 #include "quanto/quantize/axis.hpp"
 #include "quanto/quantize/model_arith.hpp"
@@ -190,11 +194,54 @@ concept OptimizerFor = QType<Q> &&(Opt::is_affine ? LowBitQType<Q> : ByteQType<Q
 template <QType Q>
 using default_optimizer_t = std::conditional_t<(Q::bits == 8), absmax_optimizer, max_optimizer>;
 
-/// The optimizers, as a run-time value.
+/// Every optimizer, in the order of `optimizer_id`: the run-time ids, names, parsing and the
+/// modules' `optimizer_choice` are derived from it.
+using optimizers = type_list<absmax_optimizer, max_optimizer, hqq_optimizer>;
+
+/// The optimizers, as a run-time value (the positions in `optimizers`).
 enum class optimizer_id : std::uint8_t { absmax, max, hqq };
 
-constexpr std::string_view to_string(optimizer_id o) noexcept {
-  return o == optimizer_id::absmax ? "absmax" : o == optimizer_id::max ? "max" : "hqq";
+template <class O>
+constexpr optimizer_id optimizer_id_of() noexcept {
+  return static_cast<optimizer_id>(index_of_v<O, optimizers>);
+}
+static_assert(optimizers::size == 3 && optimizer_id_of<absmax_optimizer>() == optimizer_id::absmax &&
+                  optimizer_id_of<max_optimizer>() == optimizer_id::max &&
+                  optimizer_id_of<hqq_optimizer>() == optimizer_id::hqq,
+              "quanto: optimizer_id and the optimizers list must name the same optimizers in the same order");
+
+/// Calls `f(O{})` with the optimizer type that `id` names (default parameters); an invalid id is
+/// an `unsupported_error`.
+template <class F>
+constexpr decltype(auto) visit_optimizer(optimizer_id id, F&& f) {
+  const auto i = static_cast<std::size_t>(id);
+  if (i >= optimizers::size) throw unsupported_error("invalid optimizer id");
+  return visit_type_at<optimizers>(i, std::forward<F>(f));
+}
+
+constexpr std::string_view to_string(optimizer_id o) {
+  return visit_optimizer(o, []<class O>(O) { return O::name; });
+}
+
+/// The optimizer named `name` ("absmax", "max", "hqq"); nullopt when unknown.
+constexpr std::optional<optimizer_id> find_optimizer(std::string_view name) noexcept {
+  std::optional<optimizer_id> found;
+  for_each_type(optimizers{}, [&]<class O>(O) {
+    if (O::name == name) found = optimizer_id_of<O>();
+  });
+  return found;
+}
+
+/// The optimizer names, for messages: "absmax, max or hqq".
+inline std::string optimizer_names() {
+  std::string out;
+  std::size_t i = 0;
+  for_each_type(optimizers{}, [&]<class O>(O) {
+    if (i != 0) out += i + 1 == optimizers::size ? " or " : ", ";
+    out += O::name;
+    ++i;
+  });
+  return out;
 }
 
 QUANTO_END_NAMESPACE

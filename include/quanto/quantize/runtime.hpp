@@ -19,12 +19,10 @@
 
 QUANTO_BEGIN_NAMESPACE
 
-/// Parses "absmax", "max" or "hqq" (unknown: unsupported_error).
+/// Parses an optimizer name ("absmax", "max" or "hqq"; unknown: unsupported_error).
 inline optimizer_id optimizer_from_name(std::string_view name) {
-  if (name == "absmax") return optimizer_id::absmax;
-  if (name == "max") return optimizer_id::max;
-  if (name == "hqq") return optimizer_id::hqq;
-  throw unsupported_error("unknown optimizer '" + std::string(name) + "' (expected absmax, max or hqq)");
+  if (auto id = find_optimizer(name)) return *id;
+  throw unsupported_error("unknown optimizer '" + std::string(name) + "' (expected " + optimizer_names() + ")");
 }
 
 /// How to quantize a weight, as run-time values. Unset fields take quanto's defaults.
