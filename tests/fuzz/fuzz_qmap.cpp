@@ -12,14 +12,14 @@
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   using namespace quanto;
   const std::string_view text(reinterpret_cast<const char*>(data), size);
-  nn::quantization_map_t qmap;
+  quantization_map_t qmap;
   try {
     qmap = io::parse_qmap(text, "fuzz_qmap");
   } catch (const quanto::error&) {
     return 0;  // a typed rejection; anything else escapes and crashes the fuzzer
   }
   std::set<std::string_view> names;
-  for (const nn::qmap_entry& e : qmap) {
+  for (const qmap_entry& e : qmap) {
     QUANTO_FUZZ_CHECK(names.insert(e.name).second);
     if (!e.name.empty()) (void)quanto_fuzz::touch(&e.name.back());
     QUANTO_FUZZ_CHECK(e.weights == "none" || find_qtype(e.weights).has_value());

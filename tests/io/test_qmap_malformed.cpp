@@ -176,18 +176,18 @@ TEST(QmapMalformed, HugeInputs) {
 
 TEST(QmapMalformed, AcceptedAsPythonReadsThem) {
   // what quanto writes (json.dump(indent=4)), unknown keys of every kind, whitespace around it
-  const nn::quantization_map_t qmap = {{"model.layers.0.q_proj", "qint4", "none"},
-                                       {"\xc3\xa9\xf0\x9f\x98\x80", "qfloat8", "qint8"},
-                                       {"", "qint2", "qfloat8_e4m3fnuz"},
-                                       {std::string("a\0b", 3), "none", "qfloat8_e5m2"}};
+  const quantization_map_t qmap = {{"model.layers.0.q_proj", "qint4", "none"},
+                                   {"\xc3\xa9\xf0\x9f\x98\x80", "qfloat8", "qint8"},
+                                   {"", "qint2", "qfloat8_e4m3fnuz"},
+                                   {std::string("a\0b", 3), "none", "qfloat8_e5m2"}};
   EXPECT_EQ(io::parse_qmap(io::qmap_json(qmap)), qmap);
   EXPECT_EQ(io::parse_qmap(" \r\n\t" + io::qmap_json(qmap) + "\n\n  "), qmap);
   const auto q =
       io::parse_qmap(R"({"z": {"x": null, "y": [1, -2, 3.5e3, true, false, {"a": {"b": []}}], "activations": "qint8",)"
                      R"( "weights": "qfloat8_e4m3fn", "w": {}}, "a": {"weights": "none", "activations": "none"}})");
   ASSERT_EQ(q.size(), 2u);
-  EXPECT_EQ(q[0], (nn::qmap_entry{"z", "qfloat8_e4m3fn", "qint8"}));
-  EXPECT_EQ(q[1], (nn::qmap_entry{"a", "none", "none"}));
+  EXPECT_EQ(q[0], (qmap_entry{"z", "qfloat8_e4m3fn", "qint8"}));
+  EXPECT_EQ(q[1], (qmap_entry{"a", "none", "none"}));
   EXPECT_TRUE(io::parse_qmap("{}").empty());
   EXPECT_TRUE(io::parse_qmap(" { } ").empty());
 }

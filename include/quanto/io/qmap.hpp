@@ -50,9 +50,9 @@
 #include "quanto/core/config.hpp"
 #include "quanto/core/error.hpp"
 #include "quanto/core/qtype.hpp"
+#include "quanto/core/quantization_map.hpp"
 #include "quanto/io/safetensors.hpp"
 #include "quanto/io/safetensors_error.hpp"
-#include "quanto/nn/quantize.hpp"
 
 QUANTO_BEGIN_NAMESPACE
 namespace io {
@@ -299,7 +299,7 @@ class qmap_sax {
 
   explicit qmap_sax(std::string_view source) : source_(source) {}
 
-  nn::quantization_map_t entries;
+  quantization_map_t entries;
 
   // nlohmann's type names, as the messages of the former DOM parser gave them
   bool null() { return scalar("null"); }
@@ -368,7 +368,7 @@ class qmap_sax {
     if (top().type == kind::entry) {
       const char* missing = !has_weights_ ? "weights" : !has_activations_ ? "activations" : nullptr;
       if (missing) throw qmap_error(qmap_where(source_) + "module " + quote(module_) + ": no \"" + missing + "\" key");
-      entries.push_back(nn::qmap_entry{std::move(module_), std::move(weights_), std::move(activations_)});
+      entries.push_back(qmap_entry{std::move(module_), std::move(weights_), std::move(activations_)});
       module_.clear();
       weights_.clear();
       activations_.clear();
@@ -454,12 +454,12 @@ class qmap_sax {
 /// The quantization map as Python's `json.dump(qmap, f, indent=4)` writes it (see the file
 /// comment). value_error for a module name that is not UTF-8 or that appears twice (a Python dict
 /// cannot hold it twice).
-[[nodiscard]] inline std::string qmap_json(const nn::quantization_map_t& qmap) {
+[[nodiscard]] inline std::string qmap_json(const quantization_map_t& qmap) {
   if (qmap.empty()) return "{}";
   std::set<std::string_view> seen;
   std::string out = "{";
   for (std::size_t i = 0; i < qmap.size(); ++i) {
-    const nn::qmap_entry& e = qmap[i];
+    const qmap_entry& e = qmap[i];
     if (!seen.insert(e.name).second)
       throw value_error("quantization map: module " + detail::quote(e.name) + " appears twice");
     out += i == 0 ? "\n    " : ",\n    ";
@@ -476,13 +476,13 @@ class qmap_sax {
 
 /// Writes `qmap_json(qmap)` to `path` (replacing it whole, through a temporary file in the same
 /// folder). `file_error` when the file system fails.
-inline void write_qmap(const std::filesystem::path& path, const nn::quantization_map_t& qmap) {
+inline void write_qmap(const std::filesystem::path& path, const quantization_map_t& qmap) {
   const std::string text = qmap_json(qmap);
   detail::replace_file(path, "quantization map", [&](const auto& write) { write(text.data(), text.size()); });
 }
 
 /// Parses a quantization map (see the file comment); `source` names it in error messages.
-[[nodiscard]] inline nn::quantization_map_t parse_qmap(std::string_view json, std::string_view source = "<memory>") {
+[[nodiscard]] inline quantization_map_t parse_qmap(std::string_view json, std::string_view source = "<memory>") {
   const std::string where = detail::qmap_where(source);
   if (const auto fault = detail::json_text_fault(json, max_qmap_size)) throw qmap_error(where + *fault);
   detail::qmap_sax sax(source);
@@ -494,7 +494,7 @@ inline void write_qmap(const std::filesystem::path& path, const nn::quantization
 
 /// Reads and parses the quantization map at `path`. `file_error` when it cannot be read,
 /// `qmap_error` (naming the file) when it is not a quantization map.
-[[nodiscard]] inline nn::quantization_map_t read_qmap(const std::filesystem::path& path) {
+[[nodiscard]] inline quantization_map_t read_qmap(const std::filesystem::path& path) {
   const auto [bytes, size, mapped] = detail::read_whole_file(path);
   return parse_qmap(std::string_view(reinterpret_cast<const char*>(bytes.get()), size), path.string());
 }
