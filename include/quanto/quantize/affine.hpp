@@ -90,6 +90,7 @@ scale_shift<T> max_scale_shift(tensor_view<const T> base, qaxis axis, kernels::p
       hi[j] = std::max(hi[j], v);
     }
   };
+  (void)par;  // used by the vector path only
   bool done = false;
 #if QUANTO_HAS_AVX2
   if constexpr (qd::compiled) {

@@ -43,6 +43,14 @@ void require_finite(tensor_view<const T> t, const char* what) {
   }
 }
 
+/// Whether every element of `t` is finite (bit tests).
+template <ModelFloat T>
+bool all_finite(tensor_view<const T> t) noexcept {
+  for (std::size_t i = 0; i < t.size(); ++i)
+    if (!t_is_finite(t[i])) return false;
+  return true;
+}
+
 inline void require_shape(const shape& got, const shape& expected, const char* what) {
   if (!(got == expected))
     throw shape_error(std::string(what) + " has shape " + got.to_string() + ", expected " + expected.to_string());

@@ -238,10 +238,20 @@ qweight_t<Q, T, S> quantize_weight(tensor_view<const T> w, const S& scheme = {},
                   "quanto: this optimizer does not fit this qtype: absmax_optimizer is symmetric "
                   "(8-bit qtypes only), max_optimizer and hqq_optimizer are affine (qint2/qint4 only)");
   } else {
-    if (options.nonfinite == nonfinite_policy::reject) detail::require_finite(w, "the weight");
+    // absmax and max propagate any NaN/Inf of their group into its scale, so a finite scale
+    // vouches for its group: their inputs are scanned only when some scale is not finite (which
+    // also happens when max - min overflows), saving a pass over the weight. HQQ scans first.
+    constexpr bool scale_vouches =
+        std::is_same_v<Optimizer, absmax_optimizer> || std::is_same_v<Optimizer, max_optimizer>;
+    const bool reject = options.nonfinite == nonfinite_policy::reject;
+    if (reject && !scale_vouches) detail::require_finite(w, "the weight");
+    const auto check_scale = [&](const auto& scale) {
+      if (reject && scale_vouches && !detail::all_finite(scale.view())) detail::require_finite(w, "the weight");
+    };
     if constexpr (ByteQType<Q>) {
       const qaxis axis = effective_axis(w.shape(), scheme.axis);
       tensor<T> scale = optimizer.template operator()<Q>(w, axis, options.parallel);
+      check_scale(scale);
       tensor<typename Q::storage> data = quantize_symmetric<Q>(w, axis, scale.view(), options.parallel);
       return qbytes_weight<Q, T>{std::move(data), std::move(scale), axis};
     } else {
@@ -267,6 +277,7 @@ qweight_t<Q, T, S> quantize_weight(tensor_view<const T> w, const S& scheme = {},
         }
       }
       scale_shift<T> ss = optimizer.template operator()<Q>(base, scheme.axis, options.parallel);
+      check_scale(ss.scale);
       using result_t = qweight_t<Q, T, S>;
       if constexpr (detail::uses_zero_point<S>) {
         tensor<std::uint8_t> zp = to_zero_point<Q, T>(ss.scale.view(), ss.shift.view());

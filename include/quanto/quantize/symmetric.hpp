@@ -75,6 +75,7 @@ tensor<T> absmax_scale(tensor_view<const T> base, qaxis axis, kernels::parallel_
     float& m = rmax[j];
     if (is_nan_bits(a) || (!is_nan_bits(m) && a > m)) m = a;  // amax propagates NaN
   };
+  (void)par;  // used by the vector path only
   bool done = false;
 #if QUANTO_HAS_AVX2
   if constexpr (qd::compiled) {
