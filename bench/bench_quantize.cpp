@@ -1,9 +1,17 @@
 // Quantize / dequantize throughput per qtype and model dtype, in GB/s of float data, printed
 // beside a plain memory copy of the same bytes measured in the same run: the ratio is the figure.
+// The argument of each row is the thread count (the library's pool; 1 = the calling thread).
+// Built as bench_quantize_ggml (when QUANTO_GGML_DIR finds llama.cpp's ggml, e.g. the one
+// `pip install llama-cpp-python` builds), the same rows run beside ggml's own quantizers
+// (`ggml_quantize_chunk`, what llama-quantize calls, Q4_0 and Q8_0 from float32) and a third
+// column gives each row's element rate over ggml's (Q8_0 for the 8-bit rows, Q4_0 for the others).
 //
 //   build-release/bench/bench_quantize [--benchmark_filter=...]
+//   build-release/bench/bench_quantize_ggml --benchmark_repetitions=5
+//       --benchmark_enable_random_interleaving=true    (one line: medians of interleaved rounds)
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -13,6 +21,10 @@
 #include <vector>
 
 #include <quanto/quanto.hpp>
+
+#if defined(QUANTO_BENCH_HAVE_GGML)
+#include <ggml.h>
+#endif
 
 namespace {
 
@@ -34,6 +46,13 @@ template <class T>
 void set_bytes(benchmark::State& state) {
   state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) * kOut * kIn *
                           static_cast<std::int64_t>(sizeof(T)));
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()) * kOut * kIn);
+}
+
+quanto::quantize_options threads(const benchmark::State& state) {
+  quanto::quantize_options o;
+  o.parallel.threads = static_cast<int>(state.range(0));
+  return o;
 }
 
 template <class T>
@@ -52,7 +71,7 @@ template <class Q, class T, class Opt>
 void BM_quantize(benchmark::State& state) {
   const auto& w = weight<T>();
   for (auto _ : state) {
-    auto q = quanto::quantize_weight<Q>(w, quanto::default_scheme_t<Q>{}, Opt{});
+    auto q = quanto::quantize_weight<Q>(w, quanto::default_scheme_t<Q>{}, Opt{}, threads(state));
     benchmark::DoNotOptimize(q.scale.data());
   }
   set_bytes<T>(state);
@@ -62,11 +81,28 @@ template <class Q, class T>
 void BM_dequantize(benchmark::State& state) {
   const auto q = quanto::quantize_weight<Q>(weight<T>());
   for (auto _ : state) {
-    auto dq = q.dequantize();
+    auto dq = q.dequantize({static_cast<int>(state.range(0))});
     benchmark::DoNotOptimize(dq.data());
   }
   set_bytes<T>(state);
 }
+
+#if defined(QUANTO_BENCH_HAVE_GGML)
+/// ggml's quantizer on the float32 weight, one call for the whole matrix (one thread).
+template <ggml_type Type>
+void BM_ggml(benchmark::State& state) {
+  const auto& w = weight<float>();
+  std::vector<std::uint8_t> dst(static_cast<std::size_t>(ggml_row_size(Type, kIn)) * kOut);
+  for (auto _ : state) {
+    const std::size_t n = ggml_quantize_chunk(Type, w.data(), dst.data(), 0, kOut, kIn, nullptr);
+    benchmark::DoNotOptimize(n);
+    benchmark::ClobberMemory();
+  }
+  set_bytes<float>(state);
+}
+BENCHMARK(BM_ggml<GGML_TYPE_Q4_0>)->Name("BM_ggml_q4_0<float>")->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_ggml<GGML_TYPE_Q8_0>)->Name("BM_ggml_q8_0<float>")->Unit(benchmark::kMillisecond);
+#endif
 
 /// Prints each run as usual, then a summary: GB/s and the ratio to memcpy of the same dtype.
 class RatioReporter : public benchmark::ConsoleReporter {
@@ -74,26 +110,40 @@ class RatioReporter : public benchmark::ConsoleReporter {
   void ReportRuns(const std::vector<Run>& runs) override {
     ConsoleReporter::ReportRuns(runs);
     for (const Run& r : runs) {
-      const auto it = r.counters.find("bytes_per_second");
-      if (it != r.counters.end()) rates_.emplace_back(r.benchmark_name(), static_cast<double>(it->second));
+      // With --benchmark_repetitions only the medians count; otherwise the single run.
+      if (r.run_type == Run::RT_Aggregate && r.aggregate_name != "median") continue;
+      const auto bytes = r.counters.find("bytes_per_second"), items = r.counters.find("items_per_second");
+      if (bytes == r.counters.end() || items == r.counters.end()) continue;
+      const std::string name = r.run_name.str();
+      if (r.run_type != Run::RT_Aggregate && r.repetitions > 1) continue;
+      rates_[name] = {static_cast<double>(bytes->second), static_cast<double>(items->second)};
+      if (std::find(order_.begin(), order_.end(), name) == order_.end()) order_.push_back(name);
     }
   }
   void Finalize() override {
     ConsoleReporter::Finalize();
     std::map<std::string, double> copy;
     for (const auto& [name, rate] : rates_)
-      if (name.rfind("BM_memcpy<", 0) == 0) copy[name.substr(10, name.find('>') - 10)] = rate;
-    std::printf("\n%-58s %10s %14s\n", "benchmark", "GB/s", "x memcpy");
-    for (const auto& [name, rate] : rates_) {
+      if (name.rfind("BM_memcpy<", 0) == 0) copy[name.substr(10, name.find('>') - 10)] = rate.first;
+    const auto ggml = [&](const char* n) { return rates_.count(n) ? rates_[n].second : 0.0; };
+    const double q4 = ggml("BM_ggml_q4_0<float>"), q8 = ggml("BM_ggml_q8_0<float>");
+    std::printf("\n%-64s %8s %9s %9s\n", "benchmark (argument: threads)", "GB/s", "x memcpy", "x ggml");
+    for (const auto& name : order_) {
+      const auto [rate, items] = rates_[name];
       double base = 0;
       for (const auto& [dt, r] : copy)
         if (name.find(dt + ">") != std::string::npos || name.find(", " + dt) != std::string::npos) base = r;
-      std::printf("%-58s %10.2f %14.3f\n", name.c_str(), rate / 1e9, base > 0 ? rate / base : 0.0);
+      const bool eight = name.find("qint8") != std::string::npos || name.find("qfloat8") != std::string::npos;
+      const bool quant = name.rfind("BM_quantize<", 0) == 0;
+      const double ref = !quant ? 0.0 : eight ? q8 : q4;
+      std::printf("%-64s %8.2f %9.3f %9s\n", name.c_str(), rate / 1e9, base > 0 ? rate / base : 0.0,
+                  ref > 0 ? std::to_string(items / ref).substr(0, 5).c_str() : "-");
     }
   }
 
  private:
-  std::vector<std::pair<std::string, double>> rates_;
+  std::map<std::string, std::pair<double, double>> rates_;
+  std::vector<std::string> order_;
 };
 
 using quanto::absmax_optimizer;
@@ -103,19 +153,20 @@ using quanto::max_optimizer;
 
 BENCHMARK(BM_memcpy<float>)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_memcpy<bfloat16>)->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_quantize<quanto::qint8, float, absmax_optimizer>)->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_quantize<quanto::qint8, bfloat16, absmax_optimizer>)->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_quantize<quanto::qfloat8_e4m3fn, float, absmax_optimizer>)->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_quantize<quanto::qfloat8_e4m3fn, bfloat16, absmax_optimizer>)->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_quantize<quanto::qfloat8_e5m2, bfloat16, absmax_optimizer>)->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_quantize<quanto::qint4, float, max_optimizer>)->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_quantize<quanto::qint4, bfloat16, max_optimizer>)->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_quantize<quanto::qint2, bfloat16, max_optimizer>)->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_quantize<quanto::qint4, bfloat16, hqq_optimizer>)->Unit(benchmark::kMillisecond)->Iterations(1);
-BENCHMARK(BM_dequantize<quanto::qint8, bfloat16>)->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_dequantize<quanto::qfloat8_e4m3fn, bfloat16>)->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_dequantize<quanto::qint4, bfloat16>)->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_dequantize<quanto::qint2, bfloat16>)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_quantize<quanto::qint8, float, absmax_optimizer>)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_quantize<quanto::qint8, bfloat16, absmax_optimizer>)->Arg(1)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_quantize<quanto::qfloat8_e4m3fn, float, absmax_optimizer>)->Arg(1)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_quantize<quanto::qfloat8_e4m3fn, bfloat16, absmax_optimizer>)->Arg(1)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_quantize<quanto::qfloat8_e5m2, bfloat16, absmax_optimizer>)->Arg(1)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_quantize<quanto::qint4, float, max_optimizer>)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_quantize<quanto::qint4, bfloat16, max_optimizer>)->Arg(1)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_quantize<quanto::qint2, float, max_optimizer>)->Arg(1)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_quantize<quanto::qint2, bfloat16, max_optimizer>)->Arg(1)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_quantize<quanto::qint4, bfloat16, hqq_optimizer>)->Arg(1)->Unit(benchmark::kMillisecond)->Iterations(1);
+BENCHMARK(BM_dequantize<quanto::qint8, bfloat16>)->Arg(1)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_dequantize<quanto::qfloat8_e4m3fn, bfloat16>)->Arg(1)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_dequantize<quanto::qint4, bfloat16>)->Arg(1)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_dequantize<quanto::qint2, bfloat16>)->Arg(1)->Unit(benchmark::kMillisecond);
 
 }  // namespace
 

@@ -13,6 +13,7 @@
 #include "quanto/quantize/axis.hpp"
 #include "quanto/quantize/checks.hpp"
 #include "quanto/quantize/model_arith.hpp"
+#include "quanto/quantize/simd.hpp"
 
 QUANTO_BEGIN_NAMESPACE
 
@@ -71,23 +72,50 @@ concept AffineShift = ModelFloat<Shift> || std::is_same_v<Shift, std::uint8_t>;
 /// `scale = (max - min) / (2^bits - 1)` and `shift = -min`, in the model dtype. Axis 0 reduces
 /// each row; axis -1 — and, as in quanto, axis None (a single row) — reduces each column.
 template <LowBitQType Q, ModelFloat T>
-scale_shift<T> max_scale_shift(tensor_view<const T> base, qaxis axis) {
+scale_shift<T> max_scale_shift(tensor_view<const T> base, qaxis axis, kernels::parallel_options par = {}) {
+  namespace qd = kernels::quantize_dispatch;
   const param_map pm = map_params(base.shape(), axis == qaxis::first ? qaxis::first : qaxis::last);
   const auto n = static_cast<std::size_t>(pm.count());
   std::vector<float> lo(n, 0.0f), hi(n, 0.0f);
-  std::vector<bool> seen(n, false);
-  pm.for_each([&](std::size_t i, std::size_t j) {
+  std::vector<unsigned char> seen(n, 0);
+  const auto step = [&](std::size_t i, std::size_t j) {
     const float v = detail::widen(base[i]);
     if (!seen[j]) {
       lo[j] = hi[j] = v;
-      seen[j] = true;
+      seen[j] = 1;
     } else if (is_nan_bits(v)) {
       lo[j] = hi[j] = v;  // amin/amax propagate NaN
     } else if (!is_nan_bits(lo[j])) {
       lo[j] = std::min(lo[j], v);
       hi[j] = std::max(hi[j], v);
     }
-  });
+  };
+  (void)par;  // used by the vector path only
+  bool done = false;
+#if QUANTO_HAS_AVX2
+  if constexpr (qd::compiled) {
+    // min and max are order-free except for NaN (the reference keeps the last one's bits) and the
+    // sign of a zero extreme (the first zero seen): a run with either goes to the reference.
+    if (qd::enabled() && pm.k == param_map::kind::per_row) {
+      qd::for_each_run(pm, par, [&](std::size_t b, std::size_t len, std::size_t r) {
+        float l = 0.0f, h = 0.0f;
+        bool nan = false;
+        const std::size_t k = kernels::quantize_avx2::minmax_run(base.data() + b, len, l, h, nan);
+        if (k > 0 && !nan) {
+          lo[r] = l;
+          hi[r] = h;
+          seen[r] = 1;
+          for (std::size_t i = b + k; i < b + len; ++i) step(i, r);
+          if (!is_nan_bits(lo[r]) && lo[r] != 0.0f && hi[r] != 0.0f) return;
+        }
+        seen[r] = 0;
+        for (std::size_t i = b; i < b + len; ++i) step(i, r);
+      });
+      done = true;
+    }
+  }
+#endif
+  if (!done) pm.for_each(step);
   scale_shift<T> out{tensor<T>(pm.param_shape), tensor<T>(pm.param_shape)};
   const float levels = detail::code_max(Q::bits);  // qmax - qmin
   for (std::size_t j = 0; j < n; ++j) {
@@ -114,25 +142,81 @@ tensor<std::uint8_t> to_zero_point(tensor_view<const T> scale, tensor_view<const
 /// `Shift` is the model dtype (float shift) or uint8 (zero-point).
 template <LowBitQType Q, ModelFloat T, detail::AffineShift Shift>
 tensor<std::uint8_t> quantize_affine(tensor_view<const T> base, tensor_view<const T> scale,
-                                     tensor_view<const Shift> shift) {
+                                     tensor_view<const Shift> shift, kernels::parallel_options par = {}) {
+  namespace qd = kernels::quantize_dispatch;
   const param_map pm = broadcast_params(base.shape(), scale.shape());
   detail::require_shape(shift.shape(), scale.shape(), "the shift");
   tensor<std::uint8_t> codes(base.shape());
-  pm.for_each([&](std::size_t i, std::size_t j) {
-    codes[i] = detail::quantize_affine_value(base[i], scale[j], shift[j], Q::bits);
+  const bool per_column = pm.k == param_map::kind::per_column;
+  const bool simd = qd::enabled();
+  qd::for_each_run(pm, par, [&](std::size_t b, std::size_t n, std::size_t j) {
+    std::size_t k = 0;
+#if QUANTO_HAS_AVX2
+    if constexpr (qd::compiled) {
+      namespace v = kernels::quantize_avx2;
+      const T* x = base.data() + b;
+      std::uint8_t* o = codes.data() + b;
+      if constexpr (std::is_same_v<Shift, std::uint8_t>) {
+        if (simd && per_column)
+          k = v::quantize_affine_zp_run<T, Q::bits, true>(x, o, n, 0.0f, 0, scale.data(), shift.data());
+        else if (simd)
+          k = v::quantize_affine_zp_run<T, Q::bits, false>(x, o, n, detail::widen(scale[j]), shift[j], nullptr,
+                                                           nullptr);
+      } else {
+        if (simd && per_column)
+          k = v::quantize_affine_run<T, Q::bits, true>(x, o, n, 0.0f, 0.0f, scale.data(), shift.data());
+        else if (simd)
+          k = v::quantize_affine_run<T, Q::bits, false>(x, o, n, detail::widen(scale[j]), detail::widen(shift[j]),
+                                                        nullptr, nullptr);
+      }
+    }
+#endif
+    for (; k < n; ++k) {
+      const std::size_t p = per_column ? k : j;
+      codes[b + k] = detail::quantize_affine_value(base[b + k], scale[p], shift[p], Q::bits);
+    }
   });
+  (void)simd;
   return codes;
 }
 
 /// Dequantizes codes laid out as `quantize_affine` produced them (grouped shape).
 template <ModelFloat T, detail::AffineShift Shift>
 tensor<T> dequantize_affine(tensor_view<const std::uint8_t> codes, tensor_view<const T> scale,
-                            tensor_view<const Shift> shift) {
+                            tensor_view<const Shift> shift, kernels::parallel_options par = {}) {
+  namespace qd = kernels::quantize_dispatch;
   const param_map pm = broadcast_params(codes.shape(), scale.shape());
   detail::require_shape(shift.shape(), scale.shape(), "the shift");
   tensor<T> out(codes.shape());
-  pm.for_each(
-      [&](std::size_t i, std::size_t j) { out[i] = detail::dequantize_affine_value(codes[i], scale[j], shift[j]); });
+  const bool per_column = pm.k == param_map::kind::per_column;
+  const bool simd = qd::enabled();
+  qd::for_each_run(pm, par, [&](std::size_t b, std::size_t n, std::size_t j) {
+    std::size_t k = 0;
+#if QUANTO_HAS_AVX2
+    if constexpr (qd::compiled) {
+      namespace v = kernels::quantize_avx2;
+      const std::uint8_t* q = codes.data() + b;
+      T* o = out.data() + b;
+      if constexpr (std::is_same_v<Shift, std::uint8_t>) {
+        if (simd && per_column)
+          k = v::dequantize_affine_zp_run<T, true>(q, o, n, 0.0f, 0, scale.data(), shift.data());
+        else if (simd)
+          k = v::dequantize_affine_zp_run<T, false>(q, o, n, detail::widen(scale[j]), shift[j], nullptr, nullptr);
+      } else {
+        if (simd && per_column)
+          k = v::dequantize_affine_run<T, true>(q, o, n, 0.0f, 0.0f, scale.data(), shift.data());
+        else if (simd)
+          k = v::dequantize_affine_run<T, false>(q, o, n, detail::widen(scale[j]), detail::widen(shift[j]), nullptr,
+                                                 nullptr);
+      }
+    }
+#endif
+    for (; k < n; ++k) {
+      const std::size_t p = per_column ? k : j;
+      out[b + k] = detail::dequantize_affine_value(codes[b + k], scale[p], shift[p]);
+    }
+  });
+  (void)simd;
   return out;
 }
 

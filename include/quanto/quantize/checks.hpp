@@ -9,6 +9,7 @@
 #include "quanto/core/qtype.hpp"
 #include "quanto/core/tensor.hpp"
 #include "quanto/quantize/model_arith.hpp"
+#include "quanto/quantize/simd.hpp"
 
 QUANTO_BEGIN_NAMESPACE
 
@@ -24,7 +25,13 @@ namespace detail {
 /// Throws value_error at the first NaN/Inf of `t` (bit tests: works under -ffast-math).
 template <ModelFloat T>
 void require_finite(tensor_view<const T> t, const char* what) {
-  for (std::size_t i = 0; i < t.size(); ++i) {
+  std::size_t start = 0;
+#if QUANTO_HAS_AVX2
+  // Whole vectors with no NaN/Inf are skipped; the first one that has one is scanned below.
+  if (kernels::quantize_dispatch::compiled && kernels::quantize_dispatch::enabled())
+    start = kernels::quantize_avx2::finite_prefix(t.data(), t.size());
+#endif
+  for (std::size_t i = start; i < t.size(); ++i) {
     if (!t_is_finite(t[i])) {
       const float v = widen(t[i]);
       throw value_error(std::string(what) + " has a non-finite value (" +
@@ -34,6 +41,14 @@ void require_finite(tensor_view<const T> t, const char* what) {
                         ") at flat index " + std::to_string(i) + " of shape " + t.shape().to_string());
     }
   }
+}
+
+/// Whether every element of `t` is finite (bit tests).
+template <ModelFloat T>
+bool all_finite(tensor_view<const T> t) noexcept {
+  for (std::size_t i = 0; i < t.size(); ++i)
+    if (!t_is_finite(t[i])) return false;
+  return true;
 }
 
 inline void require_shape(const shape& got, const shape& expected, const char* what) {

@@ -19,6 +19,7 @@
 #include "quanto/quantize/affine.hpp"
 #include "quanto/quantize/axis.hpp"
 #include "quanto/quantize/model_arith.hpp"
+#include "quanto/quantize/simd.hpp"
 #include "quanto/quantize/symmetric.hpp"
 #include "quanto/quantize/torch_pow.hpp"
 #include "quanto/quantize/torch_sum.hpp"
@@ -31,8 +32,8 @@ struct absmax_optimizer {
   static constexpr bool is_affine = false;
 
   template <ByteQType Q, ModelFloat T>
-  tensor<T> operator()(tensor_view<const T> base, qaxis axis) const {
-    return absmax_scale<Q>(base, effective_axis(base.shape(), axis));
+  tensor<T> operator()(tensor_view<const T> base, qaxis axis, kernels::parallel_options par = {}) const {
+    return absmax_scale<Q>(base, effective_axis(base.shape(), axis), par);
   }
 };
 
@@ -44,8 +45,8 @@ struct max_optimizer {
 
   /// `base` is already grouped; `axis` as quanto's AffineOptimizer receives it.
   template <LowBitQType Q, ModelFloat T>
-  scale_shift<T> operator()(tensor_view<const T> base, qaxis axis) const {
-    return max_scale_shift<Q>(base, effective_axis(base.shape(), axis));
+  scale_shift<T> operator()(tensor_view<const T> base, qaxis axis, kernels::parallel_options par = {}) const {
+    return max_scale_shift<Q>(base, effective_axis(base.shape(), axis), par);
   }
 };
 
@@ -71,7 +72,7 @@ struct hqq_optimizer {
   int torch_threads = 1;
 
   template <LowBitQType Q, ModelFloat T>
-  scale_shift<T> operator()(tensor_view<const T> base, qaxis axis) const;
+  scale_shift<T> operator()(tensor_view<const T> base, qaxis axis, kernels::parallel_options par = {}) const;
 };
 
 namespace detail {
@@ -117,39 +118,78 @@ struct pow_tail_map {
   }
 };
 
+/// `torch_sum_all(x, n, order, threads)`, with the AVX2 order's lane sums in registers when the
+/// vector code is on (the same additions in the same order: bit-identical).
+inline float fast_sum_all(const float* x, std::int64_t n, torch_sum_order order, int threads) {
+#if QUANTO_HAS_AVX2
+  namespace qd = kernels::quantize_dispatch;
+  if (qd::compiled && qd::enabled() && order == torch_sum_order::avx2) {
+    const auto sum = [](const float* p, std::int64_t m) { return kernels::quantize_avx2::sum_lanes8(p, m); };
+    const std::int64_t chunk = torch_chunk_size(n, threads);
+    if (chunk >= n) return sum(x, n);
+    std::vector<float> slots(static_cast<std::size_t>(threads), 0.0f);
+    for (std::int64_t k = 0; k * chunk < n; ++k)
+      slots[static_cast<std::size_t>(k)] += sum(x + k * chunk, std::min(chunk, n - k * chunk));
+    return 0.0f + sum(slots.data(), threads);
+  }
+#endif
+  return torch_sum_all(x, n, order, threads);
+}
+
 /// `float(torch.abs(a - b).mean())`, PyTorch running with `threads` threads.
 template <ModelFloat T>
-double mean_abs_error(std::span<const T> a, std::span<const T> b, torch_sum_order order, int threads = 1) {
+double mean_abs_error(std::span<const T> a, std::span<const T> b, torch_sum_order order, int threads = 1,
+                      kernels::parallel_options par = {}) {
+  namespace qd = kernels::quantize_dispatch;
   std::vector<float> d(a.size());
-  for (std::size_t i = 0; i < a.size(); ++i) d[i] = widen(t_abs(t_sub(a[i], b[i])));
-  const float sum = torch_sum_all(d.data(), static_cast<std::int64_t>(d.size()), order, threads);
+  const bool simd = qd::enabled();
+  kernels::parallel_for(
+      0, static_cast<std::int64_t>(a.size()), qd::elements_per_task,
+      [&](std::int64_t lo, std::int64_t hi) {
+        auto i = static_cast<std::size_t>(lo);
+        const auto end = static_cast<std::size_t>(hi);
+#if QUANTO_HAS_AVX2
+        if constexpr (qd::compiled)
+          if (simd) i += kernels::quantize_avx2::abs_diff_run(a.data() + i, b.data() + i, d.data() + i, end - i);
+#endif
+        for (; i < end; ++i) d[i] = widen(t_abs(t_sub(a[i], b[i])));
+      },
+      par);
+  (void)simd;
+  const float sum = fast_sum_all(d.data(), static_cast<std::int64_t>(d.size()), order, threads);
   return static_cast<double>(widen(narrow<T>(sum / static_cast<float>(d.size()))));
 }
 
 }  // namespace detail
 
 template <LowBitQType Q, ModelFloat T>
-scale_shift<T> hqq_optimizer::operator()(tensor_view<const T> base, qaxis axis) const {
+scale_shift<T> hqq_optimizer::operator()(tensor_view<const T> base, qaxis axis, kernels::parallel_options par) const {
   using namespace detail;
+  namespace qd = kernels::quantize_dispatch;
   axis = effective_axis(base.shape(), axis);
-  scale_shift<T> best = max_scale_shift<Q>(base, axis);
+  scale_shift<T> best = max_scale_shift<Q>(base, axis, par);
   // quanto cannot run HQQ along a single row or column (its quantize_weight rejects axis=None);
   // Max's per-column parameters already reproduce such a tensor exactly, so keep them.
   if (axis == qaxis::none) return best;
 
   const tensor_view<const T> scale = best.scale.view();
-  tensor<std::uint8_t> codes = quantize_affine<Q>(base, scale, best.shift.view());
-  tensor<T> dq = dequantize_affine<T>(codes.view(), scale, best.shift.view());
-  double best_error = mean_abs_error<T>(base.span(), dq.span(), sum_order, torch_threads);
+  tensor<std::uint8_t> codes = quantize_affine<Q>(base, scale, best.shift.view(), par);
+  tensor<T> dq = dequantize_affine<T>(codes.view(), scale, best.shift.view(), par);
+  double best_error = mean_abs_error<T>(base.span(), dq.span(), sum_order, torch_threads, par);
 
   const param_map pm = broadcast_params(base.shape(), scale.shape());
   const T exponent = narrow<T>(static_cast<float>(lp_norm - 1.0));
   const pow_tail_map<T> in_pow_tail(base.size(), sum_order, torch_threads);
+  const bool per_column = pm.k == param_map::kind::per_column;
+  // The vector loop covers SLEEF's exponents; the pow tail of a float32 tensor (std::pow in
+  // PyTorch) is redone below by the reference element, as are the few exponents PyTorch sends to
+  // cheaper operations.
+  const bool simd = qd::enabled() && qd::pow_uses_sleef(widen(exponent));
   double b = beta;
   std::vector<float> target(base.size());
   for (int it = 0; it < iters; ++it) {
     const float inv_beta = static_cast<float>(1.0 / b);
-    pm.for_each([&](std::size_t i, std::size_t j) {
+    const auto element = [&](std::size_t i, std::size_t j) {
       // e = shrink_lp(base - dequant(base_q)) = sign(x) * relu(|x| - (1/beta) * |x|^(p-1))
       const T err = t_sub(base[i], dq[i]);
       const T a = t_abs(err);
@@ -160,21 +200,57 @@ scale_shift<T> hqq_optimizer::operator()(tensor_view<const T> base, qaxis axis) 
       // q * scale - (base - e)
       const T qs = narrow<T>(static_cast<float>(codes[i]) * widen(scale[j]));
       target[i] = widen(t_sub(qs, t_sub(base[i], narrow<T>(ev))));
+    };
+    qd::for_each_run(pm, par, [&](std::size_t b0, std::size_t n, std::size_t j) {
+      std::size_t k = 0;
+#if QUANTO_HAS_AVX2
+      if constexpr (qd::compiled) {
+        namespace v = kernels::quantize_avx2;
+        if (simd && per_column)
+          k = v::hqq_target_run<T, true>(base.data() + b0, dq.data() + b0, codes.data() + b0, target.data() + b0, n,
+                                         0.0f, scale.data(), widen(exponent), inv_beta);
+        else if (simd)
+          k = v::hqq_target_run<T, false>(base.data() + b0, dq.data() + b0, codes.data() + b0, target.data() + b0, n,
+                                          widen(scale[j]), nullptr, widen(exponent), inv_beta);
+      }
+#endif
+      for (; k < n; ++k) element(b0 + k, per_column ? k : j);
     });
+    if (simd && std::is_same_v<T, float>) {
+      // The elements PyTorch's pow leaves to std::pow: the last of each of its chunks.
+      const std::size_t n = base.size(), chunk = in_pow_tail.chunk;
+      for (std::size_t c0 = 0; chunk > 0 && c0 < n; c0 += chunk) {
+        const std::size_t len = std::min(chunk, n - c0);
+        for (std::size_t i = c0 + pow_tail_begin<T>(len, sum_order); i < c0 + len; ++i)
+          element(i, static_cast<std::size_t>(pm.index(static_cast<std::int64_t>(i))));
+      }
+    }
     // hqq_shift = mean(target) per group, summed in float in PyTorch's order, rounded to T. With
     // several threads PyTorch splits these reductions by output (row or 32-column blocks), so each
     // mean is still summed in the one-thread order (for AVX2; AVX-512 groups 64 columns at a time).
     const std::int64_t rows = pm.rows, cols = pm.cols;
     const bool per_row = pm.k == param_map::kind::per_row;
-    const std::vector<float> sums = per_row ? torch_sum_rows(target.data(), rows, cols, sum_order)
-                                            : torch_sum_cols(target.data(), rows, cols, sum_order);
+    std::vector<float> sums;
+    if (per_row && simd && sum_order == torch_sum_order::avx2) {
+      sums.assign(static_cast<std::size_t>(rows), 0.0f);
+      kernels::parallel_for(
+          0, rows, std::max<std::int64_t>(1, qd::elements_per_task / std::max<std::int64_t>(1, cols)),
+          [&](std::int64_t lo, std::int64_t hi) {
+            for (std::int64_t r = lo; r < hi; ++r)
+              sums[static_cast<std::size_t>(r)] = fast_sum_all(target.data() + r * cols, cols, sum_order, 1);
+          },
+          par);
+    } else {
+      sums = per_row ? torch_sum_rows(target.data(), rows, cols, sum_order)
+                     : torch_sum_cols(target.data(), rows, cols, sum_order);
+    }
     const float count = static_cast<float>(per_row ? cols : rows);
     tensor<T> shift(scale.shape());
     for (std::size_t j = 0; j < shift.size(); ++j) shift[j] = narrow<T>(sums[j] / count);
 
-    tensor<std::uint8_t> codes2 = quantize_affine<Q>(base, scale, shift.view());
-    tensor<T> dq2 = dequantize_affine<T>(codes2.view(), scale, shift.view());
-    const double err2 = mean_abs_error<T>(base.span(), dq2.span(), sum_order, torch_threads);
+    tensor<std::uint8_t> codes2 = quantize_affine<Q>(base, scale, shift.view(), par);
+    tensor<T> dq2 = dequantize_affine<T>(codes2.view(), scale, shift.view(), par);
+    const double err2 = mean_abs_error<T>(base.span(), dq2.span(), sum_order, torch_threads, par);
     if (!(err2 < best_error)) break;
     best_error = err2;
     best.shift = std::move(shift);

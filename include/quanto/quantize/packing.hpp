@@ -10,6 +10,7 @@
 // last row are zero.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -18,6 +19,7 @@
 #include "quanto/core/error.hpp"
 #include "quanto/core/shape.hpp"
 #include "quanto/core/tensor.hpp"
+#include "quanto/quantize/simd.hpp"
 
 QUANTO_BEGIN_NAMESPACE
 
@@ -39,6 +41,25 @@ inline tensor<std::uint8_t> pack(tensor_view<const std::uint8_t> codes, int bits
   const std::int64_t cols = n == 0 ? 0 : codes.numel() / n;
   const std::int64_t rows = out.shape()[0];
   const auto mask = static_cast<std::uint8_t>((1u << bits) - 1u);
+#if QUANTO_HAS_AVX2
+  if (kernels::quantize_dispatch::compiled && kernels::quantize_dispatch::enabled()) {
+    // Plane p is the contiguous block of codes [p * rows * cols, (p + 1) * rows * cols).
+    const auto plane = static_cast<std::size_t>(rows * cols), total = static_cast<std::size_t>(n * cols);
+    bool overflow = false;
+    for (std::size_t p = 0; p * plane < total && !overflow; ++p) {
+      const std::uint8_t* src = codes.data() + p * plane;
+      const std::size_t len = std::min(plane, total - p * plane);
+      const auto shift = static_cast<int>(bits * p);
+      std::size_t k = kernels::quantize_avx2::pack_plane(src, out.data(), len, shift, mask, overflow);
+      for (; k < len && !overflow; ++k) {
+        overflow = src[k] > mask;
+        out[k] |= static_cast<std::uint8_t>(src[k] << shift);
+      }
+    }
+    if (!overflow) return out;
+    std::fill(out.begin(), out.end(), std::uint8_t{0});  // the reference below names the code
+  }
+#endif
   for (std::int64_t src = 0; src < n; ++src) {
     const std::int64_t plane = src / rows, r = src % rows;
     const auto shift = static_cast<unsigned>(bits * plane);
@@ -65,6 +86,20 @@ inline tensor<std::uint8_t> unpack(tensor_view<const std::uint8_t> packed, int b
   const std::int64_t cols = n == 0 ? 0 : codes_shape.numel() / n;
   const std::int64_t rows = packed.shape()[0];
   const auto mask = static_cast<unsigned>((1u << bits) - 1u);
+#if QUANTO_HAS_AVX2
+  if (kernels::quantize_dispatch::compiled && kernels::quantize_dispatch::enabled()) {
+    const auto plane = static_cast<std::size_t>(rows * cols), total = static_cast<std::size_t>(n * cols);
+    for (std::size_t p = 0; p * plane < total; ++p) {
+      std::uint8_t* dst = out.data() + p * plane;
+      const std::size_t len = std::min(plane, total - p * plane);
+      const auto shift = static_cast<int>(bits * p);
+      std::size_t k =
+          kernels::quantize_avx2::unpack_plane(packed.data(), dst, len, shift, static_cast<std::uint8_t>(mask));
+      for (; k < len; ++k) dst[k] = static_cast<std::uint8_t>((packed[k] >> shift) & mask);
+    }
+    return out;
+  }
+#endif
   for (std::int64_t dst = 0; dst < n; ++dst) {
     const std::int64_t plane = dst / rows, r = dst % rows;
     const auto shift = static_cast<unsigned>(bits * plane);

@@ -60,8 +60,8 @@ struct basic_qbytes_weight {
     detail::require_shape(scale.shape(), map_params(data.shape(), axis).param_shape, "weight._scale");
   }
   /// `scale * data` in the model dtype.
-  tensor<T> dequantize() const {
-    return dequantize_symmetric<Q, T>(detail::as_view(data), axis, detail::as_view(scale));
+  tensor<T> dequantize(kernels::parallel_options par = {}) const {
+    return dequantize_symmetric<Q, T>(detail::as_view(data), axis, detail::as_view(scale), par);
   }
   /// A non-owning view of this weight.
   basic_qbytes_weight<Q, T, borrowed> view() const { return {detail::as_view(data), detail::as_view(scale), axis}; }
@@ -107,10 +107,14 @@ struct basic_qbits_weight {
   /// The unsigned codes, in the grouped shape.
   tensor<std::uint8_t> unpack() const { return quanto::unpack(detail::as_view(packed), Q::bits, codes_shape()); }
   /// `scale * q - shift` (or `scale * (q - zero_point)`), ungrouped to the weight's shape.
-  tensor<T> dequantize() const {
+  tensor<T> dequantize(kernels::parallel_options par = {}) const {
     const tensor<std::uint8_t> codes = unpack();
-    tensor<T> dq = dequantize_affine<T>(codes.view(), detail::as_view(scale), detail::as_view(shift));
+    tensor<T> dq = dequantize_affine<T>(codes.view(), detail::as_view(scale), detail::as_view(shift), par);
     if (!group_size) return dq;
+    if (axis == qaxis::first) {  // axis-0 groups are a plain reshape: no copy
+      dq.reshape(original_shape);
+      return dq;
+    }
     return ungroup(dq.view(), axis, *group_size, original_shape);
   }
   basic_qbits_weight<Q, T, borrowed, Shift> view() const {
@@ -145,6 +149,9 @@ using qactivation = basic_qactivation<Q, T, owned>;
 /// Options common to every quantizer.
 struct quantize_options {
   nonfinite_policy nonfinite = nonfinite_policy::reject;
+  /// The threads the quantizer may use (kernels/parallel.hpp; 0 = all). The result does not
+  /// depend on them.
+  kernels::parallel_options parallel = {};
 };
 
 /// Symmetric scheme (8-bit qtypes): one scale per row (axis 0, the default and what modules
@@ -231,11 +238,21 @@ qweight_t<Q, T, S> quantize_weight(tensor_view<const T> w, const S& scheme = {},
                   "quanto: this optimizer does not fit this qtype: absmax_optimizer is symmetric "
                   "(8-bit qtypes only), max_optimizer and hqq_optimizer are affine (qint2/qint4 only)");
   } else {
-    if (options.nonfinite == nonfinite_policy::reject) detail::require_finite(w, "the weight");
+    // absmax and max propagate any NaN/Inf of their group into its scale, so a finite scale
+    // vouches for its group: their inputs are scanned only when some scale is not finite (which
+    // also happens when max - min overflows), saving a pass over the weight. HQQ scans first.
+    constexpr bool scale_vouches =
+        std::is_same_v<Optimizer, absmax_optimizer> || std::is_same_v<Optimizer, max_optimizer>;
+    const bool reject = options.nonfinite == nonfinite_policy::reject;
+    if (reject && !scale_vouches) detail::require_finite(w, "the weight");
+    const auto check_scale = [&](const auto& scale) {
+      if (reject && scale_vouches && !detail::all_finite(scale.view())) detail::require_finite(w, "the weight");
+    };
     if constexpr (ByteQType<Q>) {
       const qaxis axis = effective_axis(w.shape(), scheme.axis);
-      tensor<T> scale = optimizer.template operator()<Q>(w, axis);
-      tensor<typename Q::storage> data = quantize_symmetric<Q>(w, axis, scale.view());
+      tensor<T> scale = optimizer.template operator()<Q>(w, axis, options.parallel);
+      check_scale(scale);
+      tensor<typename Q::storage> data = quantize_symmetric<Q>(w, axis, scale.view(), options.parallel);
       return qbytes_weight<Q, T>{std::move(data), std::move(scale), axis};
     } else {
       if (w.rank() < 2) throw shape_error("a qint2/qint4 weight needs rank >= 2, got shape " + w.shape().to_string());
@@ -259,14 +276,15 @@ qweight_t<Q, T, S> quantize_weight(tensor_view<const T> w, const S& scheme = {},
           base = grouped_storage.view();
         }
       }
-      scale_shift<T> ss = optimizer.template operator()<Q>(base, scheme.axis);
+      scale_shift<T> ss = optimizer.template operator()<Q>(base, scheme.axis, options.parallel);
+      check_scale(ss.scale);
       using result_t = qweight_t<Q, T, S>;
       if constexpr (detail::uses_zero_point<S>) {
         tensor<std::uint8_t> zp = to_zero_point<Q, T>(ss.scale.view(), ss.shift.view());
-        tensor<std::uint8_t> codes = quantize_affine<Q>(base, ss.scale.view(), zp.view());
+        tensor<std::uint8_t> codes = quantize_affine<Q>(base, ss.scale.view(), zp.view(), options.parallel);
         return result_t{pack(codes.view(), Q::bits), std::move(ss.scale), std::move(zp), w.shape(), scheme.axis, gs};
       } else {
-        tensor<std::uint8_t> codes = quantize_affine<Q>(base, ss.scale.view(), ss.shift.view());
+        tensor<std::uint8_t> codes = quantize_affine<Q>(base, ss.scale.view(), ss.shift.view(), options.parallel);
         return result_t{
             pack(codes.view(), Q::bits), std::move(ss.scale), std::move(ss.shift), w.shape(), scheme.axis, gs};
       }
@@ -285,7 +303,7 @@ template <ByteQType Q, ModelFloat T>
 qactivation<Q, T> quantize_activation(tensor_view<const T> t, T scale, quantize_options options = {}) {
   if (options.nonfinite == nonfinite_policy::reject) detail::require_finite(t, "the activation");
   const T s[1] = {scale};
-  return {quantize_symmetric<Q>(t, qaxis::none, tensor_view<const T>(s, shape{})), scale};
+  return {quantize_symmetric<Q>(t, qaxis::none, tensor_view<const T>(s, shape{}), options.parallel), scale};
 }
 
 QUANTO_END_NAMESPACE

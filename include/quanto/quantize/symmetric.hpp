@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <vector>
 
 #include "quanto/core/config.hpp"
 #include "quanto/core/float8.hpp"
@@ -12,6 +13,7 @@
 #include "quanto/quantize/axis.hpp"
 #include "quanto/quantize/checks.hpp"
 #include "quanto/quantize/model_arith.hpp"
+#include "quanto/quantize/simd.hpp"
 
 QUANTO_BEGIN_NAMESPACE
 namespace detail {
@@ -64,14 +66,71 @@ constexpr T dequantize_symmetric_value(typename Q::storage q, T s) noexcept {
 /// dtype, with quanto's keepdim shape ([d0,1,..] for axis 0, [1,..,dl] for axis -1, [] for none).
 /// `axis` is taken as given: apply `effective_axis` first for quanto's size-1 rule.
 template <ByteQType Q, ModelFloat T>
-tensor<T> absmax_scale(tensor_view<const T> base, qaxis axis) {
+tensor<T> absmax_scale(tensor_view<const T> base, qaxis axis, kernels::parallel_options par = {}) {
+  namespace qd = kernels::quantize_dispatch;
   const param_map pm = map_params(base.shape(), axis);
   std::vector<float> rmax(static_cast<std::size_t>(pm.count()), 0.0f);
-  pm.for_each([&](std::size_t i, std::size_t j) {
+  const auto step = [&](std::size_t i, std::size_t j) {
     const float a = detail::widen(detail::t_abs(base[i]));
     float& m = rmax[j];
     if (is_nan_bits(a) || (!is_nan_bits(m) && a > m)) m = a;  // amax propagates NaN
-  });
+  };
+  (void)par;  // used by the vector path only
+  bool done = false;
+#if QUANTO_HAS_AVX2
+  if constexpr (qd::compiled) {
+    // max is order-free; only a NaN (whose bits the reference takes from the last one) sends a
+    // run, or a per-column / per-tensor reduction, back to the reference.
+    namespace v = kernels::quantize_avx2;
+    if (qd::enabled() && pm.k == param_map::kind::per_row) {
+      qd::for_each_run(pm, par, [&](std::size_t b, std::size_t n, std::size_t r) {
+        bool nan = false;
+        const std::size_t k = v::absmax_run(base.data() + b, n, rmax[r], nan);
+        if (nan) {
+          rmax[r] = 0.0f;
+          for (std::size_t i = b; i < b + n; ++i) step(i, r);
+        } else {
+          for (std::size_t i = b + k; i < b + n; ++i) step(i, r);
+        }
+      });
+      done = true;
+    } else if (qd::enabled() && pm.k == param_map::kind::per_tensor) {
+      const std::int64_t total = pm.rows * pm.cols;
+      const std::int64_t chunks = kernels::chunk_count(0, total, qd::elements_per_task);
+      std::vector<float> part(static_cast<std::size_t>(chunks), 0.0f);
+      std::vector<unsigned char> nan(static_cast<std::size_t>(chunks), 0);
+      qd::for_each_run(pm, par, [&](std::size_t b, std::size_t n, std::size_t) {
+        const std::size_t c = b / static_cast<std::size_t>(qd::elements_per_task);
+        bool has_nan = false;
+        float m = 0.0f;
+        const std::size_t k = v::absmax_run(base.data() + b, n, m, has_nan);
+        for (std::size_t i = b + k; i < b + n && !has_nan; ++i) {
+          const float a = detail::widen(detail::t_abs(base[i]));
+          has_nan = is_nan_bits(a);
+          m = a > m ? a : m;
+        }
+        part[c] = m;
+        nan[c] = has_nan;
+      });
+      if (std::find(nan.begin(), nan.end(), 1) == nan.end()) {
+        for (float m : part) rmax[0] = m > rmax[0] ? m : rmax[0];
+        done = true;
+      }
+    } else if (qd::enabled()) {
+      bool nan = false;
+      const auto cols = static_cast<std::size_t>(pm.cols);
+      const std::size_t k = v::absmax_cols(base.data(), static_cast<std::size_t>(pm.rows), cols, rmax.data(), nan);
+      if (!nan) {
+        for (std::size_t r = 0; r < static_cast<std::size_t>(pm.rows); ++r)
+          for (std::size_t c = k; c < cols; ++c) step(r * cols + c, c);
+        done = true;
+      } else {
+        std::fill(rmax.begin(), rmax.end(), 0.0f);
+      }
+    }
+  }
+#endif
+  if (!done) pm.for_each(step);
   tensor<T> scale(pm.param_shape);
   for (std::size_t j = 0; j < rmax.size(); ++j)
     scale[j] = detail::t_div_scalar(detail::narrow<T>(rmax[j]), static_cast<float>(Q::qmax));
@@ -81,21 +140,57 @@ tensor<T> absmax_scale(tensor_view<const T> base, qaxis axis) {
 /// quanto's `quantize_symmetric(base, dtype, axis, scale)`: `scale` must have the keepdim shape
 /// that `absmax_scale` returns for this axis.
 template <ByteQType Q, ModelFloat T>
-tensor<typename Q::storage> quantize_symmetric(tensor_view<const T> base, qaxis axis, tensor_view<const T> scale) {
+tensor<typename Q::storage> quantize_symmetric(tensor_view<const T> base, qaxis axis, tensor_view<const T> scale,
+                                               kernels::parallel_options par = {}) {
+  namespace qd = kernels::quantize_dispatch;
   const param_map pm = map_params(base.shape(), axis);
   detail::require_shape(scale.shape(), pm.param_shape, "the scale");
   tensor<typename Q::storage> out(base.shape());
-  pm.for_each([&](std::size_t i, std::size_t j) { out[i] = detail::quantize_symmetric_value<Q>(base[i], scale[j]); });
+  const bool per_column = pm.k == param_map::kind::per_column;
+  const bool simd = qd::enabled();
+  qd::for_each_run(pm, par, [&](std::size_t b, std::size_t n, std::size_t j) {
+    std::size_t k = 0;
+#if QUANTO_HAS_AVX2
+    if constexpr (qd::compiled) {
+      namespace v = kernels::quantize_avx2;
+      if (simd && per_column)
+        k = v::quantize_symmetric_run<Q, T, true>(base.data() + b, out.data() + b, n, 0.0f, scale.data());
+      else if (simd)
+        k = v::quantize_symmetric_run<Q, T, false>(base.data() + b, out.data() + b, n, detail::widen(scale[j]),
+                                                   nullptr);
+    }
+#endif
+    for (; k < n; ++k) out[b + k] = detail::quantize_symmetric_value<Q>(base[b + k], scale[per_column ? k : j]);
+  });
+  (void)simd;
   return out;
 }
 
 /// `scale * data` in the model dtype, in the data's shape.
 template <ByteQType Q, ModelFloat T>
-tensor<T> dequantize_symmetric(tensor_view<const typename Q::storage> data, qaxis axis, tensor_view<const T> scale) {
+tensor<T> dequantize_symmetric(tensor_view<const typename Q::storage> data, qaxis axis, tensor_view<const T> scale,
+                               kernels::parallel_options par = {}) {
+  namespace qd = kernels::quantize_dispatch;
   const param_map pm = map_params(data.shape(), axis);
   detail::require_shape(scale.shape(), pm.param_shape, "the scale");
   tensor<T> out(data.shape());
-  pm.for_each([&](std::size_t i, std::size_t j) { out[i] = detail::dequantize_symmetric_value<Q>(data[i], scale[j]); });
+  const bool per_column = pm.k == param_map::kind::per_column;
+  const bool simd = qd::enabled();
+  qd::for_each_run(pm, par, [&](std::size_t b, std::size_t n, std::size_t j) {
+    std::size_t k = 0;
+#if QUANTO_HAS_AVX2
+    if constexpr (qd::compiled) {
+      namespace v = kernels::quantize_avx2;
+      if (simd && per_column)
+        k = v::dequantize_symmetric_run<Q, T, true>(data.data() + b, out.data() + b, n, 0.0f, scale.data());
+      else if (simd)
+        k = v::dequantize_symmetric_run<Q, T, false>(data.data() + b, out.data() + b, n, detail::widen(scale[j]),
+                                                     nullptr);
+    }
+#endif
+    for (; k < n; ++k) out[b + k] = detail::dequantize_symmetric_value<Q>(data[b + k], scale[per_column ? k : j]);
+  });
+  (void)simd;
   return out;
 }
 

@@ -1,0 +1,669 @@
+// quanto/kernels/x86/avx2/quantize.hpp: AVX2 runs of the quantizers' element loops, bit-identical
+// to the scalar reference (quantize/symmetric.hpp, affine.hpp, packing.hpp, optimizers.hpp).
+//
+// Each function handles a contiguous run of elements that share their parameters (a row, a group)
+// or whose parameters lie in a parallel contiguous array (per column), processes as many whole
+// vectors as it can and returns how many elements it did: the caller finishes the rest with the
+// scalar reference, so the tails and every special case stay the oracle's. Every step is the same
+// IEEE float operation as the scalar code, one rounding each, in the same order (products go through
+// `opaque8` so that no FMA can fuse them with the next addition). Reductions whose order PyTorch
+// fixes are either order-free (min, max) or reproduce the lane order exactly (sums: `sum_all8`).
+// Included by quantize/simd.hpp only; needs AVX2 + FMA + F16C (QUANTO_HAS_AVX2).
+#pragma once
+
+#include <immintrin.h>
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <type_traits>
+
+#include "quanto/core/bfloat16.hpp"
+#include "quanto/core/config.hpp"
+#include "quanto/core/float16.hpp"
+#include "quanto/core/float8.hpp"
+#include "quanto/core/qtype.hpp"
+#include "quanto/kernels/isa.hpp"
+#include "quanto/quantize/torch_pow.hpp"
+#include "quanto/quantize/torch_sum.hpp"
+
+QUANTO_BEGIN_NAMESPACE
+namespace kernels {
+inline namespace QUANTO_TARGET_NS {
+namespace quantize_avx2 {
+
+// ---- primitives ---------------------------------------------------------------------------------
+
+/// The vector as a rounded value the compiler cannot fuse into a later FMA.
+QUANTO_ALWAYS_INLINE __m256 opaque8(__m256 v) noexcept {
+  __asm__("" : "+x"(v));
+  return v;
+}
+QUANTO_ALWAYS_INLINE __m256i bits(__m256 v) noexcept { return _mm256_castps_si256(v); }
+QUANTO_ALWAYS_INLINE __m256 flt(__m256i v) noexcept { return _mm256_castsi256_ps(v); }
+QUANTO_ALWAYS_INLINE __m256i splat(std::uint32_t u) noexcept { return _mm256_set1_epi32(static_cast<int>(u)); }
+QUANTO_ALWAYS_INLINE __m256 splatf(float f) noexcept { return _mm256_set1_ps(f); }
+
+/// All-ones lanes where the float is a NaN (integer compare: safe under -ffast-math).
+QUANTO_ALWAYS_INLINE __m256i nan_mask(__m256 v) noexcept {
+  return _mm256_cmpgt_epi32(_mm256_and_si256(bits(v), splat(0x7FFFFFFFu)), splat(0x7F800000u));
+}
+/// All-ones lanes where the float is NaN or ±inf.
+QUANTO_ALWAYS_INLINE __m256i nonfinite_mask(__m256 v) noexcept {
+  return _mm256_cmpgt_epi32(_mm256_and_si256(bits(v), splat(0x7FFFFFFFu)), splat(0x7F7FFFFFu));
+}
+QUANTO_ALWAYS_INLINE __m256 abs8(__m256 v) noexcept { return flt(_mm256_and_si256(bits(v), splat(0x7FFFFFFFu))); }
+QUANTO_ALWAYS_INLINE __m256 round_even8(__m256 v) noexcept {
+  return _mm256_round_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+}
+QUANTO_ALWAYS_INLINE __m256 select(__m256i mask, __m256 yes, __m256 no) noexcept {
+  return _mm256_blendv_ps(no, yes, _mm256_castsi256_ps(mask));
+}
+QUANTO_ALWAYS_INLINE __m256i selecti(__m256i mask, __m256i yes, __m256i no) noexcept {
+  return _mm256_blendv_epi8(no, yes, mask);
+}
+
+/// 8 elements of T, widened exactly to float.
+template <class T>
+QUANTO_ALWAYS_INLINE __m256 load8(const T* p) noexcept {
+  if constexpr (std::is_same_v<T, float>) {
+    return _mm256_loadu_ps(p);
+  } else if constexpr (std::is_same_v<T, bfloat16>) {
+    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+    return flt(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+  } else {
+    static_assert(std::is_same_v<T, float16>);
+    // F16C widens exactly; a NaN comes back quiet with its payload, as float16's decode does.
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  }
+}
+
+/// One rounding to T, kept as a float (`widen(narrow<T>(x))`), NaN staying a NaN.
+template <class T>
+QUANTO_ALWAYS_INLINE __m256 narrow8(__m256 v) noexcept {
+  if constexpr (std::is_same_v<T, float>) {
+    return opaque8(v);
+  } else if constexpr (std::is_same_v<T, bfloat16>) {
+    const __m256i u = bits(v);
+    const __m256i odd = _mm256_and_si256(_mm256_srli_epi32(u, 16), splat(1));
+    const __m256i r = _mm256_and_si256(_mm256_add_epi32(_mm256_add_epi32(u, splat(0x7FFFu)), odd), splat(0xFFFF0000u));
+    return flt(selecti(nan_mask(v), splat(0x7FC00000u), r));
+  } else {
+    return _mm256_cvtph_ps(_mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+  }
+}
+
+/// Rounds 8 floats to T and stores them with T's own NaN rule (bfloat16: 0x7FC0; float16:
+/// sign | 0x7E00; float: the bits as they are).
+template <class T>
+QUANTO_ALWAYS_INLINE void store8(T* p, __m256 v) noexcept {
+  if constexpr (std::is_same_v<T, float>) {
+    _mm256_storeu_ps(p, v);
+  } else if constexpr (std::is_same_v<T, bfloat16>) {
+    const __m256i u = bits(v);
+    const __m256i odd = _mm256_and_si256(_mm256_srli_epi32(u, 16), splat(1));
+    __m256i r = _mm256_srli_epi32(_mm256_add_epi32(_mm256_add_epi32(u, splat(0x7FFFu)), odd), 16);
+    r = selecti(nan_mask(v), splat(0x7FC0u), r);
+    const __m128i packed = _mm_packus_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(p), packed);
+  } else {
+    // A NaN becomes the quiet NaN of its sign, which F16C narrows to sign | 0x7E00 as c10 does.
+    const __m256 quiet = flt(_mm256_or_si256(_mm256_and_si256(bits(v), splat(0x80000000u)), splat(0x7FC00000u)));
+    v = select(nan_mask(v), quiet, v);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+  }
+}
+
+/// Four vectors of 8 int32 (each in [-128, 255]) to 32 bytes in order; `Signed` saturates as int8.
+template <bool Signed>
+QUANTO_ALWAYS_INLINE __m256i pack32(__m256i a, __m256i b, __m256i c, __m256i d) noexcept {
+  __m256i ab, cd, abcd;
+  if constexpr (Signed) {
+    ab = _mm256_packs_epi32(a, b);
+    cd = _mm256_packs_epi32(c, d);
+    abcd = _mm256_packs_epi16(ab, cd);
+  } else {
+    ab = _mm256_packus_epi32(a, b);
+    cd = _mm256_packus_epi32(c, d);
+    abcd = _mm256_packus_epi16(ab, cd);
+  }
+  return _mm256_permutevar8x32_epi32(abcd, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+// ---- NaN / finiteness scans -----------------------------------------------------------------------
+
+/// Index of the first vector-aligned block of `n` elements holding a NaN or ±inf, or n when the run
+/// is finite up to its last whole vector (the caller checks the tail).
+template <class T>
+inline std::size_t finite_prefix(const T* x, std::size_t n) noexcept {
+  std::size_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    const __m256i m =
+        _mm256_or_si256(_mm256_or_si256(nonfinite_mask(load8(x + i)), nonfinite_mask(load8(x + i + 8))),
+                        _mm256_or_si256(nonfinite_mask(load8(x + i + 16)), nonfinite_mask(load8(x + i + 24))));
+    if (!_mm256_testz_si256(m, m)) return i;
+  }
+  return i;
+}
+
+// ---- symmetric (qint8, qfloat8) -------------------------------------------------------------------
+
+/// max |x| over the whole vectors of a run, and whether any of them is NaN (then the caller redoes
+/// the run with the reference, which keeps the last NaN's bits). Returns the elements covered.
+template <class T>
+inline std::size_t absmax_run(const T* x, std::size_t n, float& max_out, bool& nan_out) noexcept {
+  __m256 m0 = _mm256_setzero_ps(), m1 = m0;
+  __m256i nan = _mm256_setzero_si256();
+  std::size_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m256 a = abs8(load8(x + i)), b = abs8(load8(x + i + 8));
+    nan = _mm256_or_si256(nan, _mm256_or_si256(nan_mask(a), nan_mask(b)));
+    m0 = _mm256_max_ps(m0, a);
+    m1 = _mm256_max_ps(m1, b);
+  }
+  alignas(32) float lanes[8];
+  _mm256_store_ps(lanes, _mm256_max_ps(m0, m1));
+  float m = 0.0f;
+  for (float v : lanes) m = v > m ? v : m;
+  max_out = m;
+  nan_out = !_mm256_testz_si256(nan, nan);
+  return i;
+}
+
+/// Column-wise max |x| of a row-major [rows, cols] matrix for the columns [0, cols - cols % 8),
+/// into `out` (floats); any NaN in those columns sets `nan_out` (the caller then uses the reference).
+template <class T>
+inline std::size_t absmax_cols(const T* x, std::size_t rows, std::size_t cols, float* out, bool& nan_out) noexcept {
+  const std::size_t vc = cols - cols % 8;
+  __m256i nan = _mm256_setzero_si256();
+  for (std::size_t c = 0; c < vc; c += 8) _mm256_storeu_ps(out + c, _mm256_setzero_ps());
+  for (std::size_t r = 0; r < rows; ++r) {
+    const T* row = x + r * cols;
+    for (std::size_t c = 0; c < vc; c += 8) {
+      const __m256 a = abs8(load8(row + c));
+      nan = _mm256_or_si256(nan, nan_mask(a));
+      _mm256_storeu_ps(out + c, _mm256_max_ps(_mm256_loadu_ps(out + c), a));
+    }
+  }
+  nan_out = !_mm256_testz_si256(nan, nan);
+  return vc;
+}
+
+/// The codes of 8 quotients `q` (already rounded to T) as int32 lanes, Q's storage bits.
+template <class Q>
+QUANTO_ALWAYS_INLINE __m256i symmetric_codes8(__m256 q) noexcept {
+  const __m256i nan = nan_mask(q);
+  if constexpr (!Q::is_floating_point) {
+    const __m256 r = _mm256_min_ps(_mm256_max_ps(round_even8(q), splatf(-128.0f)), splatf(127.0f));
+    return _mm256_andnot_si256(nan, _mm256_cvttps_epi32(r));
+  } else {
+    using F = typename Q::storage::format;
+    constexpr int m = F::mantissa_bits, bias = F::bias;
+    // std::clamp(q, -max, max): max_ps / min_ps keep q (and its zero sign) when it is in range.
+    const __m256 c = _mm256_min_ps(_mm256_max_ps(q, splatf(Q::qmin)), splatf(Q::qmax));
+    const __m256i u = bits(c);
+    const __m256i sign = _mm256_srli_epi32(_mm256_and_si256(u, splat(0x80000000u)), 24);
+    const __m256i abs = _mm256_and_si256(u, splat(0x7FFFFFFFu));
+    // Normal in the target format: re-bias and round the encoding (rne_shift_right).
+    constexpr int s = 23 - m;
+    const __m256i v = _mm256_sub_epi32(abs, splat(static_cast<std::uint32_t>(127 - bias) << 23));
+    const __m256i odd = _mm256_and_si256(_mm256_srli_epi32(v, s), splat(1));
+    const __m256i normal =
+        _mm256_srli_epi32(_mm256_add_epi32(_mm256_add_epi32(v, splat((1u << (s - 1)) - 1u)), odd), s);
+    // Subnormal in the target format: |c| / 2^(1 - bias - m) is exact in float; cvtps rounds it
+    // to nearest even (the default MXCSR mode), as the integer rounding of the reference does.
+    const __m256 scaled = _mm256_mul_ps(flt(abs), splatf(static_cast<float>(1u << (bias + m - 1))));
+    const __m256i sub = _mm256_cvtps_epi32(scaled);
+    const __m256i is_sub = _mm256_cmpgt_epi32(splat(static_cast<std::uint32_t>(128 - bias) << 23), abs);
+    const __m256i code = selecti(is_sub, sub, normal);
+    __m256i out;
+    if constexpr (F::has_negative_zero) {
+      out = _mm256_or_si256(sign, code);
+    } else {
+      const __m256i zero = _mm256_cmpeq_epi32(code, _mm256_setzero_si256());
+      out = _mm256_andnot_si256(zero, _mm256_or_si256(sign, code));
+    }
+    return _mm256_andnot_si256(nan, out);
+  }
+}
+
+/// quantize_symmetric over a run: `out[i] = code(x[i] / s)`, with `s` one value (PerColumn false)
+/// or `scale[i]` (PerColumn true). Returns the elements done (a multiple of 32).
+template <class Q, class T, bool PerColumn>
+inline std::size_t quantize_symmetric_run(const T* x, typename Q::storage* out, std::size_t n, float s,
+                                          const T* scale) noexcept {
+  const __m256 sv = splatf(s);
+  std::size_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    __m256i c[4];
+    for (int k = 0; k < 4; ++k) {
+      const __m256 d = PerColumn ? load8(scale + i + 8 * k) : sv;
+      c[k] = symmetric_codes8<Q>(narrow8<T>(_mm256_div_ps(load8(x + i + 8 * k), d)));
+    }
+    const __m256i b = pack32<!Q::is_floating_point>(c[0], c[1], c[2], c[3]);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i), b);
+  }
+  return i;
+}
+
+/// The float values of 8 codes of Q (exact; NaN codes give the bits the reference decodes to).
+template <class Q>
+QUANTO_ALWAYS_INLINE __m256 code_values8(const typename Q::storage* q) noexcept {
+  const __m128i b = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(q));
+  if constexpr (!Q::is_floating_point) {
+    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(b));
+  } else {
+    using F = typename Q::storage::format;
+    constexpr int m = F::mantissa_bits, bias = F::bias;
+    const __m256i u = _mm256_cvtepu8_epi32(b);
+    const __m256i sign = _mm256_slli_epi32(_mm256_and_si256(u, splat(0x80u)), 24);
+    const __m256i code = _mm256_and_si256(u, splat(0x7Fu));
+    // The magnitude code in the float's exponent/mantissa position is the value times
+    // 2^(bias - 127) (a float subnormal for the format's subnormals): one exact product rescales it.
+    const __m256 mag =
+        _mm256_mul_ps(flt(_mm256_slli_epi32(code, 23 - m)), flt(splat(static_cast<std::uint32_t>(254 - bias) << 23)));
+    __m256i out = _mm256_or_si256(sign, bits(mag));
+    if constexpr (F::nan_encoding == float8_nan_encoding::negative_zero) {
+      out = selecti(_mm256_cmpeq_epi32(u, splat(0x80u)), splat(0x7F800001u), out);
+    } else {
+      constexpr std::uint32_t inf_code = ((1u << F::exponent_bits) - 1u) << m;
+      const __m256i special = F::nan_encoding == float8_nan_encoding::all_ones
+                                  ? _mm256_cmpeq_epi32(code, splat(0x7Fu))
+                                  : _mm256_cmpgt_epi32(code, splat(inf_code - 1u));
+      const __m256i mant = _mm256_and_si256(code, splat((1u << m) - 1u));
+      const __m256i nonzero = _mm256_cmpgt_epi32(mant, _mm256_setzero_si256());
+      const __m256i payload =
+          _mm256_and_si256(nonzero, _mm256_or_si256(splat(0x400000u), _mm256_slli_epi32(mant, 23 - m)));
+      const __m256i sp = _mm256_or_si256(_mm256_or_si256(sign, splat(0x7F800000u)), payload);
+      out = selecti(special, sp, out);
+    }
+    return flt(out);
+  }
+}
+
+/// dequantize_symmetric over a run: `out[i] = T(s * q[i])`. Returns the elements done.
+template <class Q, class T, bool PerColumn>
+inline std::size_t dequantize_symmetric_run(const typename Q::storage* q, T* out, std::size_t n, float s,
+                                            const T* scale) noexcept {
+  const __m256 sv = splatf(s);
+  std::size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 d = PerColumn ? load8(scale + i) : sv;
+    store8(out + i, _mm256_mul_ps(d, code_values8<Q>(q + i)));
+  }
+  return i;
+}
+
+// ---- affine (qint2, qint4) ------------------------------------------------------------------------
+
+/// min and max over the whole vectors of a run and whether any is NaN. Returns the elements covered.
+template <class T>
+inline std::size_t minmax_run(const T* x, std::size_t n, float& lo, float& hi, bool& nan_out) noexcept {
+  if (n < 8) return 0;
+  __m256 mn = load8(x), mx = mn;
+  __m256i nan = nan_mask(mn);
+  std::size_t i = 8;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 v = load8(x + i);
+    nan = _mm256_or_si256(nan, nan_mask(v));
+    mn = _mm256_min_ps(mn, v);
+    mx = _mm256_max_ps(mx, v);
+  }
+  alignas(32) float a[8], b[8];
+  _mm256_store_ps(a, mn);
+  _mm256_store_ps(b, mx);
+  float l = a[0], h = b[0];
+  for (int k = 1; k < 8; ++k) {
+    l = a[k] < l ? a[k] : l;
+    h = b[k] > h ? b[k] : h;
+  }
+  lo = l;
+  hi = h;
+  nan_out = !_mm256_testz_si256(nan, nan);
+  return i;
+}
+
+/// Codes of 8 rounded quotients (`to_code(round(q), bits)`), int32 lanes.
+template <int Bits>
+QUANTO_ALWAYS_INLINE __m256i affine_codes8(__m256 q) noexcept {
+  const __m256i nan = nan_mask(q);
+  const __m256 c = _mm256_min_ps(_mm256_max_ps(q, _mm256_setzero_ps()), splatf(static_cast<float>((1 << Bits) - 1)));
+  return _mm256_andnot_si256(nan, _mm256_cvttps_epi32(c));
+}
+
+/// quantize_affine with a float shift over a run: `round((x + shift) / scale)` (T roundings),
+/// parameters one value each or (PerColumn) arrays parallel to x. Returns the elements done.
+template <class T, int Bits, bool PerColumn>
+inline std::size_t quantize_affine_run(const T* x, std::uint8_t* out, std::size_t n, float scale, float shift,
+                                       const T* scales, const T* shifts) noexcept {
+  const __m256 sc = splatf(scale), sh = splatf(shift);
+  std::size_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    __m256i c[4];
+    for (int k = 0; k < 4; ++k) {
+      const std::size_t j = i + 8 * static_cast<std::size_t>(k);
+      const __m256 a = PerColumn ? load8(scales + j) : sc, b = PerColumn ? load8(shifts + j) : sh;
+      const __m256 sum = narrow8<T>(_mm256_add_ps(load8(x + j), b));
+      c[k] = affine_codes8<Bits>(round_even8(narrow8<T>(_mm256_div_ps(sum, a))));
+    }
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i), pack32<false>(c[0], c[1], c[2], c[3]));
+  }
+  return i;
+}
+
+/// The same with a uint8 zero-point: `round(x / scale)` to T, `+ zp` to T, then the code.
+template <class T, int Bits, bool PerColumn>
+inline std::size_t quantize_affine_zp_run(const T* x, std::uint8_t* out, std::size_t n, float scale, std::uint8_t zp,
+                                          const T* scales, const std::uint8_t* zps) noexcept {
+  const __m256 sc = splatf(scale), z = splatf(static_cast<float>(zp));
+  std::size_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    __m256i c[4];
+    for (int k = 0; k < 4; ++k) {
+      const std::size_t j = i + 8 * static_cast<std::size_t>(k);
+      const __m256 a = PerColumn ? load8(scales + j) : sc;
+      const __m256 zv =
+          PerColumn
+              ? _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(zps + j))))
+              : z;
+      const __m256 r = narrow8<T>(round_even8(narrow8<T>(_mm256_div_ps(load8(x + j), a))));
+      c[k] = affine_codes8<Bits>(narrow8<T>(_mm256_add_ps(r, zv)));
+    }
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i), pack32<false>(c[0], c[1], c[2], c[3]));
+  }
+  return i;
+}
+
+QUANTO_ALWAYS_INLINE __m256 u8_values8(const std::uint8_t* q) noexcept {
+  return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(q))));
+}
+
+/// `scale * q - shift` in T, two roundings, over a run. Returns the elements done.
+template <class T, bool PerColumn>
+inline std::size_t dequantize_affine_run(const std::uint8_t* q, T* out, std::size_t n, float scale, float shift,
+                                         const T* scales, const T* shifts) noexcept {
+  const __m256 sc = splatf(scale), sh = splatf(shift);
+  std::size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 a = PerColumn ? load8(scales + i) : sc, b = PerColumn ? load8(shifts + i) : sh;
+    const __m256 p = narrow8<T>(opaque8(_mm256_mul_ps(a, u8_values8(q + i))));
+    store8(out + i, _mm256_sub_ps(p, b));
+  }
+  return i;
+}
+
+/// `scale * int8(int8(q) - int8(zp))` in T, over a run. Returns the elements done.
+template <class T, bool PerColumn>
+inline std::size_t dequantize_affine_zp_run(const std::uint8_t* q, T* out, std::size_t n, float scale, std::uint8_t zp,
+                                            const T* scales, const std::uint8_t* zps) noexcept {
+  const __m256 sc = splatf(scale);
+  const __m256i z = _mm256_set1_epi32(static_cast<std::int8_t>(zp));
+  std::size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 a = PerColumn ? load8(scales + i) : sc;
+    const __m256i zv = PerColumn ? _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(zps + i))) : z;
+    const __m256i qv = _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(q + i)));
+    const __m256i d = _mm256_srai_epi32(_mm256_slli_epi32(_mm256_sub_epi32(qv, zv), 24), 24);
+    store8(out + i, _mm256_mul_ps(a, _mm256_cvtepi32_ps(d)));
+  }
+  return i;
+}
+
+// ---- packing ----------------------------------------------------------------------------------------
+
+/// `out[k] |= src[k] << shift` for k < n, and whether some src[k] exceeds `mask`. Returns done.
+inline std::size_t pack_plane(const std::uint8_t* src, std::uint8_t* out, std::size_t n, int shift, std::uint8_t mask,
+                              bool& overflow) noexcept {
+  const __m256i mv = _mm256_set1_epi8(static_cast<char>(mask));
+  __m256i bad = _mm256_setzero_si256();
+  const __m128i sh = _mm_cvtsi32_si128(shift);
+  std::size_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    const __m256i s = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + i));
+    bad = _mm256_or_si256(bad, _mm256_andnot_si256(mv, s));
+    // 16-bit shifts move bits across bytes: the codes are in range (checked) and masked first.
+    const __m256i v = _mm256_sll_epi16(_mm256_and_si256(s, mv), sh);
+    const __m256i o = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(out + i));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i), _mm256_or_si256(o, v));
+  }
+  overflow = !_mm256_testz_si256(bad, bad);
+  return i;
+}
+
+/// `out[k] = (src[k] >> shift) & mask` for k < n. Returns done.
+inline std::size_t unpack_plane(const std::uint8_t* src, std::uint8_t* out, std::size_t n, int shift,
+                                std::uint8_t mask) noexcept {
+  const __m256i mv = _mm256_set1_epi8(static_cast<char>(mask));
+  const __m128i sh = _mm_cvtsi32_si128(shift);
+  std::size_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    const __m256i s = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + i));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i), _mm256_and_si256(_mm256_srl_epi16(s, sh), mv));
+  }
+  return i;
+}
+
+// ---- sums in PyTorch's AVX2 order -------------------------------------------------------------------
+
+/// An 8-lane accumulator with lane-wise addition: `detail::lanes<8>` as one register.
+struct lanes8 {
+  __m256 v = _mm256_setzero_ps();
+  lanes8& operator+=(const lanes8& o) noexcept {
+    v = _mm256_add_ps(v, o.v);
+    return *this;
+  }
+};
+
+/// `detail::inner_sum_lanes<8>(x, n)` (torch_sum.hpp), bit for bit: the same cascade over the same
+/// lane-wise partial sums, each lane a register lane.
+inline float sum_lanes8(const float* x, std::int64_t n) {
+  if (n < 8) return quanto::detail::row_sum<float>(n, [&](std::int64_t i) { return x[i]; });
+  const std::int64_t nvec = n / 8;
+  const lanes8 acc =
+      quanto::detail::row_sum<lanes8>(nvec, [&](std::int64_t i) { return lanes8{_mm256_loadu_ps(x + i * 8)}; });
+  alignas(32) float l[8];
+  _mm256_store_ps(l, acc.v);
+  float total = 0.0f;
+  for (std::int64_t k = nvec * 8; k < n; ++k) total += x[k];
+  for (int k = 0; k < 8; ++k) total += l[k];
+  return total;
+}
+
+// ---- pow (SLEEF's powf_u10 as torch_pow.hpp re-derives it), 8 lanes ---------------------------------
+
+namespace pow8 {
+QUANTO_ALWAYS_INLINE __m256 add(__m256 a, __m256 b) noexcept { return opaque8(_mm256_add_ps(a, b)); }
+QUANTO_ALWAYS_INLINE __m256 sub(__m256 a, __m256 b) noexcept { return opaque8(_mm256_sub_ps(a, b)); }
+QUANTO_ALWAYS_INLINE __m256 mul(__m256 a, __m256 b) noexcept { return opaque8(_mm256_mul_ps(a, b)); }
+QUANTO_ALWAYS_INLINE __m256 fma(__m256 a, __m256 b, __m256 c) noexcept { return _mm256_fmadd_ps(a, b, c); }
+QUANTO_ALWAYS_INLINE __m256 neg(__m256 a) noexcept { return flt(_mm256_xor_si256(bits(a), splat(0x80000000u))); }
+
+struct df {
+  __m256 hi, lo;
+};
+QUANTO_ALWAYS_INLINE df sum_any(__m256 a, __m256 b) noexcept {
+  const __m256 s = add(a, b);
+  const __m256 bv = sub(s, a);
+  return {s, add(sub(a, sub(s, bv)), sub(b, bv))};
+}
+QUANTO_ALWAYS_INLINE df sum_any(df x, __m256 b) noexcept {
+  const __m256 s = add(x.hi, b);
+  const __m256 bv = sub(s, x.hi);
+  const __m256 err = add(sub(x.hi, sub(s, bv)), sub(b, bv));
+  return {s, add(err, x.lo)};
+}
+QUANTO_ALWAYS_INLINE df sum_any(df x, df y) noexcept {
+  const __m256 s = add(x.hi, y.hi);
+  const __m256 yv = sub(s, x.hi);
+  const __m256 err = add(sub(x.hi, sub(s, yv)), sub(y.hi, yv));
+  return {s, add(err, add(x.lo, y.lo))};
+}
+QUANTO_ALWAYS_INLINE df sum_ordered(df x, df y) noexcept {
+  const __m256 s = add(x.hi, y.hi);
+  return {s, add(add(add(sub(x.hi, s), y.hi), x.lo), y.lo)};
+}
+QUANTO_ALWAYS_INLINE df sum_ordered(__m256 a, df y) noexcept {
+  const __m256 s = add(a, y.hi);
+  return {s, add(add(sub(a, s), y.hi), y.lo)};
+}
+QUANTO_ALWAYS_INLINE df renormalize(df x) noexcept {
+  const __m256 s = add(x.hi, x.lo);
+  return {s, add(sub(x.hi, s), x.lo)};
+}
+QUANTO_ALWAYS_INLINE df scale(df x, __m256 f) noexcept { return {mul(x.hi, f), mul(x.lo, f)}; }
+QUANTO_ALWAYS_INLINE df product(df x, __m256 b) noexcept {
+  const __m256 p = mul(x.hi, b);
+  return {p, fma(x.lo, b, fma(x.hi, b, neg(p)))};
+}
+QUANTO_ALWAYS_INLINE df product(df x, df y) noexcept {
+  const __m256 p = mul(x.hi, y.hi);
+  return {p, fma(x.hi, y.lo, fma(x.lo, y.hi, fma(x.hi, y.hi, neg(p))))};
+}
+QUANTO_ALWAYS_INLINE df square(df x) noexcept {
+  const __m256 p = mul(x.hi, x.hi);
+  return {p, fma(add(x.hi, x.hi), x.lo, fma(x.hi, x.hi, neg(p)))};
+}
+QUANTO_ALWAYS_INLINE df quotient(df n, df d) noexcept {
+  const __m256 inv = opaque8(_mm256_div_ps(splatf(1.0f), d.hi));
+  const __m256 q = mul(n.hi, inv);
+  const __m256 q_err = fma(inv, n.hi, neg(q));
+  const __m256 inv_err = fma(neg(d.lo), inv, fma(neg(d.hi), inv, splatf(1.0f)));
+  return {q, fma(q, inv_err, fma(n.lo, inv, q_err))};
+}
+
+/// SLEEF's vldexp as `sleef_pow::scale_by_pow2`: four equal factors and a remainder.
+QUANTO_ALWAYS_INLINE __m256 scale_by_pow2(__m256 x, __m256i q) noexcept {
+  const __m256i neg_ = _mm256_srai_epi32(q, 31);
+  __m256i m = _mm256_slli_epi32(_mm256_sub_epi32(_mm256_srai_epi32(_mm256_add_epi32(neg_, q), 6), neg_), 4);
+  q = _mm256_sub_epi32(q, _mm256_slli_epi32(m, 2));
+  m = _mm256_add_epi32(m, splat(127));
+  m = _mm256_min_epi32(_mm256_max_epi32(m, _mm256_setzero_si256()), splat(255));
+  const __m256 big = flt(_mm256_slli_epi32(m, 23));
+  x = mul(mul(mul(mul(x, big), big), big), big);
+  return mul(x, flt(_mm256_slli_epi32(_mm256_add_epi32(q, splat(127)), 23)));
+}
+
+QUANTO_ALWAYS_INLINE df logkf(__m256 d) noexcept {
+  namespace c = quanto::detail::sleef_pow;
+  const __m256i tiny = _mm256_castps_si256(_mm256_cmp_ps(d, splatf(0x1p-126f), _CMP_LT_OQ));
+  d = select(tiny, mul(d, splatf(0x1p64f)), d);
+  __m256i e = _mm256_sub_epi32(
+      _mm256_and_si256(_mm256_srli_epi32(bits(mul(d, splatf(c::kFourThirds))), 23), splat(0xFFu)), splat(0x7F));
+  const __m256 m = flt(_mm256_add_epi32(bits(d), _mm256_slli_epi32(_mm256_sub_epi32(_mm256_setzero_si256(), e), 23)));
+  e = selecti(tiny, _mm256_sub_epi32(e, splat(64)), e);
+
+  const df r = quotient(sum_any(splatf(-1.0f), m), sum_any(splatf(1.0f), m));
+  const df r2 = square(r);
+  __m256 t = splatf(0x1.ec2d14p-3f);
+  t = fma(t, r2.hi, splatf(0x1.23f494p-2f));
+  t = fma(t, r2.hi, splatf(0x1.999bb2p-2f));
+  const df cc = {splatf(0x1.555554p-1f), splatf(0x1.fb6706p-29f)};
+  df s = product(df{splatf(c::kLn2Hi), splatf(c::kLn2Lo)}, _mm256_cvtepi32_ps(e));
+  s = sum_ordered(s, scale(r, splatf(2.0f)));
+  s = sum_ordered(s, product(product(r2, r), sum_any(product(r2, t), cc)));
+  return s;
+}
+
+QUANTO_ALWAYS_INLINE __m256 expkf(df d) noexcept {
+  namespace c = quanto::detail::sleef_pow;
+  // cvtps2dq: nearest even, NaN / out of range -> INT32_MIN, as round_to_int32.
+  const __m256i q = _mm256_cvtps_epi32(mul(add(d.hi, d.lo), splatf(c::kInvLn2)));
+  const __m256 qf = _mm256_cvtepi32_ps(q);
+  df s = sum_any(d, mul(qf, splatf(-c::kLn2Upper)));
+  s = sum_any(s, mul(qf, splatf(-c::kLn2Lower)));
+  s = renormalize(s);
+  __m256 u = splatf(0x1.655decp-10f);
+  u = fma(u, s.hi, splatf(0x1.1222d6p-7f));
+  u = fma(u, s.hi, splatf(0x1.555e98p-5f));
+  u = fma(u, s.hi, splatf(0x1.5554bcp-3f));
+  u = fma(u, s.hi, splatf(0x1.fffff6p-2f));
+  df t = sum_ordered(s, product(square(s), u));
+  t = sum_ordered(splatf(1.0f), t);
+  const __m256 result = scale_by_pow2(add(t.hi, t.lo), q);
+  const __m256i under = _mm256_castps_si256(_mm256_cmp_ps(d.hi, splatf(-104.0f), _CMP_LT_OQ));
+  return _mm256_andnot_ps(_mm256_castsi256_ps(under), result);
+}
+}  // namespace pow8
+
+/// `detail::sleef_powf_u10(x, y)` on 8 lanes with one exponent `y` (bit for bit, special cases
+/// included).
+inline __m256 sleef_powf8(__m256 x, float y) noexcept {
+  using namespace pow8;
+  const float ay = y < 0 ? -y : y;
+  const bool y_is_int = std::trunc(y) == y || ay > 0x1p24f;
+  const bool y_is_odd = y_is_int && ay < 0x1p24f && (static_cast<std::int32_t>(y) & 1) == 1;
+  const __m256 yv = splatf(y);
+  const __m256 ax = abs8(x);
+
+  __m256 result = expkf(product(logkf(ax), yv));
+  result = select(nan_mask(result), flt(splat(0x7F800000u)), result);
+
+  const __m256i not_pos = _mm256_castps_si256(_mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_NGT_UQ));  // !(x > 0)
+  if (!y_is_int) {
+    result = select(not_pos, flt(splat(0x7FC00000u)), result);
+  } else if (y_is_odd) {
+    result = select(not_pos, neg(result), result);
+  }
+  if (is_inf_bits(y)) {
+    const __m256 efx = flt(_mm256_xor_si256(bits(sub(ax, splatf(1.0f))), splat(float_to_bits(y) & 0x80000000u)));
+    const __m256 lt = _mm256_cmp_ps(efx, _mm256_setzero_ps(), _CMP_LT_OQ);
+    const __m256 eq = _mm256_cmp_ps(efx, _mm256_setzero_ps(), _CMP_EQ_OQ);
+    result = _mm256_blendv_ps(_mm256_blendv_ps(flt(splat(0x7F800000u)), splatf(1.0f), eq), _mm256_setzero_ps(), lt);
+  }
+  {
+    const __m256i is_inf = _mm256_cmpeq_epi32(bits(ax), splat(0x7F800000u));
+    const __m256i is_zero = _mm256_cmpeq_epi32(bits(ax), _mm256_setzero_si256());
+    // to_zero = sign(y) != (x == 0)
+    const __m256i to_zero = sign_bit(y) ? _mm256_andnot_si256(is_zero, splat(0xFFFFFFFFu)) : is_zero;
+    __m256i mag = _mm256_andnot_si256(to_zero, splat(0x7F800000u));
+    if (y_is_odd) mag = _mm256_or_si256(mag, _mm256_and_si256(bits(x), splat(0x80000000u)));
+    result = select(_mm256_or_si256(is_inf, is_zero), flt(mag), result);
+  }
+  const __m256i xnan = nan_mask(x);
+  if (is_nan_bits(y)) {
+    result = flt(splat(0xFFFFFFFFu));
+  } else {
+    result = select(xnan, flt(splat(0xFFFFFFFFu)), result);
+  }
+  if (y == 0.0f) return splatf(1.0f);
+  return select(_mm256_cmpeq_epi32(bits(x), splat(0x3F800000u)), splatf(1.0f), result);
+}
+
+/// One HQQ target run (optimizers.hpp, the loop body) for elements sharing `scale`, or, PerColumn,
+/// with parallel scale arrays: returns the elements done; `target` receives floats.
+template <class T, bool PerColumn>
+inline std::size_t hqq_target_run(const T* base, const T* dq, const std::uint8_t* codes, float* target, std::size_t n,
+                                  float scale, const T* scales, float exponent, float inv_beta) noexcept {
+  const __m256 sc = splatf(scale), ib = splatf(inv_beta);
+  const __m256 zero = _mm256_setzero_ps();
+  std::size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 x = load8(base + i);
+    const __m256 err = narrow8<T>(_mm256_sub_ps(x, load8(dq + i)));
+    const __m256 a = abs8(err);
+    const __m256 p = narrow8<T>(sleef_powf8(a, exponent));
+    const __m256 shrunk = narrow8<T>(_mm256_sub_ps(a, narrow8<T>(opaque8(_mm256_mul_ps(ib, p)))));
+    // r = shrunk > 0 ? shrunk : 0 (a NaN shrunk gives 0, as the scalar comparison does)
+    const __m256 r = _mm256_and_ps(_mm256_cmp_ps(shrunk, zero, _CMP_GT_OQ), shrunk);
+    const __m256 pos = _mm256_cmp_ps(err, zero, _CMP_GT_OQ), negm = _mm256_cmp_ps(err, zero, _CMP_LT_OQ);
+    const __m256 ev = _mm256_or_ps(_mm256_and_ps(pos, r), _mm256_and_ps(negm, pow8::neg(r)));
+    const __m256 s = PerColumn ? load8(scales + i) : sc;
+    const __m256 qs = narrow8<T>(opaque8(_mm256_mul_ps(u8_values8(codes + i), s)));
+    const __m256 inner = narrow8<T>(_mm256_sub_ps(x, narrow8<T>(ev)));
+    _mm256_storeu_ps(target + i, narrow8<T>(_mm256_sub_ps(qs, inner)));
+  }
+  return i;
+}
+
+/// `widen(t_abs(t_sub(a[i], b[i])))` into d, over a run. Returns the elements done.
+template <class T>
+inline std::size_t abs_diff_run(const T* a, const T* b, float* d, std::size_t n) noexcept {
+  std::size_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(d + i, abs8(narrow8<T>(_mm256_sub_ps(load8(a + i), load8(b + i)))));
+  return i;
+}
+
+}  // namespace quantize_avx2
+}  // namespace QUANTO_TARGET_NS
+}  // namespace kernels
+QUANTO_END_NAMESPACE
