@@ -62,6 +62,33 @@ file(WRITE "${WORK}/bad.safetensors" "12345678")
 expect("malformed input" 4 "header" quantize bad.safetensors outb --weights qint4)
 file(MAKE_DIRECTORY "${WORK}/empty-folder")
 expect("folder without a model" 4 "neither model.safetensors" quantize empty-folder oute --weights qint4)
+# An OUTPUT that would destroy INPUT is refused before any work, --force or not (exit 7).
+expect("OUTPUT is INPUT" 7 "refused: the output .* is the input" quantize demo-float demo-float --weights qint8 --force)
+expect("INPUT intact after OUTPUT is INPUT" 0 "model.embed_tokens.weight" inspect demo-float)
+file(COPY "${WORK}/demo-float/" DESTINATION "${WORK}/nest/models/llama")
+file(WRITE "${WORK}/nest/models/keep.txt" "another model's file")
+expect("OUTPUT contains INPUT" 7 "refused: the output .* contains the input"
+       quantize nest/models/llama nest/models --weights qint8 --force)
+expect("OUTPUT contains a single-file INPUT" 7 "refused: the output .* contains the input"
+       quantize nest/models/llama/model.safetensors nest/models --weights qint8 --force)
+file(CREATE_LINK "${WORK}/nest/models" "${WORK}/models-link" SYMBOLIC)
+expect("OUTPUT contains INPUT through a link" 7 "refused" quantize models-link/llama nest --weights qint8 --force)
+expect("INPUT intact after OUTPUT contains it" 0 "model.embed_tokens.weight" inspect nest/models/llama)
+if(NOT EXISTS "${WORK}/nest/models/keep.txt")
+  message(SEND_ERROR "a refused run deleted a file next to the input")
+endif()
+# A bad OUTPUT is refused before any work (the messages are the early check's).
+file(WRITE "${WORK}/a-file" "not a folder")
+expect("OUTPUT is a file, --force" 5 "it is a file, not a folder" quantize demo-float a-file --weights qint8 --force)
+file(CREATE_LINK "${WORK}/out8" "${WORK}/link-to-folder" SYMBOLIC)
+expect("OUTPUT is a link to a folder, --force" 5 "it is a symbolic link"
+       quantize demo-float link-to-folder --weights qint8 --force)
+expect("OUTPUT below a file" 5 "is not a folder" quantize demo-float a-file/sub --weights qint8)
+file(READ "${WORK}/a-file" kept)
+if(NOT kept STREQUAL "not a folder")
+  message(SEND_ERROR "a refused run changed the file at OUTPUT")
+endif()
+
 foreach(dir outz outb oute outx outy out8b)
   if(EXISTS "${WORK}/${dir}")
     message(SEND_ERROR "a failed run left ${dir} behind")

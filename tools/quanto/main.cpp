@@ -34,6 +34,7 @@ enum exit_code : int {
   file_system = 5,  // a file could not be opened, read, created, written or renamed
   unsupported = 6,  // a request that cannot be done: an unsupported combination, nothing selected,
                     // an input that is already quantized
+  refused = 7,      // OUTPUT would destroy INPUT (it is INPUT, or contains it)
 };
 
 constexpr std::string_view exit_codes_help =
@@ -44,7 +45,8 @@ constexpr std::string_view exit_codes_help =
     "  3  the output exists (pass --force to replace it)\n"
     "  4  malformed input (safetensors, index, quanto_qmap.json or config.json)\n"
     "  5  file system error (cannot open, read, create, write or rename)\n"
-    "  6  unsupported request (qtype/optimizer combination, nothing selected, already quantized)\n";
+    "  6  unsupported request (qtype/optimizer combination, nothing selected, already quantized)\n"
+    "  7  refused: OUTPUT is INPUT or contains it (replacing OUTPUT would destroy the input)\n";
 
 struct usage_error : std::runtime_error {
   using std::runtime_error::runtime_error;
@@ -503,6 +505,9 @@ int main(int argc, char** argv) {
     if (command == "quantize") return quantize(argc, argv);
     if (command == "inspect") return inspect(argc, argv);
     throw usage_error("unknown command '" + std::string(command) + "' (quantize or inspect; see quanto --help)");
+  } catch (const io::unsafe_output_error& e) {
+    std::cerr << e.what() << "\n";
+    return refused;
   } catch (const usage_error& e) {
     std::cerr << "quanto: " << e.what() << "\n";
     return usage;

@@ -505,6 +505,43 @@ inline void remove_stale_staging(const std::filesystem::path& target) {
 #endif
 }
 
+/// Checks, before anything is written, that a model folder can be saved at `target`: an existing
+/// target must be a real folder (not a file, not a symbolic link: the link would be replaced, not
+/// what it leads to) and `overwrite` must be set; the nearest existing folder above it must be a
+/// folder this process may write into. Throws `file_error` (`file_exists` for an existing target
+/// without `overwrite`).
+inline void check_folder_target(const std::filesystem::path& target, bool overwrite, const std::string& what) {
+  std::error_code ec;
+  const auto st = std::filesystem::symlink_status(target, ec);
+  if (std::filesystem::exists(st)) {
+    if (!overwrite) throw file_error(what + "it already exists", target, std::make_error_code(std::errc::file_exists));
+    if (std::filesystem::is_symlink(st))
+      throw file_error(
+          what + "it is a symbolic link; only a real folder is replaced (remove the link or name its target)", target,
+          std::make_error_code(std::errc::not_a_directory));
+    if (!std::filesystem::is_directory(st))
+      throw file_error(what + "it is a file, not a folder; only a model folder is replaced", target,
+                       std::make_error_code(std::errc::not_a_directory));
+  }
+  auto above = target.parent_path();
+  if (above.empty()) above = ".";
+  for (;;) {  // the nearest existing folder above: create_directories starts there
+    const auto s = std::filesystem::status(above, ec);
+    if (std::filesystem::exists(s)) {
+      if (!std::filesystem::is_directory(s))
+        throw file_error(what + quote_path(above) + " is not a folder", above,
+                         std::make_error_code(std::errc::not_a_directory));
+      break;
+    }
+    if (!above.has_parent_path() || above.parent_path() == above) break;
+    above = above.parent_path();
+  }
+#if QUANTO_IO_POSIX
+  if (std::filesystem::exists(above, ec) && ::access(above.c_str(), W_OK | X_OK) != 0)
+    throw file_error(what + "the folder " + quote_path(above) + " is not writable", above, last_errno());
+#endif
+}
+
 /// Puts the finished staging folder in `target`'s place (see the top of this file).
 inline void commit_folder(const std::filesystem::path& staging, const std::filesystem::path& target, bool overwrite) {
   std::error_code ec;
@@ -575,9 +612,8 @@ saved_checkpoint save_checkpoint_with(const std::filesystem::path& folder, std::
       throw value_error(what + "the extra file " + detail::quote(name) + " would clash with a shard or the index");
   }
   (void)detail::plan_write(tensors, options.metadata, what, false);  // names, dtypes, shapes, duplicates
+  detail::check_folder_target(folder, options.overwrite, what);
   std::error_code ec;
-  if (std::filesystem::exists(std::filesystem::symlink_status(folder, ec)) && !options.overwrite)
-    throw file_error(what + "it already exists", folder, std::make_error_code(std::errc::file_exists));
 
   const auto assignment = detail::assign_shards(tensors, options.max_shard_size);
   const std::size_t count = assignment.size();

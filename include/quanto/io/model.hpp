@@ -73,6 +73,14 @@
 QUANTO_BEGIN_NAMESPACE
 namespace io {
 
+/// An output that would destroy the input: OUTPUT is INPUT, contains INPUT, or contains a file the
+/// input reads (a shard reached through a symbolic link). Paths are compared after resolving links.
+/// Refused before anything is read or written, with or without `overwrite`.
+class unsafe_output_error : public error {
+ public:
+  using error::error;
+};
+
 /// Where `quantize_model` stands (passed to the progress callback).
 struct quantize_progress {
   std::size_t tensors_done = 0, tensors_total = 0;  ///< output tensors written
@@ -318,6 +326,39 @@ inline std::optional<std::string> read_text_if_exists(const std::filesystem::pat
   return std::string(reinterpret_cast<const char*>(bytes.data.get()), bytes.size);
 }
 
+/// True when `p` is `folder` or lies inside it (both already resolved).
+inline bool is_within(const std::filesystem::path& p, const std::filesystem::path& folder) {
+  auto f = folder.begin();
+  for (auto i = p.begin(); f != folder.end(); ++i, ++f) {
+    if (f->empty() && std::next(f) == folder.end()) return true;  // a trailing "/" in `folder`
+    if (i == p.end() || *i != *f) return false;
+  }
+  return true;
+}
+
+/// `path` with every symbolic link resolved (the part that does not exist is kept as written).
+inline std::filesystem::path resolved(const std::filesystem::path& path) {
+  std::error_code ec;
+  auto r = std::filesystem::weakly_canonical(std::filesystem::absolute(path, ec), ec);
+  return ec ? std::filesystem::absolute(path, ec).lexically_normal() : r;
+}
+
+/// Throws `unsafe_output_error` when writing `output` (and deleting what is there) would destroy
+/// the file or folder `input_file`, which `input` reads.
+inline void check_not_destroying(const std::filesystem::path& input, const std::filesystem::path& input_file,
+                                 const std::filesystem::path& output) {
+  const auto in = resolved(input_file), out = resolved(output);
+  if (in == out)
+    throw unsafe_output_error("refused: the output " + quote_path(output) + " is the input " + quote_path(input) +
+                              " (writing it would replace the model being read)");
+  if (is_within(in, out))
+    throw unsafe_output_error("refused: the output " + quote_path(output) + " contains " +
+                              (input_file == input
+                                   ? "the input " + quote_path(input)
+                                   : quote_path(input_file) + ", which the input " + quote_path(input) + " reads") +
+                              " (replacing the output would delete it)");
+}
+
 /// Parses config.json (bounded nesting; values deeper than 32 levels are dropped unread).
 inline nlohmann::ordered_json parse_config(const std::string& text, const std::filesystem::path& path) {
   try {
@@ -398,14 +439,19 @@ inline quantize_report quantize_model(const std::filesystem::path& input, const 
   if (o.activations && info_of(*o.activations).bits != 8)
     throw unsupported_error("activations must be an 8-bit qtype, not " + std::string(info_of(*o.activations).name));
   std::error_code ec;
+  detail::check_not_destroying(input, input, output);
   const bool input_is_folder = std::filesystem::is_directory(input, ec);
   if (input_is_folder && std::filesystem::exists(input / "quanto_qmap.json", ec))
     throw value_error("model " + detail::quote_path(input) + " is already quantized (it has quanto_qmap.json)");
-  if (std::filesystem::exists(std::filesystem::symlink_status(output, ec)) && !o.overwrite)
-    throw file_error("the output folder " + detail::quote_path(output) + " already exists", output,
-                     std::make_error_code(std::errc::file_exists));
+  detail::check_folder_target(output, o.overwrite, "the output folder " + detail::quote_path(output) + ": ");
 
   const checkpoint in = checkpoint::open(input);
+  if (std::filesystem::exists(std::filesystem::symlink_status(output, ec))) {  // shards and files reached by links
+    for (const auto& name : in.shard_names()) detail::check_not_destroying(input, in.folder() / name, output);
+    if (input_is_folder)
+      for (const auto& f : std::filesystem::directory_iterator(input, ec))
+        detail::check_not_destroying(input, f.path(), output);
+  }
   const auto config_text = input_is_folder ? detail::read_text_if_exists(input / "config.json") : std::nullopt;
   auto config = config_text ? std::optional(detail::parse_config(*config_text, input / "config.json")) : std::nullopt;
   quantize_report report;
