@@ -15,7 +15,10 @@
 //     and a key given twice at any depth is rejected (`index_error`, `duplicate_error`);
 //   * a shard name must be a plain file name inside the folder: not empty, UTF-8, no NUL, no `/`
 //     or `\`, not `.` or `..`, so not absolute either, and a symbolic link must not lead out of
-//     the folder (`path_error`); nothing outside the folder is ever opened;
+//     the folder (`path_error`); nothing outside the folder is ever opened. One exception: in a
+//     Hugging Face hub cache snapshot, `<cache>/models--<org>--<name>/snapshots/<revision>/`, the
+//     files are links into `../../blobs/`, and links may lead anywhere inside the cache
+//     repository folder `models--<org>--<name>` (still not out of it);
 //   * every tensor of the index is in the shard the index names, every tensor of a shard is in
 //     the index under that shard (so no tensor is in two shards), and "total_size", when given,
 //     is the sum of the tensors' bytes (`checkpoint_error`).
@@ -122,6 +125,20 @@ inline void check_shard_name(std::string_view name, std::string_view tensor, std
   if (name.find('/') != std::string_view::npos || name.find('\\') != std::string_view::npos)
     fail("is a path, not a file name in the model folder");
   if (name == "." || name == "..") fail("names a folder, not a file in the model folder");
+}
+
+/// The folder a shard's symbolic link may lead into, for the model folder `folder` (resolved):
+/// the folder itself, or, for a Hugging Face hub cache snapshot `<cache>/models--<org>--<name>/
+/// snapshots/<revision>`, the cache repository folder `models--<org>--<name>` (its snapshots'
+/// files are links into `../../blobs/`).
+inline std::filesystem::path link_containment_folder(const std::filesystem::path& folder) {
+  const auto snapshots = folder.parent_path();
+  const auto repo = snapshots.parent_path();
+  const std::string repo_name = repo.filename().string();
+  if (folder.has_filename() && snapshots.filename() == "snapshots" && repo_name.size() > 8 &&
+      repo_name.rfind("models--", 0) == 0 && repo != repo.root_path())
+    return repo;
+  return folder;
 }
 
 /// The index's schema, one token at a time (see the top of this file).
@@ -386,6 +403,7 @@ class checkpoint {
         throw duplicate_error(where + "tensor " + detail::quote(tensor) + " is listed twice");
     }
     const auto canonical_folder = std::filesystem::weakly_canonical(folder_);
+    const auto links_may_reach = detail::link_containment_folder(canonical_folder);
     for (const std::string& name : names_) {
       const auto p = folder_ / name;
       std::error_code ec;
@@ -393,10 +411,12 @@ class checkpoint {
         if (!std::filesystem::exists(p, ec))  // where a dangling link leads cannot be checked
           throw path_error(where + "the shard " + detail::quote(name) + " is a symbolic link to nothing");
         const auto target = std::filesystem::canonical(p, ec);
-        const auto rel = target.lexically_relative(canonical_folder);
+        const auto rel = target.lexically_relative(links_may_reach);
         if (ec || rel.empty() || *rel.begin() == ".." || rel.is_absolute())
-          throw path_error(where + "the shard " + detail::quote(name) +
-                           " is a symbolic link that leads out of the folder");
+          throw path_error(where + "the shard " + detail::quote(name) + " is a symbolic link that leads out of the " +
+                           (links_may_reach == canonical_folder
+                                ? std::string("folder")
+                                : "hub cache repository " + detail::quote_path(links_may_reach)));
       }
       shards_.push_back(safetensors_file::open(p, how));
     }

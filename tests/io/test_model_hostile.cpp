@@ -1,0 +1,160 @@
+// quantize_model and checkpoint::open against real-world layouts and hostile inputs (issue 16):
+// Hugging Face hub cache snapshots, outputs that would destroy the input, one-row weights,
+// non-finite weights, tensors that are not quantized.
+#include <gtest/gtest.h>
+
+#include <quanto/io/model.hpp>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <unistd.h>
+
+namespace {
+
+namespace fs = std::filesystem;
+namespace io = quanto::io;
+
+class Hostile : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("quanto_model_hostile_" + std::to_string(::getpid()) + "_" +
+                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  /// One float tensor of the model being written.
+  struct tensor_spec {
+    std::string name;
+    quanto::dtype dtype = quanto::dtype::f32;
+    std::vector<std::int64_t> shape;
+  };
+
+  /// Writes a model folder at `folder` with deterministic contents (floats in [-1, 1]).
+  static void write_model(const fs::path& folder, const std::vector<tensor_spec>& specs,
+                          std::uint64_t max_shard_size = 0, const std::string& config = "{}\n") {
+    std::vector<std::vector<std::byte>> storage;
+    std::vector<io::tensor_to_write> tensors;
+    std::mt19937 rng(7);
+    std::uniform_real_distribution<float> u(-1, 1);
+    storage.reserve(specs.size());
+    for (const auto& s : specs) {
+      std::int64_t n = 1;
+      for (auto d : s.shape) n *= d;
+      std::vector<std::byte> b(static_cast<std::size_t>(n) * quanto::size_of(s.dtype));
+      if (s.dtype == quanto::dtype::f32)
+        for (std::int64_t i = 0; i < n; ++i) {
+          const float v = u(rng);
+          std::memcpy(b.data() + 4 * i, &v, 4);
+        }
+      else
+        for (auto& x : b) x = static_cast<std::byte>(rng() & 0x3f);
+      storage.push_back(std::move(b));
+      tensors.push_back({s.name, s.dtype, s.shape, storage.back()});
+    }
+    io::checkpoint_options o;
+    o.max_shard_size = max_shard_size;
+    o.overwrite = true;
+    o.extra_files = {{"config.json", config}};
+    io::save_checkpoint_with(folder, tensors, o, [&](std::span<const std::size_t> members, io::tensor_sink& sink) {
+      for (std::size_t j = 0; j < members.size(); ++j)
+        sink.write(j, tensors[members[j]].data.data(), tensors[members[j]].data.size());
+    });
+  }
+
+  static std::vector<tensor_spec> small_llama() {
+    return {{"model.embed_tokens.weight", quanto::dtype::f32, {32, 16}},
+            {"model.layers.0.mlp.up_proj.weight", quanto::dtype::f32, {32, 16}},
+            {"model.layers.0.mlp.down_proj.weight", quanto::dtype::f32, {16, 32}},
+            {"model.layers.0.input_layernorm.weight", quanto::dtype::f32, {16}},
+            {"model.norm.weight", quanto::dtype::f32, {16}}};
+  }
+
+  static io::model_quantize_options opts(quanto::qtype_id q = quanto::qtype_id::qint8) {
+    io::model_quantize_options o;
+    o.weights = q;
+    o.threads = 2;
+    return o;
+  }
+
+  fs::path dir_;
+};
+
+// ---- item 2: Hugging Face hub cache snapshots ----------------------------------------------------
+
+/// Turns the model folder `src` into a hub cache repository `<cache>/models--org--tiny` whose
+/// snapshot `rev` links every file into `../../blobs/`, as huggingface_hub lays it out.
+fs::path make_hub_cache(const fs::path& src, const fs::path& cache, const std::string& repo = "models--org--tiny") {
+  const auto root = cache / repo;
+  const auto snapshot = root / "snapshots" / "0123456789abcdef";
+  fs::create_directories(root / "blobs");
+  fs::create_directories(snapshot);
+  fs::create_directories(root / "refs");
+  std::ofstream(root / "refs" / "main") << "0123456789abcdef";
+  int k = 0;
+  for (const auto& f : fs::directory_iterator(src)) {
+    const std::string blob = "b10b" + std::to_string(k++);
+    fs::rename(f.path(), root / "blobs" / blob);
+    fs::create_symlink(fs::path("..") / ".." / "blobs" / blob, snapshot / f.path().filename());
+  }
+  return snapshot;
+}
+
+TEST_F(Hostile, AShardedHubCacheSnapshotIsReadAndQuantized) {
+  write_model(dir_ / "src", small_llama(), 2000);
+  const auto snapshot = make_hub_cache(dir_ / "src", dir_ / "hub");
+  const auto c = io::checkpoint::open(snapshot);
+  ASSERT_TRUE(c.sharded());
+  EXPECT_GT(c.shards().size(), 1u);
+  const auto r = io::quantize_model(snapshot, dir_ / "out", opts());
+  EXPECT_EQ(r.modules.size(), 2u);
+  const auto q = io::quantized_model::open(dir_ / "out");
+  EXPECT_NE(q.find("model.layers.0.mlp.up_proj"), nullptr);
+  EXPECT_TRUE(fs::is_regular_file(dir_ / "out" / "config.json"));
+}
+
+TEST_F(Hostile, HubCacheLinksLeavingTheRepositoryOrOutsideTheLayoutAreRefused) {
+  write_model(dir_ / "src", small_llama(), 2000);
+  const auto snapshot = make_hub_cache(dir_ / "src", dir_ / "hub");
+  // One shard's link now leads to a file of another repository of the cache: out of this one.
+  const auto shard = io::checkpoint::open(snapshot).shard_names().back();
+  const auto blob = fs::read_symlink(snapshot / shard).filename();
+  fs::create_directories(dir_ / "hub" / "models--other--repo" / "blobs");
+  fs::rename(dir_ / "hub" / "models--org--tiny" / "blobs" / blob,
+             dir_ / "hub" / "models--other--repo" / "blobs" / blob);
+  fs::remove(snapshot / shard);
+  fs::create_symlink(fs::path("../../../models--other--repo/blobs") / blob, snapshot / shard);
+  EXPECT_THROW((void)io::checkpoint::open(snapshot), io::path_error);
+  EXPECT_THROW((void)io::quantize_model(snapshot, dir_ / "out", opts()), io::path_error);
+  EXPECT_FALSE(fs::exists(dir_ / "out"));
+  // The same links in a folder that is not a cache snapshot (no models--org--name above).
+  write_model(dir_ / "src2", small_llama(), 2000);
+  const auto not_cache = make_hub_cache(dir_ / "src2", dir_ / "plain", "org-tiny");
+  EXPECT_THROW((void)io::checkpoint::open(not_cache), io::path_error);
+}
+
+// ---- item 1: an output that would destroy the input ---------------------------------------------
+
+TEST_F(Hostile, AnOutputThatContainsTheFilesTheInputLinksToIsRefused) {
+  write_model(dir_ / "src", small_llama(), 2000);
+  const auto snapshot = make_hub_cache(dir_ / "src", dir_ / "hub");
+  auto o = opts();
+  o.overwrite = true;
+  const auto blobs = dir_ / "hub" / "models--org--tiny" / "blobs";
+  const auto before = std::distance(fs::directory_iterator(blobs), fs::directory_iterator{});
+  EXPECT_THROW((void)io::quantize_model(snapshot, blobs, o), io::unsafe_output_error);
+  EXPECT_THROW((void)io::quantize_model(snapshot, dir_ / "hub", o), io::unsafe_output_error);
+  EXPECT_THROW((void)io::quantize_model(snapshot, snapshot, o), io::unsafe_output_error);
+  EXPECT_EQ(std::distance(fs::directory_iterator(blobs), fs::directory_iterator{}), before);
+  EXPECT_NO_THROW((void)io::checkpoint::open(snapshot));
+}
+
+}  // namespace
