@@ -157,4 +157,56 @@ TEST_F(Hostile, AnOutputThatContainsTheFilesTheInputLinksToIsRefused) {
   EXPECT_NO_THROW((void)io::checkpoint::open(snapshot));
 }
 
+// ---- item 3: one-row weights (a one-label classifier or reward `score` head) --------------------
+
+// optimum-quanto: a weight whose axis 0 has size 1 is quantized per tensor (axis=None), so an
+// 8-bit `[1, N]` weight has a 0-d `_scale` (safetensors shape []); qint2/qint4 group it first,
+// and a single group (or an ungrouped row) is scaled per column by MaxOptimizer.
+TEST_F(Hostile, OneRowWeightsAreQuantizedAsQuantoDoesForEveryQtype) {
+  using quanto::qtype_id;
+  struct want {
+    std::int64_t in;
+    std::vector<std::int64_t> scale_8bit, scale_lowbit;
+  };
+  const want cases[] = {{16, {}, {1, 16}}, {128, {}, {1, 128}}, {256, {}, {2, 1}}};
+  for (const auto& c : cases)
+    for (const auto q : {qtype_id::qint2, qtype_id::qint4, qtype_id::qint8, qtype_id::qfloat8_e4m3fn,
+                         qtype_id::qfloat8_e4m3fnuz, qtype_id::qfloat8_e5m2}) {
+      const std::string label = std::string(quanto::info_of(q).name) + " [1, " + std::to_string(c.in) + "]";
+      const auto in = dir_ / ("in-" + std::to_string(c.in));
+      if (!fs::exists(in))
+        write_model(in, {{"model.layers.0.mlp.up_proj.weight", quanto::dtype::f32, {8, c.in}},
+                         {"score.weight", quanto::dtype::f32, {1, c.in}}});
+      const auto out = dir_ / ("out-" + label);
+      auto o = opts(q);
+      try {
+        (void)io::quantize_model(in, out, o);
+      } catch (const std::exception& e) {
+        ADD_FAILURE() << label << ": " << e.what();
+        continue;
+      }
+      const auto model = io::quantized_model::open(out);
+      const auto& scale = model.files().at("score.weight._scale");
+      EXPECT_EQ(scale.info->shape, quanto::info_of(q).bits == 8 ? c.scale_8bit : c.scale_lowbit) << label;
+      // It reads back and dequantizes close to the float weight.
+      const auto src = io::checkpoint::open(in);
+      const auto& w = src.at("score.weight");
+      const auto qw = model.weight("score", quanto::shape{1, c.in});
+      std::visit(
+          [&](const auto& x) {
+            const auto d = x.dequantize();
+            const auto raw = src.bytes(w);
+            double err = 0;
+            for (std::int64_t i = 0; i < c.in; ++i) {
+              float f;
+              std::memcpy(&f, raw.data() + 4 * i, 4);
+              err = std::max(err,
+                             std::abs(static_cast<double>(f) - static_cast<double>(static_cast<float>(d.data()[i]))));
+            }
+            EXPECT_LT(err, quanto::info_of(q).bits == 2 ? 0.7 : 0.2) << label;
+          },
+          qw);
+    }
+}
+
 }  // namespace

@@ -201,15 +201,19 @@ inline void module_outputs(const planned_module& m, std::size_t index, qtype_id 
     out.push_back(
         {{m.name + part_suffix(p), t, std::vector<std::int64_t>(dims.begin(), dims.end()), {}}, nullptr, index, p});
   };
+  // quanto's rule: along an axis 0 of size 1 (a one-row weight, or a single group) the axis becomes
+  // None: one 0-d scale for 8-bit qtypes, and per-column scales and shifts (MaxOptimizer reduces
+  // over every dim but the last) for qint2/qint4.
   if (info.bits == 8) {
     add(part::data, info.storage, s);
-    add(part::scale, w.dtype, map_params(s, qaxis::first).param_shape);
+    add(part::scale, w.dtype, map_params(s, effective_axis(s, qaxis::first)).param_shape);
   } else {
     const auto gs = default_group_size(s);
     const shape cs = gs ? grouped_shape(s, qaxis::first, *gs) : s;
+    const qaxis axis = effective_axis(cs, qaxis::first) == qaxis::none ? qaxis::last : qaxis::first;
     add(part::packed, ::quanto::dtype::u8, packed_shape(cs, info.bits));
-    add(part::scale, w.dtype, map_params(cs, qaxis::first).param_shape);
-    add(part::shift, w.dtype, map_params(cs, qaxis::first).param_shape);
+    add(part::scale, w.dtype, map_params(cs, axis).param_shape);
+    add(part::shift, w.dtype, map_params(cs, axis).param_shape);
   }
   add(part::input_scale, w.dtype, shape{});
   add(part::output_scale, w.dtype, shape{});
@@ -644,7 +648,7 @@ class quantized_model {
       const auto build = [&]<class T>() -> any_qweight {
         if constexpr (ByteQType<Q>) {
           qbytes_weight<Q, T> w{copy<typename Q::storage>(m + ".weight._data"), copy<T>(m + ".weight._scale"),
-                                qaxis::first};
+                                effective_axis(weight_shape, qaxis::first)};  // a one-row weight: per tensor
           if (w.data.shape() != weight_shape)
             throw shape_error(m + ".weight._data has shape " + w.data.shape().to_string() + ", the weight is " +
                               weight_shape.to_string());
