@@ -14,6 +14,8 @@
 #include <string>
 #include <vector>
 
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 namespace {
@@ -207,6 +209,62 @@ TEST_F(Hostile, OneRowWeightsAreQuantizedAsQuantoDoesForEveryQtype) {
           },
           qw);
     }
+}
+
+// ---- item 4: SIGINT / SIGTERM, and staging folders of dead processes ----------------------------
+
+TEST_F(Hostile, ASignalStopsTheSaveAndRemovesTheStagingFolder) {
+  write_model(dir_ / "in", small_llama());
+  for (const int sig : {SIGINT, SIGTERM}) {
+    const pid_t pid = ::fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      io::install_interrupt_handlers();
+      auto o = opts();
+      o.threads = 1;
+      o.progress = [sig](const io::quantize_progress& p) {
+        if (p.tensors_done == 2) ::raise(sig);
+      };
+      int code = 1;
+      try {
+        (void)io::quantize_model(dir_ / "in", dir_ / "out", o);
+        code = 2;
+      } catch (const io::interrupted_error& e) {
+        code = e.signal() == sig ? 100 : 3;
+      } catch (...) {
+        code = 4;
+      }
+      ::_exit(code);
+    }
+    int status = 0;
+    ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+    ASSERT_TRUE(WIFEXITED(status));
+    EXPECT_EQ(WEXITSTATUS(status), 100) << "signal " << sig;
+    EXPECT_FALSE(fs::exists(dir_ / "out"));
+    for (const auto& e : fs::directory_iterator(dir_))
+      EXPECT_EQ(e.path().filename().string().find("quanto-tmp"), std::string::npos) << e.path();
+  }
+}
+
+TEST_F(Hostile, AnySaveSweepsStagingFoldersOfProcessesThatProvablyNoLongerRun) {
+  const pid_t child = ::fork();
+  if (child == 0) ::_exit(0);
+  ASSERT_EQ(::waitpid(child, nullptr, 0), child);  // a pid that no longer runs
+  const long parent = static_cast<long>(::getppid());
+  const auto start = io::detail::process_start_time(parent);
+  const std::string dead = ".other.quanto-tmp-" + std::to_string(child) + "-0123456789abcdef";
+  const std::string reused = ".other.quanto-tmp-" + std::to_string(parent) + "-s1-0123456789abcdef";
+  const std::string alive =
+      start ? ".third.quanto-tmp-" + std::to_string(parent) + "-s" + std::to_string(*start) + "-0123456789abcdef"
+            : ".third.quanto-tmp-" + std::to_string(parent) + "-0123456789abcdef";
+  for (const auto& n : {dead, reused, alive}) {
+    fs::create_directories(dir_ / n);
+    std::ofstream(dir_ / n / "model.safetensors") << std::string(1000, 'x');
+  }
+  write_model(dir_ / "target", small_llama());  // a save of another target in the same folder
+  EXPECT_FALSE(fs::exists(dir_ / dead));
+  if (start) EXPECT_FALSE(fs::exists(dir_ / reused));  // the pid runs, but started at another time
+  EXPECT_TRUE(fs::exists(dir_ / alive));               // its process may still be writing it
 }
 
 }  // namespace

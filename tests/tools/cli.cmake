@@ -89,6 +89,30 @@ if(NOT kept STREQUAL "not a folder")
   message(SEND_ERROR "a refused run changed the file at OUTPUT")
 endif()
 
+# SIGINT / SIGTERM during a run (raised by the tool itself after N tensors, see main.cpp):
+# exit 130 / 143, a message, no OUTPUT and no staging folder; an OUTPUT being replaced survives.
+function(expect_signal name code regex after)
+  execute_process(COMMAND "${CMAKE_COMMAND}" -E env "QUANTO_TEST_SIGNAL_AFTER=${after}" "${QUANTO}" ${ARGN}
+                  RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err WORKING_DIRECTORY "${WORK}")
+  if(NOT rc STREQUAL "${code}" OR NOT "${out}${err}" MATCHES "${regex}")
+    message(SEND_ERROR "${name}: exit code ${rc} (expected ${code}), output:\n${out}${err}")
+  else()
+    message(STATUS "ok: ${name} (exit ${rc})")
+  endif()
+endfunction()
+expect_signal("SIGINT" 130 "interrupted by SIGINT.*removed" 3:INT quantize demo-float outsig --weights qint4 --threads 1)
+expect_signal("SIGTERM" 143 "interrupted by SIGTERM" 5:TERM quantize demo-float outsig --weights qint8 --threads 2)
+expect_signal("SIGINT while replacing" 130 "interrupted by SIGINT" 2:INT
+              quantize demo-float out8 --weights qint4 --force --threads 1)
+expect("the replaced OUTPUT survived the signal" 0 "28 quantized modules" inspect out8)
+if(EXISTS "${WORK}/outsig")
+  message(SEND_ERROR "an interrupted run left its OUTPUT")
+endif()
+file(GLOB leftovers "${WORK}/.*quanto-tmp*")
+if(leftovers)
+  message(SEND_ERROR "an interrupted run left its staging folder: ${leftovers}")
+endif()
+
 foreach(dir outz outb oute outx outy out8b)
   if(EXISTS "${WORK}/${dir}")
     message(SEND_ERROR "a failed run left ${dir} behind")

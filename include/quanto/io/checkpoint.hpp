@@ -30,7 +30,10 @@
 // not exist, an atomic exchange of the two folders (Linux renameat2 RENAME_EXCHANGE) when it does
 // and `overwrite` was asked for, after which the old folder is deleted. A crash at any point
 // leaves the target as the old checkpoint or the new one, never a mix; a staging folder left by
-// a killed process is recognised by its name and removed by the next save to that target.
+// a killed process is recognised by its name (`<pid>-s<start time>-`) and removed by the next
+// save into the same parent folder, of any target, once that process provably no longer runs.
+// A save stops at a stop request (`interrupt_signal`, set by SIGINT/SIGTERM handlers) between
+// tensors and chunks, removes its staging folder and throws `interrupted_error`.
 // Readers that still map files of the old folder keep reading the old bytes.
 //
 // Shards are cut as transformers cuts them (huggingface_hub's greedy split): tensors in the
@@ -68,6 +71,8 @@
 #if QUANTO_IO_POSIX
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #endif
 
 QUANTO_BEGIN_NAMESPACE
@@ -503,26 +508,84 @@ inline std::string staging_prefix(const std::filesystem::path& target) {
   return "." + target.filename().string().substr(0, 64) + ".quanto-tmp-";
 }
 
-/// Removes staging folders of `target` left by processes that no longer exist.
-inline void remove_stale_staging(const std::filesystem::path& target) {
+/// When the process `pid` started (clock ticks since boot, Linux's /proc/<pid>/stat field 22);
+/// nothing where that cannot be read.
+inline std::optional<std::uint64_t> process_start_time(long pid) {
+#if defined(__linux__)
+  std::FILE* f = std::fopen(("/proc/" + std::to_string(pid) + "/stat").c_str(), "r");
+  if (!f) return std::nullopt;
+  char buf[1024];
+  const std::size_t n = std::fread(buf, 1, sizeof buf - 1, f);
+  std::fclose(f);
+  buf[n] = '\0';
+  const char* p = std::strrchr(buf, ')');  // the command name may hold spaces and parentheses
+  if (!p) return std::nullopt;
+  ++p;
+  for (int field = 3; field < 22; ++field) {  // p is before field 3 (the state)
+    while (*p == ' ') ++p;
+    while (*p && *p != ' ') ++p;
+  }
+  char* end = nullptr;
+  const unsigned long long v = std::strtoull(p, &end, 10);
+  if (end == p) return std::nullopt;
+  return v;
+#else
+  (void)pid;
+  return std::nullopt;
+#endif
+}
+
+/// This process's part of a staging folder's name: `<pid>-s<start time>-` (`<pid>-` where the
+/// start time cannot be read).
+inline std::string staging_owner() {
 #if QUANTO_IO_POSIX
+  const long pid = static_cast<long>(::getpid());
+  static const auto start = process_start_time(pid);
+  return std::to_string(pid) + "-" + (start ? "s" + std::to_string(*start) + "-" : "");
+#else
+  return "0-";
+#endif
+}
+
+inline constexpr std::string_view staging_marker = ".quanto-tmp-";
+
+/// True when the staging folder `name` (`.<target>.quanto-tmp-<pid>-[s<start>-]<hex>...`) was
+/// left by a process that provably no longer runs: no process has its pid (kill gives ESRCH), or
+/// the process with that pid started at another time (the pid was reused).
+inline bool staging_is_dead(std::string_view name) {
+#if QUANTO_IO_POSIX
+  if (name.empty() || name.front() != '.') return false;
+  const auto at = name.rfind(staging_marker);
+  if (at == std::string_view::npos) return false;
+  const std::string rest(name.substr(at + staging_marker.size()));
+  char* end = nullptr;
+  const long pid = std::strtol(rest.c_str(), &end, 10);
+  if (pid <= 0 || end == rest.c_str() || *end != '-') return false;
+  if (pid == static_cast<long>(::getpid())) return false;  // ours (another save of this process)
+  if (::kill(static_cast<pid_t>(pid), 0) != 0) return errno == ESRCH;
+  if (end[1] != 's') return false;  // alive, and no start time to compare
+  char* end2 = nullptr;
+  const unsigned long long start = std::strtoull(end + 2, &end2, 10);
+  if (end2 == end + 2 || *end2 != '-') return false;
+  const auto now = process_start_time(pid);
+  return now && *now != start;
+#else
+  (void)name;
+  return false;
+#endif
+}
+
+/// Removes the staging folders in `target`'s parent folder, of any target, left by processes
+/// that provably no longer run (`staging_is_dead`): a save killed by SIGKILL or a crash.
+inline void remove_stale_staging(const std::filesystem::path& target) {
   const auto parent = target.parent_path().empty() ? std::filesystem::path(".") : target.parent_path();
-  const std::string prefix = staging_prefix(target);
   std::error_code ec;
   for (const auto& e : std::filesystem::directory_iterator(parent, ec)) {
     const std::string name = e.path().filename().string();
-    if (name.rfind(prefix, 0) != 0) continue;
-    const auto rest = name.substr(prefix.size());
-    char* end = nullptr;
-    const long pid = std::strtol(rest.c_str(), &end, 10);
-    if (pid <= 0 || end == rest.c_str() || *end != '-') continue;
-    if (::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) continue;  // alive (or not ours to judge)
+    if (!staging_is_dead(name)) continue;
     std::error_code ignored;
     std::filesystem::remove_all(e.path(), ignored);
   }
-#else
-  (void)target;
-#endif
 }
 
 /// Checks, before anything is written, that a model folder can be saved at `target`: an existing
@@ -643,13 +706,8 @@ saved_checkpoint save_checkpoint_with(const std::filesystem::path& folder, std::
     if (ec) throw file_error(what + "cannot create the folder " + detail::quote_path(parent), parent, ec);
   }
   detail::remove_stale_staging(folder);
-  std::string staging_name = detail::staging_prefix(folder);
-#if QUANTO_IO_POSIX
-  staging_name += std::to_string(::getpid()) + "-";
-#else
-  staging_name += "0-";
-#endif
-  staging_name += detail::unique_suffix();
+  check_interrupt();
+  std::string staging_name = detail::staging_prefix(folder) + detail::staging_owner() + detail::unique_suffix();
   const auto staging = folder.parent_path() / staging_name;
   if (!std::filesystem::create_directory(staging, ec) || ec)
     throw file_error(what + "cannot create the staging folder " + detail::quote_path(staging), staging, ec);
@@ -672,6 +730,7 @@ saved_checkpoint save_checkpoint_with(const std::filesystem::path& folder, std::
     group.reserve(assignment[s].size());
     for (const std::size_t i : assignment[s])
       group.push_back({tensors[i].name, tensors[i].dtype, tensors[i].shape, {}});
+    check_interrupt();
     save_safetensors_with(staging / name, group, options.metadata,
                           [&](tensor_sink& sink) { fill_shard(std::span<const std::size_t>(assignment[s]), sink); });
     for (const tensor_to_write& t : group) {
@@ -700,6 +759,7 @@ saved_checkpoint save_checkpoint_with(const std::filesystem::path& folder, std::
                                  std::filesystem::perm_options::replace, ec);
   }
   detail::sync_directory(staging);
+  check_interrupt();  // the last point where a stop leaves the target as it was
   detail::commit_folder(staging, folder, options.overwrite);
   guard.keep = true;
   return result;

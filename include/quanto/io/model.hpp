@@ -564,6 +564,7 @@ inline quantize_report quantize_model(const std::filesystem::path& input, const 
         for (std::size_t k = 0; k < jobs.size(); ++k)
           cost[k] = jobs[k].copy_of ? 0 : report.modules[jobs[k].module].weight->info->nbytes();
         detail::run_jobs(jobs.size(), threads, budget, cost, [&](std::size_t k) {
+          check_interrupt();
           const job& jb = jobs[k];
           if (jb.copy_of) {  // a copy, in chunks, dropping each chunk's pages once written
             const auto bytes = in.bytes(*jb.copy_of);

@@ -963,8 +963,16 @@ class tensor_sink {
     if (n > t.nbytes() - done)
       throw size_error(what_ + "tensor " + detail::quote(t.name) + ": more than its " + std::to_string(t.nbytes()) +
                        " bytes were written");
-    file_->write_at(data_offset_ + t.begin + done, data, n);
-    done += n;
+    constexpr std::size_t chunk = std::size_t{16} << 20;  // a stop request is seen between chunks
+    const auto* p = static_cast<const std::byte*>(data);
+    for (std::size_t at = 0;;) {
+      check_interrupt();
+      const std::size_t k = std::min(chunk, n - at);
+      file_->write_at(data_offset_ + t.begin + done, p + at, k);
+      done += k;
+      at += k;
+      if (at == n) break;
+    }
   }
   /// The bytes of tensor i written so far.
   [[nodiscard]] std::uint64_t written(std::size_t i) const { return written_.at(i); }
