@@ -267,4 +267,35 @@ TEST_F(Hostile, AnySaveSweepsStagingFoldersOfProcessesThatProvablyNoLongerRun) {
   EXPECT_TRUE(fs::exists(dir_ / alive));               // its process may still be writing it
 }
 
+// ---- item 5: a NaN or an infinity in a weight ---------------------------------------------------
+
+TEST_F(Hostile, ANonFiniteWeightIsAMalformedInputNamedByFileAndTensor) {
+  for (const float bad : {std::nanf(""), INFINITY}) {
+    const auto in = dir_ / "in";
+    write_model(in, small_llama(), 2000);
+    // Poke the bad value into down_proj, in its shard.
+    const auto c = io::checkpoint::open(in);
+    const auto& e = c.at("model.layers.0.mlp.down_proj.weight");
+    const auto file = in / c.shard_names()[e.shard];
+    const auto offset = c.shards()[e.shard].data_offset() + e.info->begin + 4 * 389;
+    {
+      std::fstream f(file, std::ios::in | std::ios::out | std::ios::binary);
+      f.seekp(static_cast<std::streamoff>(offset));
+      f.write(reinterpret_cast<const char*>(&bad), 4);
+    }
+    try {
+      (void)io::quantize_model(in, dir_ / "out", opts());
+      ADD_FAILURE() << "a non-finite weight was quantized";
+    } catch (const quanto::format_error& err) {
+      const std::string what = err.what();
+      EXPECT_TRUE(dynamic_cast<const io::weight_value_error*>(&err)) << what;
+      EXPECT_NE(what.find("'model.layers.0.mlp.down_proj.weight'"), std::string::npos) << what;
+      EXPECT_NE(what.find(c.shard_names()[e.shard]), std::string::npos) << what;
+      EXPECT_NE(what.find("flat index 389"), std::string::npos) << what;
+    }
+    EXPECT_FALSE(fs::exists(dir_ / "out"));
+    fs::remove_all(in);
+  }
+}
+
 }  // namespace

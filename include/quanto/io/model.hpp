@@ -81,6 +81,13 @@ class unsafe_output_error : public error {
   using error::error;
 };
 
+/// A weight of the input that cannot be quantized as it is: a NaN or an infinity in it. A
+/// malformed input (a `format_error`), named by its file and tensor.
+class weight_value_error : public format_error {
+ public:
+  using format_error::format_error;
+};
+
 /// Where `quantize_model` stands (passed to the progress callback).
 struct quantize_progress {
   std::size_t tensors_done = 0, tensors_total = 0;  ///< output tensors written
@@ -241,11 +248,18 @@ inline any_qweight quantize_module_weight(const checkpoint& in, const planned_mo
   spec.qtype = o.weights;
   spec.optimizer = o.optimizer;
   const auto run = [&]<class T>() -> any_qweight {
-    if (reinterpret_cast<std::uintptr_t>(raw.data()) % alignof(T) == 0)
-      return quantize_weight(tensor_view<const T>(reinterpret_cast<const T*>(raw.data()), s), spec);
-    tensor<T> copy(s);  // a file whose data is not aligned for its dtype (old writers)
-    if (!raw.empty()) std::memcpy(copy.data(), raw.data(), raw.size());
-    return quantize_weight(copy.view(), spec);
+    try {
+      if (reinterpret_cast<std::uintptr_t>(raw.data()) % alignof(T) == 0)
+        return quantize_weight(tensor_view<const T>(reinterpret_cast<const T*>(raw.data()), s), spec);
+      tensor<T> copy(s);  // a file whose data is not aligned for its dtype (old writers)
+      if (!raw.empty()) std::memcpy(copy.data(), raw.data(), raw.size());
+      return quantize_weight(copy.view(), spec);
+    } catch (const value_error& e) {  // NaN/Inf: the input is at fault; say where
+      std::string why = e.what();
+      if (why.rfind("quanto: ", 0) == 0) why.erase(0, 8);
+      throw weight_value_error("model " + quote_path(in.folder()) + ": file " +
+                               quote(in.shard_names()[m.weight->shard]) + ", tensor " + quote(w.name) + ": " + why);
+    }
   };
   switch (w.dtype) {
     case ::quanto::dtype::f32:
