@@ -10,6 +10,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <random>
 #include <string>
 #include <vector>
@@ -296,6 +297,38 @@ TEST_F(Hostile, ANonFiniteWeightIsAMalformedInputNamedByFileAndTensor) {
     EXPECT_FALSE(fs::exists(dir_ / "out"));
     fs::remove_all(in);
   }
+}
+
+// ---- item 7: what is not quantized, and why ------------------------------------------------------
+
+TEST_F(Hostile, WeightsThatAreNotQuantizedAndFilesNotCopiedAreReported) {
+  using quanto::dtype;
+  write_model(dir_ / "in", {{"a.f64.weight", dtype::f64, {4, 4}},
+                            {"a.i32.weight", dtype::i32, {4, 4}},
+                            {"a.bool.weight", dtype::boolean, {4, 4}},
+                            {"a.empty.weight", dtype::f32, {0, 16}},
+                            {"a.empty2.weight", dtype::f32, {4, 0}},
+                            {"a.norm.weight", dtype::f32, {16}},
+                            {"a.conv1d.weight", dtype::f32, {4, 2, 3}},
+                            {"a.linear.weight", dtype::f32, {8, 16}},
+                            {"lm_head.weight", dtype::f32, {8, 16}}});
+  fs::create_symlink("gone.json", dir_ / "in" / "tokenizer.json");
+  fs::create_directories(dir_ / "in" / "original");
+  const auto r = io::quantize_model(dir_ / "in", dir_ / "out", opts());
+  ASSERT_EQ(r.modules.size(), 1u);
+  std::map<std::string, std::string> got;
+  for (const auto& s : r.not_quantized) got[s.name] = s.reason;
+  const std::map<std::string, std::string> want = {{"a.f64.weight", "dtype F64"},   {"a.i32.weight", "dtype I32"},
+                                                   {"a.bool.weight", "dtype BOOL"}, {"a.empty.weight", "empty"},
+                                                   {"a.empty2.weight", "empty"},    {"a.norm.weight", "rank 1"},
+                                                   {"a.conv1d.weight", "rank 3"},   {"lm_head.weight", "not selected"}};
+  EXPECT_EQ(got, want);
+  got.clear();
+  for (const auto& s : r.not_copied) got[s.name] = s.reason;
+  EXPECT_EQ(got, (std::map<std::string, std::string>{{"tokenizer.json", "a dangling link"}, {"original", "a folder"}}));
+  // They are copied as they are.
+  const auto out = io::checkpoint::open(dir_ / "out");
+  for (const auto& [name, reason] : want) EXPECT_NE(out.find(name), nullptr) << name;
 }
 
 }  // namespace

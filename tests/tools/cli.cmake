@@ -89,6 +89,16 @@ if(NOT kept STREQUAL "not a folder")
   message(SEND_ERROR "a refused run changed the file at OUTPUT")
 endif()
 
+# What was not quantized (or not copied) is said: a summary line, and each one with --verbose.
+file(COPY "${WORK}/demo-float/" DESTINATION "${WORK}/demo-links")
+file(CREATE_LINK "no-such-tokenizer.json" "${WORK}/demo-links/tokenizer.json" SYMBOLIC)
+expect("not quantized: summary" 0
+       "not quantized \\(copied as they are\\): 10 .weight tensors \\(1 an embedding, 9 rank 1; --verbose lists them\\).*not copied: 1 input file \\(1 a dangling link"
+       quantize demo-links outv --weights qint8)
+expect("not quantized: --verbose" 0 "model.norm.weight +rank 1.*tokenizer.json +a dangling link"
+       quantize demo-links outv2 --weights qint8 --verbose)
+expect("--quiet and --verbose" 2 "do not go together" quantize demo-links outv3 --weights qint8 --quiet --verbose)
+
 # SIGINT / SIGTERM during a run (raised by the tool itself after N tensors, see main.cpp):
 # exit 130 / 143, a message, no OUTPUT and no staging folder; an OUTPUT being replaced survives.
 function(expect_signal name code regex after)

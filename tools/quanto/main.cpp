@@ -94,11 +94,15 @@ constexpr std::string_view quantize_help =
     "                         0 writes one model.safetensors\n"
     "  --force                replace OUTPUT if it exists\n"
     "  --quiet                no progress bar and no summary (errors are still printed)\n"
+    "  --verbose              list each .weight tensor left unquantized and each input file\n"
+    "                         not copied, with the reason (the summary gives counts)\n"
     "  --demo                 quantize a small built-in random model (written next to OUTPUT,\n"
     "                         default ./quanto-demo) and show its quantization error\n"
     "\n"
     "Embeddings and norms are never quantized; a module counts as a Linear when it has a float\n"
-    "'<module>.weight' of rank 2 (rank 4: Conv2d).\n";
+    "'<module>.weight' of rank 2 (rank 4: Conv2d). The summary says which '.weight' tensors were\n"
+    "left unquantized (dtype, rank, empty, embedding, not selected) and which input files were\n"
+    "not copied (dangling links, folders, other non-regular files).\n";
 
 constexpr std::string_view inspect_help =
     "Usage: quanto inspect PATH [--against FLOAT_PATH]\n"
@@ -410,11 +414,33 @@ int inspect(int argc, char** argv) {
 
 // ---- quantize -------------------------------------------------------------------------------------
 
+/// "not quantized (copied as they are): 9 .weight tensors: 5 rank 1, 2 an embedding, ..."; with
+/// `verbose`, one line per tensor or file after it.
+void print_left_alone(const std::vector<io::left_alone>& items, const char* what, const char* noun, bool verbose) {
+  if (items.empty()) return;
+  std::vector<std::pair<std::string, std::size_t>> counts;  // reasons in order of first appearance
+  for (const auto& i : items) {
+    auto it = std::find_if(counts.begin(), counts.end(), [&](const auto& c) { return c.first == i.reason; });
+    if (it == counts.end())
+      counts.emplace_back(i.reason, 1);
+    else
+      ++it->second;
+  }
+  std::string line =
+      std::string(what) + ": " + std::to_string(items.size()) + " " + noun + (items.size() == 1 ? "" : "s") + " (";
+  for (std::size_t k = 0; k < counts.size(); ++k)
+    line += (k ? ", " : "") + std::to_string(counts[k].second) + " " + counts[k].first;
+  line += verbose ? ")" : "; --verbose lists them)";
+  std::printf("%s\n", line.c_str());
+  if (verbose)
+    for (const auto& i : items) std::printf("  %-60s %s\n", i.name.c_str(), i.reason.c_str());
+}
+
 int quantize(int argc, char** argv) {
   const args a = args::parse(
       argc, argv, 2,
       {"--weights", "--activations", "--optimizer", "--include", "--exclude", "--threads", "--max-shard-size"},
-      {"--help", "--force", "--quiet", "--demo", "--no-default-exclude"});
+      {"--help", "--force", "--quiet", "--verbose", "--demo", "--no-default-exclude"});
   if (a.flag("--help")) {
     std::cout << quantize_help << "\n" << exit_codes_help;
     return ok;
@@ -457,6 +483,8 @@ int quantize(int argc, char** argv) {
   if (const auto s = a.one("--max-shard-size")) o.max_shard_size = parse_size(*s);
   o.overwrite = a.flag("--force");
   const bool quiet = a.flag("--quiet");
+  const bool verbose = a.flag("--verbose");
+  if (quiet && verbose) throw usage_error("--quiet and --verbose do not go together");
   progress_bar bar(!quiet && ::isatty(2) != 0);
   // For the contract test only: raise a signal once N tensors are written ("N:INT" or "N:TERM").
   std::size_t raise_after = 0;
@@ -490,6 +518,8 @@ int quantize(int argc, char** argv) {
         report.shard_names.size(), report.seconds,
         human_bytes(static_cast<double>(report.input_bytes) / std::max(report.seconds, 1e-9)).c_str());
     if (report.untied_embeddings) std::printf("config.json: tie_word_embeddings set to false (lm_head is quantized)\n");
+    print_left_alone(report.not_quantized, "not quantized (copied as they are)", ".weight tensor", verbose);
+    print_left_alone(report.not_copied, "not copied", "input file", verbose);
     std::printf("written to %s\n", output.string().c_str());
   }
   if (demo && !quiet) {

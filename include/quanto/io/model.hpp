@@ -118,9 +118,21 @@ struct planned_module {
   bool from_tied_embedding = false;           ///< lm_head made from the tied input embedding
 };
 
+/// A tensor or file of the input that `quantize_model` left as it was, and why.
+struct left_alone {
+  std::string name;  ///< the tensor (e.g. "model.norm.weight") or the file of the input folder
+  /// Why, in a few words that group alike cases: "rank 1", "dtype F64", "empty", "an embedding",
+  /// "not selected" for a `.weight` tensor that is copied unquantized; "a dangling link" or "not
+  /// a regular file" or "a folder" for an entry of the input folder that is not copied.
+  std::string reason;
+};
+
 /// What `quantize_model` did.
 struct quantize_report {
   std::vector<planned_module> modules;
+  /// `.weight` tensors copied unquantized (in natural name order), then input files not copied.
+  std::vector<left_alone> not_quantized;
+  std::vector<left_alone> not_copied;
   std::vector<std::string> shard_names;
   std::size_t tensors_written = 0;
   std::uint64_t input_bytes = 0, output_bytes = 0;
@@ -393,7 +405,8 @@ inline nlohmann::ordered_json parse_config(const std::string& text, const std::f
 /// file), in natural name order. `config`: the folder's config.json, if any (for tied embeddings).
 [[nodiscard]] inline std::vector<planned_module> plan_quantization(const checkpoint& in,
                                                                    const nlohmann::ordered_json* config,
-                                                                   const model_quantize_options& o) {
+                                                                   const model_quantize_options& o,
+                                                                   std::vector<left_alone>* skipped = nullptr) {
   const auto selected = [&](std::string_view module) {
     if (!o.include.empty() && !nn::fnmatch_any(module, o.include)) return false;
     return !nn::fnmatch_any(module, o.exclude);
@@ -404,11 +417,25 @@ inline nlohmann::ordered_json parse_config(const std::string& text, const std::f
     if (n.size() <= 7 || !n.ends_with(".weight")) continue;
     const std::string module = n.substr(0, n.size() - 7);
     const auto rank = e.info->shape.size();
-    if ((rank != 2 && rank != 4) || !detail::is_model_float(e.info->dtype) || detail::is_embedding_name(module))
-      continue;
-    if (e.info->shape[0] == 0) continue;
-    if (selected(module)) modules.push_back({module, &e, false});
+    std::string why;
+    if (!detail::is_model_float(e.info->dtype))
+      why = "dtype " + std::string(to_string(e.info->dtype));
+    else if (rank != 2 && rank != 4)
+      why = "rank " + std::to_string(rank);
+    else if (e.info->numel() == 0)
+      why = "empty";
+    else if (detail::is_embedding_name(module))
+      why = "an embedding";
+    else if (!selected(module))
+      why = "not selected";
+    if (why.empty())
+      modules.push_back({module, &e, false});
+    else if (skipped)
+      skipped->push_back({n, std::move(why)});
   }
+  if (skipped)
+    std::sort(skipped->begin(), skipped->end(),
+              [](const left_alone& a, const left_alone& b) { return detail::natural_less(a.name, b.name); });
   // lm_head tied to the input embedding and absent from the files: quanto quantizes it from the
   // shared weight (and saves it untied).
   const bool tied = config && config->is_object() && config->value("tie_word_embeddings", true);
@@ -473,7 +500,7 @@ inline quantize_report quantize_model(const std::filesystem::path& input, const 
   const auto config_text = input_is_folder ? detail::read_text_if_exists(input / "config.json") : std::nullopt;
   auto config = config_text ? std::optional(detail::parse_config(*config_text, input / "config.json")) : std::nullopt;
   quantize_report report;
-  report.modules = plan_quantization(in, config ? &*config : nullptr, o);
+  report.modules = plan_quantization(in, config ? &*config : nullptr, o, &report.not_quantized);
   if (report.modules.empty())
     throw value_error("model " + detail::quote_path(input) + ": no module is selected for quantization");
 
@@ -509,11 +536,20 @@ inline quantize_report quantize_model(const std::filesystem::path& input, const 
   if (input_is_folder) {
     for (const auto& f : std::filesystem::directory_iterator(input)) {
       const std::string name = f.path().filename().string();
-      if (!f.is_regular_file() || name == index_file_name || name == "config.json" || name.ends_with(".safetensors") ||
-          name.front() == '.')
+      if (name.front() == '.') continue;  // hidden files (and staging folders) are not the model's
+      if (!f.is_regular_file()) {
+        std::error_code link_ec;
+        if (f.is_symlink(link_ec) && !f.exists(link_ec))
+          report.not_copied.push_back({name, "a dangling link"});
+        else
+          report.not_copied.push_back({name, f.is_directory(link_ec) ? "a folder" : "not a regular file"});
         continue;
+      }
+      if (name == index_file_name || name == "config.json" || name.ends_with(".safetensors")) continue;
       co.extra_files.emplace_back(name, *detail::read_text_if_exists(f.path()));
     }
+    std::sort(report.not_copied.begin(), report.not_copied.end(),
+              [](const left_alone& a, const left_alone& b) { return a.name < b.name; });
     if (config_text)  // as it was, unless lm_head was untied
       co.extra_files.emplace_back("config.json",
                                   report.untied_embeddings ? config->dump(2, ' ', true) + "\n" : *config_text);
