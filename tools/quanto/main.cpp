@@ -77,7 +77,7 @@ constexpr std::string_view quantize_help =
     "OUTPUT is created when everything is written (atomically); an existing OUTPUT is refused\n"
     "unless --force is given.\n"
     "\n"
-    "Options:\n"
+    "Options (long only; -h is --help; put -- before a path that starts with -):\n"
     "  --weights QTYPE        qint2, qint4, qint8, qfloat8 (= qfloat8_e4m3fn), qfloat8_e5m2,\n"
     "                         qfloat8_e4m3fnuz (required, except with --demo: qint4)\n"
     "  --activations QTYPE    none (default), qint8, qfloat8, qfloat8_e5m2, ... (recorded in\n"
@@ -171,9 +171,18 @@ struct args {
   static args parse(int argc, char** argv, int first, const std::vector<std::string>& with_value,
                     const std::vector<std::string>& flag_names) {
     args a;
+    bool options_end = false;
     for (int i = first; i < argc; ++i) {
       std::string s = argv[i];
-      if (s.size() > 2 && s.rfind("--", 0) == 0) {
+      if (!options_end && s == "--") {  // everything after "--" is a path, even "-x"
+        options_end = true;
+        continue;
+      }
+      if (!options_end && s == "-h") s = "--help";
+      if (!options_end && s.size() > 1 && s[0] == '-' && s.rfind("--", 0) != 0)  // "-x", "-o7"
+        throw usage_error("unknown option '" + s +
+                          "' (options are long, e.g. --force; use -- before a path that starts with -)");
+      if (!options_end && s.size() > 2 && s.rfind("--", 0) == 0) {
         std::string name = s, value;
         bool inline_value = false;
         if (const auto eq = s.find('='); eq != std::string::npos) {
@@ -542,6 +551,7 @@ int main(int argc, char** argv) {
     }
     const std::string_view command = argv[1];
     if (command == "--version") {
+      if (argc > 2) throw usage_error("--version takes no arguments (got '" + std::string(argv[2]) + "')");
       std::cout << "quanto " << QUANTO_VERSION_MAJOR << "." << QUANTO_VERSION_MINOR << "." << QUANTO_VERSION_PATCH
                 << "\n";
       return ok;
