@@ -331,4 +331,39 @@ TEST_F(Hostile, WeightsThatAreNotQuantizedAndFilesNotCopiedAreReported) {
   for (const auto& [name, reason] : want) EXPECT_NE(out.find(name), nullptr) << name;
 }
 
+// ---- item 9: the two-rename fallback's window is recoverable ------------------------------------
+
+TEST_F(Hostile, TheTwoRenameFallbackRunsAndACrashInItsWindowIsUndoneByTheNextSave) {
+  const auto target = dir_ / "model";
+  write_model(target, {{"old", quanto::dtype::f32, {4}}});
+  // The fallback, without a crash: replaced, nothing left over.
+  io::detail::commit_test_hook() = 1;
+  write_model(target, {{"new", quanto::dtype::f32, {4}}});
+  io::detail::commit_test_hook() = 0;
+  EXPECT_NE(io::checkpoint::open(target).find("new"), nullptr);
+  EXPECT_EQ(std::distance(fs::directory_iterator(dir_), fs::directory_iterator{}), 1);
+  // A crash between the two renames: no target, the old folder under its backup name.
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    io::detail::commit_test_hook() = 2;
+    write_model(target, {{"newer", quanto::dtype::f32, {4}}});
+    ::_exit(1);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status));
+  ASSERT_EQ(WEXITSTATUS(status), 86);
+  EXPECT_FALSE(fs::exists(target));
+  std::size_t backups = 0;
+  for (const auto& e : fs::directory_iterator(dir_))
+    backups += e.path().filename().string().rfind(".model.quanto-old-", 0) == 0;
+  EXPECT_EQ(backups, 1u);
+  // The next save into this folder, of another target, puts the old folder back.
+  write_model(dir_ / "other", {{"x", quanto::dtype::f32, {4}}});
+  ASSERT_TRUE(fs::exists(target));
+  EXPECT_NE(io::checkpoint::open(target).find("new"), nullptr);
+  EXPECT_EQ(std::distance(fs::directory_iterator(dir_), fs::directory_iterator{}), 2);  // model, other
+}
+
 }  // namespace

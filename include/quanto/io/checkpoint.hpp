@@ -29,7 +29,9 @@
 // is flushed, and then it takes the target's place in one step: a rename when the target does
 // not exist, an atomic exchange of the two folders (Linux renameat2 RENAME_EXCHANGE) when it does
 // and `overwrite` was asked for, after which the old folder is deleted. A crash at any point
-// leaves the target as the old checkpoint or the new one, never a mix; a staging folder left by
+// leaves the target as the old checkpoint or the new one, never a mix (without RENAME_EXCHANGE, a
+// crash between the fallback's two renames leaves the old one under its backup name, which the
+// next save into the folder restores: see commit_folder); a staging folder left by
 // a killed process is recognised by its name (`<pid>-s<start time>-`) and removed by the next
 // save into the same parent folder, of any target, once that process provably no longer runs.
 // A save stops at a stop request (`interrupt_signal`, set by SIGINT/SIGTERM handlers) between
@@ -548,16 +550,26 @@ inline std::string staging_owner() {
 }
 
 inline constexpr std::string_view staging_marker = ".quanto-tmp-";
+/// The old folder's name while the two-rename fallback replaces it: `.<target>.quanto-old-<owner><hex>`
+/// (the whole target name: a run that finds it with no target restores it under that name).
+inline constexpr std::string_view backup_marker = ".quanto-old-";
+
+/// For tests: 1 makes `commit_folder` use the two-rename fallback even where RENAME_EXCHANGE
+/// works; 2 also ends the process (`_exit(86)`) between the two renames, as a crash would.
+inline int& commit_test_hook() noexcept {
+  static int hook = 0;
+  return hook;
+}
 
 /// True when the staging folder `name` (`.<target>.quanto-tmp-<pid>-[s<start>-]<hex>...`) was
 /// left by a process that provably no longer runs: no process has its pid (kill gives ESRCH), or
 /// the process with that pid started at another time (the pid was reused).
-inline bool staging_is_dead(std::string_view name) {
+inline bool staging_is_dead(std::string_view name, std::string_view marker = staging_marker) {
 #if QUANTO_IO_POSIX
   if (name.empty() || name.front() != '.') return false;
-  const auto at = name.rfind(staging_marker);
+  const auto at = name.rfind(marker);
   if (at == std::string_view::npos) return false;
-  const std::string rest(name.substr(at + staging_marker.size()));
+  const std::string rest(name.substr(at + marker.size()));
   char* end = nullptr;
   const long pid = std::strtol(rest.c_str(), &end, 10);
   if (pid <= 0 || end == rest.c_str() || *end != '-') return false;
@@ -571,6 +583,7 @@ inline bool staging_is_dead(std::string_view name) {
   return now && *now != start;
 #else
   (void)name;
+  (void)marker;
   return false;
 #endif
 }
@@ -582,8 +595,21 @@ inline void remove_stale_staging(const std::filesystem::path& target) {
   std::error_code ec;
   for (const auto& e : std::filesystem::directory_iterator(parent, ec)) {
     const std::string name = e.path().filename().string();
-    if (!staging_is_dead(name)) continue;
     std::error_code ignored;
+    if (staging_is_dead(name, backup_marker)) {
+      // The old folder of a replacement that stopped between its two renames (see commit_folder):
+      // restored when the target is missing, else the new folder is in place and this is removed.
+      const auto at = name.rfind(backup_marker);
+      const auto target_path = parent / name.substr(1, at - 1);
+      if (at > 1 && !std::filesystem::exists(std::filesystem::symlink_status(target_path, ignored))) {
+        std::filesystem::rename(e.path(), target_path, ignored);
+        if (!ignored) sync_directory(parent);
+        continue;
+      }
+      std::filesystem::remove_all(e.path(), ignored);
+      continue;
+    }
+    if (!staging_is_dead(name)) continue;
     std::filesystem::remove_all(e.path(), ignored);
   }
 }
@@ -642,7 +668,9 @@ inline void commit_folder(const std::filesystem::path& staging, const std::files
     bool exchanged = false;
 #if defined(RENAME_EXCHANGE)
     errno = 0;
-    if (::renameat2(AT_FDCWD, staging.c_str(), AT_FDCWD, target.c_str(), RENAME_EXCHANGE) == 0) {
+    if (commit_test_hook() != 0) {
+      // (the fallback below, as on a file system without RENAME_EXCHANGE)
+    } else if (::renameat2(AT_FDCWD, staging.c_str(), AT_FDCWD, target.c_str(), RENAME_EXCHANGE) == 0) {
       exchanged = true;
     } else if (errno != EINVAL && errno != ENOSYS && errno != ENOTSUP) {
       throw file_error("cannot swap the new model folder into place at " + quote_path(target), target, last_errno());
@@ -650,10 +678,16 @@ inline void commit_folder(const std::filesystem::path& staging, const std::files
 #endif
     if (!exchanged) {
       // No atomic exchange here: two renames. A crash between them leaves the old folder under
-      // `aside` and the new one under `staging`, both complete; the target name is missing.
-      const auto aside = staging.parent_path() / (staging.filename().string() + "-old");
+      // its backup name and the new one under `staging`, both complete, and no target: the next
+      // save into this folder (remove_stale_staging) puts the old folder back.
+      const auto aside = staging.parent_path() / ("." + target.filename().string() + std::string(backup_marker) +
+                                                  staging_owner() + unique_suffix());
       std::filesystem::rename(target, aside, ec);
       if (ec) throw file_error("cannot move the old model folder " + quote_path(target) + " aside", target, ec);
+      sync_directory(target.parent_path());
+#if QUANTO_IO_POSIX
+      if (commit_test_hook() == 2) ::_exit(86);
+#endif
       std::filesystem::rename(staging, target, ec);
       if (ec) {
         std::error_code ignored;
@@ -695,6 +729,7 @@ saved_checkpoint save_checkpoint_with(const std::filesystem::path& folder, std::
       throw value_error(what + "the extra file " + detail::quote(name) + " would clash with a shard or the index");
   }
   (void)detail::plan_write(tensors, options.metadata, what, false);  // names, dtypes, shapes, duplicates
+  detail::remove_stale_staging(folder);  // first: it may put back an old folder a crash left aside
   detail::check_folder_target(folder, options.overwrite, what);
   std::error_code ec;
 
@@ -705,7 +740,6 @@ saved_checkpoint save_checkpoint_with(const std::filesystem::path& folder, std::
     std::filesystem::create_directories(parent, ec);
     if (ec) throw file_error(what + "cannot create the folder " + detail::quote_path(parent), parent, ec);
   }
-  detail::remove_stale_staging(folder);
   check_interrupt();
   std::string staging_name = detail::staging_prefix(folder) + detail::staging_owner() + detail::unique_suffix();
   const auto staging = folder.parent_path() / staging_name;

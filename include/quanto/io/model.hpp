@@ -488,6 +488,7 @@ inline quantize_report quantize_model(const std::filesystem::path& input, const 
   const bool input_is_folder = std::filesystem::is_directory(input, ec);
   if (input_is_folder && std::filesystem::exists(input / "quanto_qmap.json", ec))
     throw value_error("model " + detail::quote_path(input) + " is already quantized (it has quanto_qmap.json)");
+  detail::remove_stale_staging(output);  // first: it may put back an old output a crash left aside
   detail::check_folder_target(output, o.overwrite, "the output folder " + detail::quote_path(output) + ": ");
 
   const checkpoint in = checkpoint::open(input);
