@@ -65,6 +65,7 @@
 #include "quanto/core/config.hpp"
 #include "quanto/core/error.hpp"
 #include "quanto/io/file.hpp"
+#include "quanto/io/key_set.hpp"
 #include "quanto/io/qmap.hpp"
 #include "quanto/io/safetensors.hpp"
 #include "quanto/io/safetensors_error.hpp"
@@ -178,7 +179,7 @@ class index_sax {
     return scalar("a string");
   }
   bool key(json::string_t& k) {
-    if (!stack_.back().keys.insert(k).second)
+    if (!stack_.back().keys.insert(k))
       throw duplicate_error(index_where(source_) + "the key " + quote(k) + " appears twice in one object");
     key_ = std::move(k);
     return true;
@@ -219,7 +220,7 @@ class index_sax {
   enum class frame { none, root, metadata, weight_map, skip };
   struct level {
     frame kind;
-    std::set<std::string> keys;
+    json_key_set keys;  // compact: a 100 MB index's weight_map holds every tensor name
   };
   frame top() const noexcept { return stack_.empty() ? frame::none : stack_.back().kind; }
   bool push(frame f) {
