@@ -264,8 +264,10 @@ TEST_F(Hostile, AnySaveSweepsStagingFoldersOfProcessesThatProvablyNoLongerRun) {
   }
   write_model(dir_ / "target", small_llama());  // a save of another target in the same folder
   EXPECT_FALSE(fs::exists(dir_ / dead));
-  if (start) EXPECT_FALSE(fs::exists(dir_ / reused));  // the pid runs, but started at another time
-  EXPECT_TRUE(fs::exists(dir_ / alive));               // its process may still be writing it
+  if (start) {
+    EXPECT_FALSE(fs::exists(dir_ / reused));  // the pid runs, but started at another time
+  }
+  EXPECT_TRUE(fs::exists(dir_ / alive));  // its process may still be writing it
 }
 
 // ---- item 5: a NaN or an infinity in a weight ---------------------------------------------------
