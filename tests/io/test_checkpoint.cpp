@@ -1087,15 +1087,15 @@ TEST_F(CheckpointSave, StaleStagingFoldersOfDeadProcessesAreRemoved) {
   const std::string me = std::to_string(::getpid());
   const std::string gone = std::to_string(dead);
   const std::vector<std::string> stale = {".model.quanto-tmp-" + gone + "-0123456789abcdef",
-                                          ".model.quanto-tmp-" + gone + "-fedcba9876543210-old"};
+                                          ".model.quanto-tmp-" + gone + "-fedcba9876543210-old",
+                                          ".other.quanto-tmp-" + gone + "-0123456789abcdef"};  // any target's
   const std::vector<std::string> kept = {
-      ".model.quanto-tmp-" + me + "-0123456789abcdef",    // alive: this process
-      ".model.quanto-tmp-1-0123456789abcdef",             // alive: init
-      ".model.quanto-tmp-abc-0123456789abcdef",           // not a pid
-      ".model.quanto-tmp-" + gone,                        // not the pattern (no "-")
-      ".model.quanto-tmp--5-0123456789abcdef",            // not a pid
-      ".other.quanto-tmp-" + gone + "-0123456789abcdef",  // another target's
-      ".model.tmp-0123456789abcdef",                      // a file's temporary name, not a folder's
+      ".model.quanto-tmp-" + me + "-0123456789abcdef",  // alive: this process
+      ".model.quanto-tmp-1-0123456789abcdef",           // alive: init
+      ".model.quanto-tmp-abc-0123456789abcdef",         // not a pid
+      ".model.quanto-tmp-" + gone,                      // not the pattern (no "-")
+      ".model.quanto-tmp--5-0123456789abcdef",          // not a pid
+      ".model.tmp-0123456789abcdef",                    // a file's temporary name, not a folder's
   };
   for (const auto& n : stale) {
     fs::create_directories(dir_ / n / "sub");

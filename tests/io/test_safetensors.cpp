@@ -3,6 +3,10 @@
 // the reference (Python safetensors 0.8.0), and writes that fail without touching the target.
 #include <gtest/gtest.h>
 
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <array>
 #include <cstdint>
@@ -829,6 +833,51 @@ TEST(SafetensorsReference, ReadsAFileWrittenByPythonSafetensorsAndWritesItBackId
   const std::string original{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
   EXPECT_EQ(to_string(io::serialize_safetensors(again, f.metadata())), original);
 #endif
+}
+
+// Duplicate-key detection in a header must stay compact: a header of millions of keys (here in
+// an unknown field, where every key is kept to reject a repeat) used to cost a std::set node per
+// key, about 7x the header's bytes. A forked child opens such a header and reports its peak
+// resident growth per header byte.
+TEST(SafetensorsRead, DuplicateKeyDetectionStaysCompact) {
+  std::string header = R"({"t":{"dtype":"U8","shape":[0],"data_offsets":[0,0],"x":{)";
+  constexpr int keys = 2'000'000;
+  for (int i = 0; i < keys; ++i) {
+    header += (i ? ",\"k" : "\"k") + std::to_string(i) + "\":0";
+  }
+  header += "}}}";
+  const auto path = std::filesystem::temp_directory_path() / ("quanto_big_header_" + std::to_string(::getpid()));
+  {
+    std::ofstream f(path, std::ios::binary);
+    const std::uint64_t n = header.size();
+    f.write(reinterpret_cast<const char*>(&n), 8);
+    f.write(header.data(), static_cast<std::streamsize>(n));
+  }
+  const std::size_t header_size = header.size();
+  std::string().swap(header);
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    rusage before{}, after{};
+    ::getrusage(RUSAGE_SELF, &before);
+    int code = 250;
+    try {
+      const auto f = io::safetensors_file::open(path);
+      ::getrusage(RUSAGE_SELF, &after);
+      const double growth = static_cast<double>(after.ru_maxrss - before.ru_maxrss) * 1024.0;
+      code = static_cast<int>(std::min(200.0, 10.0 * growth / static_cast<double>(header_size)));
+    } catch (...) {
+      code = 251;
+    }
+    ::_exit(code);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  std::filesystem::remove(path);
+  ASSERT_TRUE(WIFEXITED(status));
+  const int tenths = WEXITSTATUS(status);
+  ASSERT_LT(tenths, 250) << "the header was not read";
+  EXPECT_LT(tenths, 50) << "peak growth " << tenths / 10.0 << "x the header's " << header_size << " bytes";
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <iostream>
@@ -17,6 +18,7 @@
 #include <string_view>
 #include <vector>
 
+#include <signal.h>
 #include <unistd.h>
 
 namespace {
@@ -34,6 +36,7 @@ enum exit_code : int {
   file_system = 5,  // a file could not be opened, read, created, written or renamed
   unsupported = 6,  // a request that cannot be done: an unsupported combination, nothing selected,
                     // an input that is already quantized
+  refused = 7,      // OUTPUT would destroy INPUT (it is INPUT, or contains it)
 };
 
 constexpr std::string_view exit_codes_help =
@@ -44,7 +47,9 @@ constexpr std::string_view exit_codes_help =
     "  3  the output exists (pass --force to replace it)\n"
     "  4  malformed input (safetensors, index, quanto_qmap.json or config.json)\n"
     "  5  file system error (cannot open, read, create, write or rename)\n"
-    "  6  unsupported request (qtype/optimizer combination, nothing selected, already quantized)\n";
+    "  6  unsupported request (qtype/optimizer combination, nothing selected, already quantized)\n"
+    "  7  refused: OUTPUT is INPUT or contains it (replacing OUTPUT would destroy the input)\n"
+    "  130, 143  interrupted by SIGINT (Ctrl-C) or SIGTERM: the unfinished output is removed\n";
 
 struct usage_error : std::runtime_error {
   using std::runtime_error::runtime_error;
@@ -72,7 +77,7 @@ constexpr std::string_view quantize_help =
     "OUTPUT is created when everything is written (atomically); an existing OUTPUT is refused\n"
     "unless --force is given.\n"
     "\n"
-    "Options:\n"
+    "Options (long only; -h is --help; put -- before a path that starts with -):\n"
     "  --weights QTYPE        qint2, qint4, qint8, qfloat8 (= qfloat8_e4m3fn), qfloat8_e5m2,\n"
     "                         qfloat8_e4m3fnuz (required, except with --demo: qint4)\n"
     "  --activations QTYPE    none (default), qint8, qfloat8, qfloat8_e5m2, ... (recorded in\n"
@@ -89,11 +94,15 @@ constexpr std::string_view quantize_help =
     "                         0 writes one model.safetensors\n"
     "  --force                replace OUTPUT if it exists\n"
     "  --quiet                no progress bar and no summary (errors are still printed)\n"
+    "  --verbose              list each .weight tensor left unquantized and each input file\n"
+    "                         not copied, with the reason (the summary gives counts)\n"
     "  --demo                 quantize a small built-in random model (written next to OUTPUT,\n"
     "                         default ./quanto-demo) and show its quantization error\n"
     "\n"
     "Embeddings and norms are never quantized; a module counts as a Linear when it has a float\n"
-    "'<module>.weight' of rank 2 (rank 4: Conv2d).\n";
+    "'<module>.weight' of rank 2 (rank 4: Conv2d). The summary says which '.weight' tensors were\n"
+    "left unquantized (dtype, rank, empty, embedding, not selected) and which input files were\n"
+    "not copied (dangling links, folders, other non-regular files).\n";
 
 constexpr std::string_view inspect_help =
     "Usage: quanto inspect PATH [--against FLOAT_PATH]\n"
@@ -162,9 +171,18 @@ struct args {
   static args parse(int argc, char** argv, int first, const std::vector<std::string>& with_value,
                     const std::vector<std::string>& flag_names) {
     args a;
+    bool options_end = false;
     for (int i = first; i < argc; ++i) {
       std::string s = argv[i];
-      if (s.size() > 2 && s.rfind("--", 0) == 0) {
+      if (!options_end && s == "--") {  // everything after "--" is a path, even "-x"
+        options_end = true;
+        continue;
+      }
+      if (!options_end && s == "-h") s = "--help";
+      if (!options_end && s.size() > 1 && s[0] == '-' && s.rfind("--", 0) != 0)  // "-x", "-o7"
+        throw usage_error("unknown option '" + s +
+                          "' (options are long, e.g. --force; use -- before a path that starts with -)");
+      if (!options_end && s.size() > 2 && s.rfind("--", 0) == 0) {
         std::string name = s, value;
         bool inline_value = false;
         if (const auto eq = s.find('='); eq != std::string::npos) {
@@ -405,11 +423,33 @@ int inspect(int argc, char** argv) {
 
 // ---- quantize -------------------------------------------------------------------------------------
 
+/// "not quantized (copied as they are): 9 .weight tensors: 5 rank 1, 2 an embedding, ..."; with
+/// `verbose`, one line per tensor or file after it.
+void print_left_alone(const std::vector<io::left_alone>& items, const char* what, const char* noun, bool verbose) {
+  if (items.empty()) return;
+  std::vector<std::pair<std::string, std::size_t>> counts;  // reasons in order of first appearance
+  for (const auto& i : items) {
+    auto it = std::find_if(counts.begin(), counts.end(), [&](const auto& c) { return c.first == i.reason; });
+    if (it == counts.end())
+      counts.emplace_back(i.reason, 1);
+    else
+      ++it->second;
+  }
+  std::string line =
+      std::string(what) + ": " + std::to_string(items.size()) + " " + noun + (items.size() == 1 ? "" : "s") + " (";
+  for (std::size_t k = 0; k < counts.size(); ++k)
+    line += (k ? ", " : "") + std::to_string(counts[k].second) + " " + counts[k].first;
+  line += verbose ? ")" : "; --verbose lists them)";
+  std::printf("%s\n", line.c_str());
+  if (verbose)
+    for (const auto& i : items) std::printf("  %-60s %s\n", i.name.c_str(), i.reason.c_str());
+}
+
 int quantize(int argc, char** argv) {
   const args a = args::parse(
       argc, argv, 2,
       {"--weights", "--activations", "--optimizer", "--include", "--exclude", "--threads", "--max-shard-size"},
-      {"--help", "--force", "--quiet", "--demo", "--no-default-exclude"});
+      {"--help", "--force", "--quiet", "--verbose", "--demo", "--no-default-exclude"});
   if (a.flag("--help")) {
     std::cout << quantize_help << "\n" << exit_codes_help;
     return ok;
@@ -452,8 +492,21 @@ int quantize(int argc, char** argv) {
   if (const auto s = a.one("--max-shard-size")) o.max_shard_size = parse_size(*s);
   o.overwrite = a.flag("--force");
   const bool quiet = a.flag("--quiet");
+  const bool verbose = a.flag("--verbose");
+  if (quiet && verbose) throw usage_error("--quiet and --verbose do not go together");
   progress_bar bar(!quiet && ::isatty(2) != 0);
-  o.progress = [&bar](const io::quantize_progress& p) { bar(p); };
+  // For the contract test only: raise a signal once N tensors are written ("N:INT" or "N:TERM").
+  std::size_t raise_after = 0;
+  int raise_signal = 0;
+  if (const char* t = std::getenv("QUANTO_TEST_SIGNAL_AFTER")) {
+    raise_after = std::strtoull(t, nullptr, 10);
+    raise_signal = std::strstr(t, ":TERM") ? SIGTERM : SIGINT;
+  }
+  o.progress = [&bar, raise_after, raise_signal](const io::quantize_progress& p) {
+    bar(p);
+    if (raise_signal != 0 && p.tensors_done >= raise_after) ::raise(raise_signal);
+  };
+  io::install_interrupt_handlers();  // Ctrl-C / SIGTERM: stop, remove the staging folder, exit 130 / 143
 
   fs::path demo_input;
   if (demo) {
@@ -474,6 +527,8 @@ int quantize(int argc, char** argv) {
         report.shard_names.size(), report.seconds,
         human_bytes(static_cast<double>(report.input_bytes) / std::max(report.seconds, 1e-9)).c_str());
     if (report.untied_embeddings) std::printf("config.json: tie_word_embeddings set to false (lm_head is quantized)\n");
+    print_left_alone(report.not_quantized, "not quantized (copied as they are)", ".weight tensor", verbose);
+    print_left_alone(report.not_copied, "not copied", "input file", verbose);
     std::printf("written to %s\n", output.string().c_str());
   }
   if (demo && !quiet) {
@@ -496,6 +551,7 @@ int main(int argc, char** argv) {
     }
     const std::string_view command = argv[1];
     if (command == "--version") {
+      if (argc > 2) throw usage_error("--version takes no arguments (got '" + std::string(argv[2]) + "')");
       std::cout << "quanto " << QUANTO_VERSION_MAJOR << "." << QUANTO_VERSION_MINOR << "." << QUANTO_VERSION_PATCH
                 << "\n";
       return ok;
@@ -503,6 +559,12 @@ int main(int argc, char** argv) {
     if (command == "quantize") return quantize(argc, argv);
     if (command == "inspect") return inspect(argc, argv);
     throw usage_error("unknown command '" + std::string(command) + "' (quantize or inspect; see quanto --help)");
+  } catch (const io::interrupted_error& e) {
+    std::cerr << e.what() << ": stopped; the unfinished output was removed and OUTPUT was left as it was\n";
+    return 128 + e.signal();
+  } catch (const io::unsafe_output_error& e) {
+    std::cerr << e.what() << "\n";
+    return refused;
   } catch (const usage_error& e) {
     std::cerr << "quanto: " << e.what() << "\n";
     return usage;

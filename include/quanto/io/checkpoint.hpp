@@ -15,7 +15,10 @@
 //     and a key given twice at any depth is rejected (`index_error`, `duplicate_error`);
 //   * a shard name must be a plain file name inside the folder: not empty, UTF-8, no NUL, no `/`
 //     or `\`, not `.` or `..`, so not absolute either, and a symbolic link must not lead out of
-//     the folder (`path_error`); nothing outside the folder is ever opened;
+//     the folder (`path_error`); nothing outside the folder is ever opened. One exception: in a
+//     Hugging Face hub cache snapshot, `<cache>/models--<org>--<name>/snapshots/<revision>/`, the
+//     files are links into `../../blobs/`, and links may lead anywhere inside the cache
+//     repository folder `models--<org>--<name>` (still not out of it);
 //   * every tensor of the index is in the shard the index names, every tensor of a shard is in
 //     the index under that shard (so no tensor is in two shards), and "total_size", when given,
 //     is the sum of the tensors' bytes (`checkpoint_error`).
@@ -26,8 +29,13 @@
 // is flushed, and then it takes the target's place in one step: a rename when the target does
 // not exist, an atomic exchange of the two folders (Linux renameat2 RENAME_EXCHANGE) when it does
 // and `overwrite` was asked for, after which the old folder is deleted. A crash at any point
-// leaves the target as the old checkpoint or the new one, never a mix; a staging folder left by
-// a killed process is recognised by its name and removed by the next save to that target.
+// leaves the target as the old checkpoint or the new one, never a mix (without RENAME_EXCHANGE, a
+// crash between the fallback's two renames leaves the old one under its backup name, which the
+// next save into the folder restores: see commit_folder); a staging folder left by
+// a killed process is recognised by its name (`<pid>-s<start time>-`) and removed by the next
+// save into the same parent folder, of any target, once that process provably no longer runs.
+// A save stops at a stop request (`interrupt_signal`, set by SIGINT/SIGTERM handlers) between
+// tensors and chunks, removes its staging folder and throws `interrupted_error`.
 // Readers that still map files of the old folder keep reading the old bytes.
 //
 // Shards are cut as transformers cuts them (huggingface_hub's greedy split): tensors in the
@@ -57,6 +65,7 @@
 #include "quanto/core/config.hpp"
 #include "quanto/core/error.hpp"
 #include "quanto/io/file.hpp"
+#include "quanto/io/key_set.hpp"
 #include "quanto/io/qmap.hpp"
 #include "quanto/io/safetensors.hpp"
 #include "quanto/io/safetensors_error.hpp"
@@ -65,6 +74,8 @@
 #if QUANTO_IO_POSIX
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #endif
 
 QUANTO_BEGIN_NAMESPACE
@@ -124,6 +135,20 @@ inline void check_shard_name(std::string_view name, std::string_view tensor, std
   if (name == "." || name == "..") fail("names a folder, not a file in the model folder");
 }
 
+/// The folder a shard's symbolic link may lead into, for the model folder `folder` (resolved):
+/// the folder itself, or, for a Hugging Face hub cache snapshot `<cache>/models--<org>--<name>/
+/// snapshots/<revision>`, the cache repository folder `models--<org>--<name>` (its snapshots'
+/// files are links into `../../blobs/`).
+inline std::filesystem::path link_containment_folder(const std::filesystem::path& folder) {
+  const auto snapshots = folder.parent_path();
+  const auto repo = snapshots.parent_path();
+  const std::string repo_name = repo.filename().string();
+  if (folder.has_filename() && snapshots.filename() == "snapshots" && repo_name.size() > 8 &&
+      repo_name.rfind("models--", 0) == 0 && repo != repo.root_path())
+    return repo;
+  return folder;
+}
+
 /// The index's schema, one token at a time (see the top of this file).
 class index_sax {
  public:
@@ -154,7 +179,7 @@ class index_sax {
     return scalar("a string");
   }
   bool key(json::string_t& k) {
-    if (!stack_.back().keys.insert(k).second)
+    if (!stack_.back().keys.insert(k))
       throw duplicate_error(index_where(source_) + "the key " + quote(k) + " appears twice in one object");
     key_ = std::move(k);
     return true;
@@ -195,7 +220,7 @@ class index_sax {
   enum class frame { none, root, metadata, weight_map, skip };
   struct level {
     frame kind;
-    std::set<std::string> keys;
+    json_key_set keys;  // compact: a 100 MB index's weight_map holds every tensor name
   };
   frame top() const noexcept { return stack_.empty() ? frame::none : stack_.back().kind; }
   bool push(frame f) {
@@ -386,6 +411,7 @@ class checkpoint {
         throw duplicate_error(where + "tensor " + detail::quote(tensor) + " is listed twice");
     }
     const auto canonical_folder = std::filesystem::weakly_canonical(folder_);
+    const auto links_may_reach = detail::link_containment_folder(canonical_folder);
     for (const std::string& name : names_) {
       const auto p = folder_ / name;
       std::error_code ec;
@@ -393,10 +419,12 @@ class checkpoint {
         if (!std::filesystem::exists(p, ec))  // where a dangling link leads cannot be checked
           throw path_error(where + "the shard " + detail::quote(name) + " is a symbolic link to nothing");
         const auto target = std::filesystem::canonical(p, ec);
-        const auto rel = target.lexically_relative(canonical_folder);
+        const auto rel = target.lexically_relative(links_may_reach);
         if (ec || rel.empty() || *rel.begin() == ".." || rel.is_absolute())
-          throw path_error(where + "the shard " + detail::quote(name) +
-                           " is a symbolic link that leads out of the folder");
+          throw path_error(where + "the shard " + detail::quote(name) + " is a symbolic link that leads out of the " +
+                           (links_may_reach == canonical_folder
+                                ? std::string("folder")
+                                : "hub cache repository " + detail::quote_path(links_may_reach)));
       }
       shards_.push_back(safetensors_file::open(p, how));
     }
@@ -483,25 +511,144 @@ inline std::string staging_prefix(const std::filesystem::path& target) {
   return "." + target.filename().string().substr(0, 64) + ".quanto-tmp-";
 }
 
-/// Removes staging folders of `target` left by processes that no longer exist.
-inline void remove_stale_staging(const std::filesystem::path& target) {
+/// When the process `pid` started (clock ticks since boot, Linux's /proc/<pid>/stat field 22);
+/// nothing where that cannot be read.
+inline std::optional<std::uint64_t> process_start_time(long pid) {
+#if defined(__linux__)
+  std::FILE* f = std::fopen(("/proc/" + std::to_string(pid) + "/stat").c_str(), "r");
+  if (!f) return std::nullopt;
+  char buf[1024];
+  const std::size_t n = std::fread(buf, 1, sizeof buf - 1, f);
+  std::fclose(f);
+  buf[n] = '\0';
+  const char* p = std::strrchr(buf, ')');  // the command name may hold spaces and parentheses
+  if (!p) return std::nullopt;
+  ++p;
+  for (int field = 3; field < 22; ++field) {  // p is before field 3 (the state)
+    while (*p == ' ') ++p;
+    while (*p && *p != ' ') ++p;
+  }
+  char* end = nullptr;
+  const unsigned long long v = std::strtoull(p, &end, 10);
+  if (end == p) return std::nullopt;
+  return v;
+#else
+  (void)pid;
+  return std::nullopt;
+#endif
+}
+
+/// This process's part of a staging folder's name: `<pid>-s<start time>-` (`<pid>-` where the
+/// start time cannot be read).
+inline std::string staging_owner() {
 #if QUANTO_IO_POSIX
+  const long pid = static_cast<long>(::getpid());
+  static const auto start = process_start_time(pid);
+  return std::to_string(pid) + "-" + (start ? "s" + std::to_string(*start) + "-" : "");
+#else
+  return "0-";
+#endif
+}
+
+inline constexpr std::string_view staging_marker = ".quanto-tmp-";
+/// The old folder's name while the two-rename fallback replaces it: `.<target>.quanto-old-<owner><hex>`
+/// (the whole target name: a run that finds it with no target restores it under that name).
+inline constexpr std::string_view backup_marker = ".quanto-old-";
+
+/// For tests: 1 makes `commit_folder` use the two-rename fallback even where RENAME_EXCHANGE
+/// works; 2 also ends the process (`_exit(86)`) between the two renames, as a crash would.
+inline int& commit_test_hook() noexcept {
+  static int hook = 0;
+  return hook;
+}
+
+/// True when the staging folder `name` (`.<target>.quanto-tmp-<pid>-[s<start>-]<hex>...`) was
+/// left by a process that provably no longer runs: no process has its pid (kill gives ESRCH), or
+/// the process with that pid started at another time (the pid was reused).
+inline bool staging_is_dead(std::string_view name, std::string_view marker = staging_marker) {
+#if QUANTO_IO_POSIX
+  if (name.empty() || name.front() != '.') return false;
+  const auto at = name.rfind(marker);
+  if (at == std::string_view::npos) return false;
+  const std::string rest(name.substr(at + marker.size()));
+  char* end = nullptr;
+  const long pid = std::strtol(rest.c_str(), &end, 10);
+  if (pid <= 0 || end == rest.c_str() || *end != '-') return false;
+  if (pid == static_cast<long>(::getpid())) return false;  // ours (another save of this process)
+  if (::kill(static_cast<pid_t>(pid), 0) != 0) return errno == ESRCH;
+  if (end[1] != 's') return false;  // alive, and no start time to compare
+  char* end2 = nullptr;
+  const unsigned long long start = std::strtoull(end + 2, &end2, 10);
+  if (end2 == end + 2 || *end2 != '-') return false;
+  const auto now = process_start_time(pid);
+  return now && *now != start;
+#else
+  (void)name;
+  (void)marker;
+  return false;
+#endif
+}
+
+/// Removes the staging folders in `target`'s parent folder, of any target, left by processes
+/// that provably no longer run (`staging_is_dead`): a save killed by SIGKILL or a crash.
+inline void remove_stale_staging(const std::filesystem::path& target) {
   const auto parent = target.parent_path().empty() ? std::filesystem::path(".") : target.parent_path();
-  const std::string prefix = staging_prefix(target);
   std::error_code ec;
   for (const auto& e : std::filesystem::directory_iterator(parent, ec)) {
     const std::string name = e.path().filename().string();
-    if (name.rfind(prefix, 0) != 0) continue;
-    const auto rest = name.substr(prefix.size());
-    char* end = nullptr;
-    const long pid = std::strtol(rest.c_str(), &end, 10);
-    if (pid <= 0 || end == rest.c_str() || *end != '-') continue;
-    if (::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) continue;  // alive (or not ours to judge)
     std::error_code ignored;
+    if (staging_is_dead(name, backup_marker)) {
+      // The old folder of a replacement that stopped between its two renames (see commit_folder):
+      // restored when the target is missing, else the new folder is in place and this is removed.
+      const auto at = name.rfind(backup_marker);
+      const auto target_path = parent / name.substr(1, at - 1);
+      if (at > 1 && !std::filesystem::exists(std::filesystem::symlink_status(target_path, ignored))) {
+        std::filesystem::rename(e.path(), target_path, ignored);
+        if (!ignored) sync_directory(parent);
+        continue;
+      }
+      std::filesystem::remove_all(e.path(), ignored);
+      continue;
+    }
+    if (!staging_is_dead(name)) continue;
     std::filesystem::remove_all(e.path(), ignored);
   }
-#else
-  (void)target;
+}
+
+/// Checks, before anything is written, that a model folder can be saved at `target`: an existing
+/// target must be a real folder (not a file, not a symbolic link: the link would be replaced, not
+/// what it leads to) and `overwrite` must be set; the nearest existing folder above it must be a
+/// folder this process may write into. Throws `file_error` (`file_exists` for an existing target
+/// without `overwrite`).
+inline void check_folder_target(const std::filesystem::path& target, bool overwrite, const std::string& what) {
+  std::error_code ec;
+  const auto st = std::filesystem::symlink_status(target, ec);
+  if (std::filesystem::exists(st)) {
+    if (!overwrite) throw file_error(what + "it already exists", target, std::make_error_code(std::errc::file_exists));
+    if (std::filesystem::is_symlink(st))
+      throw file_error(
+          what + "it is a symbolic link; only a real folder is replaced (remove the link or name its target)", target,
+          std::make_error_code(std::errc::not_a_directory));
+    if (!std::filesystem::is_directory(st))
+      throw file_error(what + "it is a file, not a folder; only a model folder is replaced", target,
+                       std::make_error_code(std::errc::not_a_directory));
+  }
+  auto above = target.parent_path();
+  if (above.empty()) above = ".";
+  for (;;) {  // the nearest existing folder above: create_directories starts there
+    const auto s = std::filesystem::status(above, ec);
+    if (std::filesystem::exists(s)) {
+      if (!std::filesystem::is_directory(s))
+        throw file_error(what + quote_path(above) + " is not a folder", above,
+                         std::make_error_code(std::errc::not_a_directory));
+      break;
+    }
+    if (!above.has_parent_path() || above.parent_path() == above) break;
+    above = above.parent_path();
+  }
+#if QUANTO_IO_POSIX
+  if (std::filesystem::exists(above, ec) && ::access(above.c_str(), W_OK | X_OK) != 0)
+    throw file_error(what + "the folder " + quote_path(above) + " is not writable", above, last_errno());
 #endif
 }
 
@@ -522,7 +669,9 @@ inline void commit_folder(const std::filesystem::path& staging, const std::files
     bool exchanged = false;
 #if defined(RENAME_EXCHANGE)
     errno = 0;
-    if (::renameat2(AT_FDCWD, staging.c_str(), AT_FDCWD, target.c_str(), RENAME_EXCHANGE) == 0) {
+    if (commit_test_hook() != 0) {
+      // (the fallback below, as on a file system without RENAME_EXCHANGE)
+    } else if (::renameat2(AT_FDCWD, staging.c_str(), AT_FDCWD, target.c_str(), RENAME_EXCHANGE) == 0) {
       exchanged = true;
     } else if (errno != EINVAL && errno != ENOSYS && errno != ENOTSUP) {
       throw file_error("cannot swap the new model folder into place at " + quote_path(target), target, last_errno());
@@ -530,10 +679,16 @@ inline void commit_folder(const std::filesystem::path& staging, const std::files
 #endif
     if (!exchanged) {
       // No atomic exchange here: two renames. A crash between them leaves the old folder under
-      // `aside` and the new one under `staging`, both complete; the target name is missing.
-      const auto aside = staging.parent_path() / (staging.filename().string() + "-old");
+      // its backup name and the new one under `staging`, both complete, and no target: the next
+      // save into this folder (remove_stale_staging) puts the old folder back.
+      const auto aside = staging.parent_path() / ("." + target.filename().string() + std::string(backup_marker) +
+                                                  staging_owner() + unique_suffix());
       std::filesystem::rename(target, aside, ec);
       if (ec) throw file_error("cannot move the old model folder " + quote_path(target) + " aside", target, ec);
+      sync_directory(target.parent_path());
+#if QUANTO_IO_POSIX
+      if (commit_test_hook() == 2) ::_exit(86);
+#endif
       std::filesystem::rename(staging, target, ec);
       if (ec) {
         std::error_code ignored;
@@ -575,9 +730,9 @@ saved_checkpoint save_checkpoint_with(const std::filesystem::path& folder, std::
       throw value_error(what + "the extra file " + detail::quote(name) + " would clash with a shard or the index");
   }
   (void)detail::plan_write(tensors, options.metadata, what, false);  // names, dtypes, shapes, duplicates
+  detail::remove_stale_staging(folder);  // first: it may put back an old folder a crash left aside
+  detail::check_folder_target(folder, options.overwrite, what);
   std::error_code ec;
-  if (std::filesystem::exists(std::filesystem::symlink_status(folder, ec)) && !options.overwrite)
-    throw file_error(what + "it already exists", folder, std::make_error_code(std::errc::file_exists));
 
   const auto assignment = detail::assign_shards(tensors, options.max_shard_size);
   const std::size_t count = assignment.size();
@@ -586,14 +741,8 @@ saved_checkpoint save_checkpoint_with(const std::filesystem::path& folder, std::
     std::filesystem::create_directories(parent, ec);
     if (ec) throw file_error(what + "cannot create the folder " + detail::quote_path(parent), parent, ec);
   }
-  detail::remove_stale_staging(folder);
-  std::string staging_name = detail::staging_prefix(folder);
-#if QUANTO_IO_POSIX
-  staging_name += std::to_string(::getpid()) + "-";
-#else
-  staging_name += "0-";
-#endif
-  staging_name += detail::unique_suffix();
+  check_interrupt();
+  std::string staging_name = detail::staging_prefix(folder) + detail::staging_owner() + detail::unique_suffix();
   const auto staging = folder.parent_path() / staging_name;
   if (!std::filesystem::create_directory(staging, ec) || ec)
     throw file_error(what + "cannot create the staging folder " + detail::quote_path(staging), staging, ec);
@@ -616,6 +765,7 @@ saved_checkpoint save_checkpoint_with(const std::filesystem::path& folder, std::
     group.reserve(assignment[s].size());
     for (const std::size_t i : assignment[s])
       group.push_back({tensors[i].name, tensors[i].dtype, tensors[i].shape, {}});
+    check_interrupt();
     save_safetensors_with(staging / name, group, options.metadata,
                           [&](tensor_sink& sink) { fill_shard(std::span<const std::size_t>(assignment[s]), sink); });
     for (const tensor_to_write& t : group) {
@@ -644,6 +794,7 @@ saved_checkpoint save_checkpoint_with(const std::filesystem::path& folder, std::
                                  std::filesystem::perm_options::replace, ec);
   }
   detail::sync_directory(staging);
+  check_interrupt();  // the last point where a stop leaves the target as it was
   detail::commit_folder(staging, folder, options.overwrite);
   guard.keep = true;
   return result;

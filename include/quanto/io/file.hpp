@@ -39,6 +39,7 @@
 
 #if defined(__unix__) || defined(__APPLE__)
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -48,6 +49,38 @@
 #endif
 
 QUANTO_BEGIN_NAMESPACE
+namespace io {
+
+/// The signal that asked this process to stop (0: none). Set by the handlers of
+/// `install_interrupt_handlers` (a lock-free atomic store: async-signal-safe), read by the writers
+/// between tensors and chunks (`check_interrupt`). A program may also set it itself.
+inline std::atomic<int>& interrupt_signal() noexcept {
+  static std::atomic<int> signal{0};
+  static_assert(std::atomic<int>::is_always_lock_free);
+  return signal;
+}
+
+/// Throws `interrupted_error` when a stop was asked for.
+inline void check_interrupt() {
+  if (const int s = interrupt_signal().load(std::memory_order_relaxed)) throw interrupted_error(s);
+}
+
+/// Installs handlers for SIGINT and SIGTERM that only record the signal: the save in progress
+/// stops at its next check, removes its staging files and throws `interrupted_error`. The
+/// handlers reset themselves (SA_RESETHAND), so a second signal ends the process at once.
+inline void install_interrupt_handlers() {
+#if QUANTO_IO_POSIX
+  struct sigaction sa {};
+  sa.sa_handler = [](int s) { interrupt_signal().store(s, std::memory_order_relaxed); };
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESETHAND;
+  ::sigaction(SIGINT, &sa, nullptr);
+  ::sigaction(SIGTERM, &sa, nullptr);
+#endif
+}
+
+}  // namespace io
+
 namespace io::detail {
 
 inline std::error_code last_errno() noexcept { return {errno, std::generic_category()}; }

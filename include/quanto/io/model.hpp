@@ -73,6 +73,21 @@
 QUANTO_BEGIN_NAMESPACE
 namespace io {
 
+/// An output that would destroy the input: OUTPUT is INPUT, contains INPUT, or contains a file the
+/// input reads (a shard reached through a symbolic link). Paths are compared after resolving links.
+/// Refused before anything is read or written, with or without `overwrite`.
+class unsafe_output_error : public error {
+ public:
+  using error::error;
+};
+
+/// A weight of the input that cannot be quantized as it is: a NaN or an infinity in it. A
+/// malformed input (a `format_error`), named by its file and tensor.
+class weight_value_error : public format_error {
+ public:
+  using format_error::format_error;
+};
+
 /// Where `quantize_model` stands (passed to the progress callback).
 struct quantize_progress {
   std::size_t tensors_done = 0, tensors_total = 0;  ///< output tensors written
@@ -103,9 +118,21 @@ struct planned_module {
   bool from_tied_embedding = false;           ///< lm_head made from the tied input embedding
 };
 
+/// A tensor or file of the input that `quantize_model` left as it was, and why.
+struct left_alone {
+  std::string name;  ///< the tensor (e.g. "model.norm.weight") or the file of the input folder
+  /// Why, in a few words that group alike cases: "rank 1", "dtype F64", "empty", "an embedding",
+  /// "not selected" for a `.weight` tensor that is copied unquantized; "a dangling link" or "not
+  /// a regular file" or "a folder" for an entry of the input folder that is not copied.
+  std::string reason;
+};
+
 /// What `quantize_model` did.
 struct quantize_report {
   std::vector<planned_module> modules;
+  /// `.weight` tensors copied unquantized (in natural name order), then input files not copied.
+  std::vector<left_alone> not_quantized;
+  std::vector<left_alone> not_copied;
   std::vector<std::string> shard_names;
   std::size_t tensors_written = 0;
   std::uint64_t input_bytes = 0, output_bytes = 0;
@@ -193,15 +220,19 @@ inline void module_outputs(const planned_module& m, std::size_t index, qtype_id 
     out.push_back(
         {{m.name + part_suffix(p), t, std::vector<std::int64_t>(dims.begin(), dims.end()), {}}, nullptr, index, p});
   };
+  // quanto's rule: along an axis 0 of size 1 (a one-row weight, or a single group) the axis becomes
+  // None: one 0-d scale for 8-bit qtypes, and per-column scales and shifts (MaxOptimizer reduces
+  // over every dim but the last) for qint2/qint4.
   if (info.bits == 8) {
     add(part::data, info.storage, s);
-    add(part::scale, w.dtype, map_params(s, qaxis::first).param_shape);
+    add(part::scale, w.dtype, map_params(s, effective_axis(s, qaxis::first)).param_shape);
   } else {
     const auto gs = default_group_size(s);
     const shape cs = gs ? grouped_shape(s, qaxis::first, *gs) : s;
+    const qaxis axis = effective_axis(cs, qaxis::first) == qaxis::none ? qaxis::last : qaxis::first;
     add(part::packed, ::quanto::dtype::u8, packed_shape(cs, info.bits));
-    add(part::scale, w.dtype, map_params(cs, qaxis::first).param_shape);
-    add(part::shift, w.dtype, map_params(cs, qaxis::first).param_shape);
+    add(part::scale, w.dtype, map_params(cs, axis).param_shape);
+    add(part::shift, w.dtype, map_params(cs, axis).param_shape);
   }
   add(part::input_scale, w.dtype, shape{});
   add(part::output_scale, w.dtype, shape{});
@@ -229,11 +260,18 @@ inline any_qweight quantize_module_weight(const checkpoint& in, const planned_mo
   spec.qtype = o.weights;
   spec.optimizer = o.optimizer;
   const auto run = [&]<class T>() -> any_qweight {
-    if (reinterpret_cast<std::uintptr_t>(raw.data()) % alignof(T) == 0)
-      return quantize_weight(tensor_view<const T>(reinterpret_cast<const T*>(raw.data()), s), spec);
-    tensor<T> copy(s);  // a file whose data is not aligned for its dtype (old writers)
-    if (!raw.empty()) std::memcpy(copy.data(), raw.data(), raw.size());
-    return quantize_weight(copy.view(), spec);
+    try {
+      if (reinterpret_cast<std::uintptr_t>(raw.data()) % alignof(T) == 0)
+        return quantize_weight(tensor_view<const T>(reinterpret_cast<const T*>(raw.data()), s), spec);
+      tensor<T> copy(s);  // a file whose data is not aligned for its dtype (old writers)
+      if (!raw.empty()) std::memcpy(copy.data(), raw.data(), raw.size());
+      return quantize_weight(copy.view(), spec);
+    } catch (const value_error& e) {  // NaN/Inf: the input is at fault; say where
+      std::string why = e.what();
+      if (why.rfind("quanto: ", 0) == 0) why.erase(0, 8);
+      throw weight_value_error("model " + quote_path(in.folder()) + ": file " +
+                               quote(in.shard_names()[m.weight->shard]) + ", tensor " + quote(w.name) + ": " + why);
+    }
   };
   switch (w.dtype) {
     case ::quanto::dtype::f32:
@@ -318,6 +356,39 @@ inline std::optional<std::string> read_text_if_exists(const std::filesystem::pat
   return std::string(reinterpret_cast<const char*>(bytes.data.get()), bytes.size);
 }
 
+/// True when `p` is `folder` or lies inside it (both already resolved).
+inline bool is_within(const std::filesystem::path& p, const std::filesystem::path& folder) {
+  auto f = folder.begin();
+  for (auto i = p.begin(); f != folder.end(); ++i, ++f) {
+    if (f->empty() && std::next(f) == folder.end()) return true;  // a trailing "/" in `folder`
+    if (i == p.end() || *i != *f) return false;
+  }
+  return true;
+}
+
+/// `path` with every symbolic link resolved (the part that does not exist is kept as written).
+inline std::filesystem::path resolved(const std::filesystem::path& path) {
+  std::error_code ec;
+  auto r = std::filesystem::weakly_canonical(std::filesystem::absolute(path, ec), ec);
+  return ec ? std::filesystem::absolute(path, ec).lexically_normal() : r;
+}
+
+/// Throws `unsafe_output_error` when writing `output` (and deleting what is there) would destroy
+/// the file or folder `input_file`, which `input` reads.
+inline void check_not_destroying(const std::filesystem::path& input, const std::filesystem::path& input_file,
+                                 const std::filesystem::path& output) {
+  const auto in = resolved(input_file), out = resolved(output);
+  if (in == out)
+    throw unsafe_output_error("refused: the output " + quote_path(output) + " is the input " + quote_path(input) +
+                              " (writing it would replace the model being read)");
+  if (is_within(in, out))
+    throw unsafe_output_error("refused: the output " + quote_path(output) + " contains " +
+                              (input_file == input
+                                   ? "the input " + quote_path(input)
+                                   : quote_path(input_file) + ", which the input " + quote_path(input) + " reads") +
+                              " (replacing the output would delete it)");
+}
+
 /// Parses config.json (bounded nesting; values deeper than 32 levels are dropped unread).
 inline nlohmann::ordered_json parse_config(const std::string& text, const std::filesystem::path& path) {
   try {
@@ -334,7 +405,8 @@ inline nlohmann::ordered_json parse_config(const std::string& text, const std::f
 /// file), in natural name order. `config`: the folder's config.json, if any (for tied embeddings).
 [[nodiscard]] inline std::vector<planned_module> plan_quantization(const checkpoint& in,
                                                                    const nlohmann::ordered_json* config,
-                                                                   const model_quantize_options& o) {
+                                                                   const model_quantize_options& o,
+                                                                   std::vector<left_alone>* skipped = nullptr) {
   const auto selected = [&](std::string_view module) {
     if (!o.include.empty() && !nn::fnmatch_any(module, o.include)) return false;
     return !nn::fnmatch_any(module, o.exclude);
@@ -345,11 +417,25 @@ inline nlohmann::ordered_json parse_config(const std::string& text, const std::f
     if (n.size() <= 7 || !n.ends_with(".weight")) continue;
     const std::string module = n.substr(0, n.size() - 7);
     const auto rank = e.info->shape.size();
-    if ((rank != 2 && rank != 4) || !detail::is_model_float(e.info->dtype) || detail::is_embedding_name(module))
-      continue;
-    if (e.info->shape[0] == 0) continue;
-    if (selected(module)) modules.push_back({module, &e, false});
+    std::string why;
+    if (!detail::is_model_float(e.info->dtype))
+      why = "dtype " + std::string(to_string(e.info->dtype));
+    else if (rank != 2 && rank != 4)
+      why = "rank " + std::to_string(rank);
+    else if (e.info->numel() == 0)
+      why = "empty";
+    else if (detail::is_embedding_name(module))
+      why = "an embedding";
+    else if (!selected(module))
+      why = "not selected";
+    if (why.empty())
+      modules.push_back({module, &e, false});
+    else if (skipped)
+      skipped->push_back({n, std::move(why)});
   }
+  if (skipped)
+    std::sort(skipped->begin(), skipped->end(),
+              [](const left_alone& a, const left_alone& b) { return detail::natural_less(a.name, b.name); });
   // lm_head tied to the input embedding and absent from the files: quanto quantizes it from the
   // shared weight (and saves it untied).
   const bool tied = config && config->is_object() && config->value("tie_word_embeddings", true);
@@ -398,18 +484,24 @@ inline quantize_report quantize_model(const std::filesystem::path& input, const 
   if (o.activations && info_of(*o.activations).bits != 8)
     throw unsupported_error("activations must be an 8-bit qtype, not " + std::string(info_of(*o.activations).name));
   std::error_code ec;
+  detail::check_not_destroying(input, input, output);
   const bool input_is_folder = std::filesystem::is_directory(input, ec);
   if (input_is_folder && std::filesystem::exists(input / "quanto_qmap.json", ec))
     throw value_error("model " + detail::quote_path(input) + " is already quantized (it has quanto_qmap.json)");
-  if (std::filesystem::exists(std::filesystem::symlink_status(output, ec)) && !o.overwrite)
-    throw file_error("the output folder " + detail::quote_path(output) + " already exists", output,
-                     std::make_error_code(std::errc::file_exists));
+  detail::remove_stale_staging(output);  // first: it may put back an old output a crash left aside
+  detail::check_folder_target(output, o.overwrite, "the output folder " + detail::quote_path(output) + ": ");
 
   const checkpoint in = checkpoint::open(input);
+  if (std::filesystem::exists(std::filesystem::symlink_status(output, ec))) {  // shards and files reached by links
+    for (const auto& name : in.shard_names()) detail::check_not_destroying(input, in.folder() / name, output);
+    if (input_is_folder)
+      for (const auto& f : std::filesystem::directory_iterator(input, ec))
+        detail::check_not_destroying(input, f.path(), output);
+  }
   const auto config_text = input_is_folder ? detail::read_text_if_exists(input / "config.json") : std::nullopt;
   auto config = config_text ? std::optional(detail::parse_config(*config_text, input / "config.json")) : std::nullopt;
   quantize_report report;
-  report.modules = plan_quantization(in, config ? &*config : nullptr, o);
+  report.modules = plan_quantization(in, config ? &*config : nullptr, o, &report.not_quantized);
   if (report.modules.empty())
     throw value_error("model " + detail::quote_path(input) + ": no module is selected for quantization");
 
@@ -445,11 +537,20 @@ inline quantize_report quantize_model(const std::filesystem::path& input, const 
   if (input_is_folder) {
     for (const auto& f : std::filesystem::directory_iterator(input)) {
       const std::string name = f.path().filename().string();
-      if (!f.is_regular_file() || name == index_file_name || name == "config.json" || name.ends_with(".safetensors") ||
-          name.front() == '.')
+      if (name.front() == '.') continue;  // hidden files (and staging folders) are not the model's
+      if (!f.is_regular_file()) {
+        std::error_code link_ec;
+        if (f.is_symlink(link_ec) && !f.exists(link_ec))
+          report.not_copied.push_back({name, "a dangling link"});
+        else
+          report.not_copied.push_back({name, f.is_directory(link_ec) ? "a folder" : "not a regular file"});
         continue;
+      }
+      if (name == index_file_name || name == "config.json" || name.ends_with(".safetensors")) continue;
       co.extra_files.emplace_back(name, *detail::read_text_if_exists(f.path()));
     }
+    std::sort(report.not_copied.begin(), report.not_copied.end(),
+              [](const left_alone& a, const left_alone& b) { return a.name < b.name; });
     if (config_text)  // as it was, unless lm_head was untied
       co.extra_files.emplace_back("config.json",
                                   report.untied_embeddings ? config->dump(2, ' ', true) + "\n" : *config_text);
@@ -514,6 +615,7 @@ inline quantize_report quantize_model(const std::filesystem::path& input, const 
         for (std::size_t k = 0; k < jobs.size(); ++k)
           cost[k] = jobs[k].copy_of ? 0 : report.modules[jobs[k].module].weight->info->nbytes();
         detail::run_jobs(jobs.size(), threads, budget, cost, [&](std::size_t k) {
+          check_interrupt();
           const job& jb = jobs[k];
           if (jb.copy_of) {  // a copy, in chunks, dropping each chunk's pages once written
             const auto bytes = in.bytes(*jb.copy_of);
@@ -598,7 +700,7 @@ class quantized_model {
       const auto build = [&]<class T>() -> any_qweight {
         if constexpr (ByteQType<Q>) {
           qbytes_weight<Q, T> w{copy<typename Q::storage>(m + ".weight._data"), copy<T>(m + ".weight._scale"),
-                                qaxis::first};
+                                effective_axis(weight_shape, qaxis::first)};  // a one-row weight: per tensor
           if (w.data.shape() != weight_shape)
             throw shape_error(m + ".weight._data has shape " + w.data.shape().to_string() + ", the weight is " +
                               weight_shape.to_string());

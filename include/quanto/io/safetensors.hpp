@@ -70,6 +70,7 @@
 #include "quanto/core/dtype.hpp"
 #include "quanto/core/error.hpp"
 #include "quanto/io/file.hpp"
+#include "quanto/io/key_set.hpp"
 #include "quanto/io/safetensors_error.hpp"
 #include "quanto/io/text.hpp"
 
@@ -291,7 +292,7 @@ class header_sax {
           f = field::offsets;
           seen = &seen_offsets_;
         }
-        const bool dup = seen ? std::exchange(*seen, true) : !unknown_keys_.insert(k).second;
+        const bool dup = seen ? std::exchange(*seen, true) : !unknown_keys_.insert(k);
         if (dup)
           throw duplicate_error(where(source_) + "tensor " + quote(name_) + ": the field " + quote(k) +
                                 " appears twice");
@@ -299,7 +300,7 @@ class header_sax {
         return true;
       }
       default:  // skip_object
-        if (!stack_.back().keys.insert(std::move(k)).second)
+        if (!stack_.back().keys.insert(k))
           throw duplicate_error(where(source_) + "tensor " + quote(name_) +
                                 ": a duplicate key inside an unknown field");
         return true;
@@ -366,7 +367,7 @@ class header_sax {
   struct frame {
     frame_kind kind;
     field pending = field::none;
-    std::set<std::string> keys;  // skip_object frames only: to reject duplicate keys there too
+    json_key_set keys;  // skip_object frames only: to reject duplicate keys there too
   };
 
   frame_kind top() const noexcept { return stack_.empty() ? frame_kind::none : stack_.back().kind; }
@@ -470,7 +471,7 @@ class header_sax {
   std::uint64_t offsets_[2] = {0, 0};
   std::size_t offset_count_ = 0;
   bool seen_dtype_ = false, seen_shape_ = false, seen_offsets_ = false;
-  std::set<std::string> unknown_keys_;
+  json_key_set unknown_keys_;
 };
 
 /// Checks the header bytes before the JSON parser sees them: UTF-8, no NUL (nlohmann would stop
@@ -963,8 +964,16 @@ class tensor_sink {
     if (n > t.nbytes() - done)
       throw size_error(what_ + "tensor " + detail::quote(t.name) + ": more than its " + std::to_string(t.nbytes()) +
                        " bytes were written");
-    file_->write_at(data_offset_ + t.begin + done, data, n);
-    done += n;
+    constexpr std::size_t chunk = std::size_t{16} << 20;  // a stop request is seen between chunks
+    const auto* p = static_cast<const std::byte*>(data);
+    for (std::size_t at = 0;;) {
+      check_interrupt();
+      const std::size_t k = std::min(chunk, n - at);
+      file_->write_at(data_offset_ + t.begin + done, p + at, k);
+      done += k;
+      at += k;
+      if (at == n) break;
+    }
   }
   /// The bytes of tensor i written so far.
   [[nodiscard]] std::uint64_t written(std::size_t i) const { return written_.at(i); }

@@ -77,5 +77,22 @@ class file_error : public error {
   std::error_code code_;
 };
 
+/// A save stopped because the process was asked to stop (SIGINT, SIGTERM: see
+/// `install_interrupt_handlers` in io/file.hpp). Thrown between tensors and between chunks of a
+/// tensor; the staging files are removed on the way out and the target is left as it was.
+class interrupted_error : public error {
+ public:
+  explicit interrupted_error(int signal)
+      : error(std::string("interrupted by ") + (signal == 2    ? "SIGINT"
+                                                : signal == 15 ? "SIGTERM"
+                                                               : "a signal")),
+        signal_(signal) {}
+  /// The signal's number (2: SIGINT, 15: SIGTERM).
+  [[nodiscard]] int signal() const noexcept { return signal_; }
+
+ private:
+  int signal_;
+};
+
 }  // namespace io
 QUANTO_END_NAMESPACE
