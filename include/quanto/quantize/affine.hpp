@@ -1,6 +1,6 @@
-// quanto/quantize/affine.hpp: affine quantization of qint2/qint4: quanto's MaxOptimizer
-// (scale and float shift from min/max), `quantize_affine` with a float shift or an integer
-// zero-point, and dequantization. Codes are unsigned, in [0, 2^bits - 1].
+// quanto/quantize/affine.hpp: affine quantization of qint2/qint4: the `group_affine` scheme
+// policy, quanto's MaxOptimizer (scale and float shift from min/max), `quantize_affine` with a
+// float shift or an integer zero-point, and dequantization. Codes are unsigned, in [0, 2^bits - 1].
 #pragma once
 
 #include <algorithm>
@@ -12,6 +12,7 @@
 #include "quanto/core/tensor.hpp"
 #include "quanto/quantize/axis.hpp"
 #include "quanto/quantize/checks.hpp"
+#include "quanto/quantize/group.hpp"
 #include "quanto/quantize/model_arith.hpp"
 #include "quanto/quantize/simd.hpp"
 
@@ -67,6 +68,18 @@ template <class Shift>
 concept AffineShift = ModelFloat<Shift> || std::is_same_v<Shift, std::uint8_t>;
 
 }  // namespace detail
+
+/// Group-wise affine scheme (qint2/qint4). `group_size` is `auto_group` (quanto's module rule,
+/// the default), `no_group`, or a size that must divide the per-axis element count.
+/// `ZeroPoint` stores the shift as a uint8 integer zero-point (quanto's `zeropoint=True`)
+/// instead of a float; it changes the weight's type, so it is a template argument.
+template <bool ZeroPoint = false>
+struct group_affine {
+  static constexpr bool is_affine = true;
+  static constexpr bool zero_point = ZeroPoint;
+  std::int64_t group_size = auto_group;
+  qaxis axis = qaxis::first;
+};
 
 /// quanto's `MaxOptimizer.optimize(base, qtype, axis)` on an already grouped tensor:
 /// `scale = (max - min) / (2^bits - 1)` and `shift = -min`, in the model dtype. Axis 0 reduces

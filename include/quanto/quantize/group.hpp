@@ -1,6 +1,6 @@
 // quanto/quantize/group.hpp: group-wise layouts: quanto's group-size rule for modules, and
 // `group` / `ungroup`, which arrange a weight so that each group is one row (axis 0) or one
-// column (axis -1) of a matrix.
+// column (axis -1) of a matrix; the group-size markers `auto_group` and `no_group`.
 #pragma once
 
 #include <cstdint>
@@ -14,6 +14,11 @@
 #include "quanto/quantize/axis.hpp"
 
 QUANTO_BEGIN_NAMESPACE
+
+/// Marks the automatic group size: quanto's module rule (`default_group_size`).
+inline constexpr std::int64_t auto_group = 0;
+/// Marks no grouping: one scale/shift per row (axis 0) or column (axis -1).
+inline constexpr std::int64_t no_group = -1;
 
 /// quanto's module rule for qint2/qint4 weights (`QModuleMixin.__init__`): with
 /// `in = numel / out`, no grouping (one scale per output channel) when `in <= 128`; otherwise the

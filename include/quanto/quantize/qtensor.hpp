@@ -154,32 +154,6 @@ struct quantize_options {
   kernels::parallel_options parallel = {};
 };
 
-/// Symmetric scheme (8-bit qtypes): one scale per row (axis 0, the default and what modules
-/// use), per column (axis -1) or per tensor. An axis of size 1 becomes per tensor.
-struct symmetric {
-  static constexpr bool is_affine = false;
-  qaxis axis = qaxis::first;
-};
-inline constexpr symmetric per_tensor{qaxis::none};
-inline constexpr symmetric per_channel{qaxis::first};
-
-/// Marks the automatic group size: quanto's module rule (`default_group_size`).
-inline constexpr std::int64_t auto_group = 0;
-/// Marks no grouping: one scale/shift per row (axis 0) or column (axis -1).
-inline constexpr std::int64_t no_group = -1;
-
-/// Group-wise affine scheme (qint2/qint4). `group_size` is `auto_group` (quanto's module rule,
-/// the default), `no_group`, or a size that must divide the per-axis element count.
-/// `ZeroPoint` stores the shift as a uint8 integer zero-point (quanto's `zeropoint=True`)
-/// instead of a float; it changes the weight's type, so it is a template argument.
-template <bool ZeroPoint = false>
-struct group_affine {
-  static constexpr bool is_affine = true;
-  static constexpr bool zero_point = ZeroPoint;
-  std::int64_t group_size = auto_group;
-  qaxis axis = qaxis::first;
-};
-
 template <QType Q>
 using default_scheme_t = std::conditional_t<(Q::bits == 8), symmetric, group_affine<>>;
 

@@ -1,5 +1,6 @@
 // quanto/quantize/symmetric.hpp: symmetric quantization of 8-bit qtypes (qint8, qfloat8*):
-// the absmax scale and quanto's `quantize_symmetric`, per tensor or per axis, and dequantization.
+// the `symmetric` scheme policy (per_tensor, per_channel), the absmax scale and quanto's
+// `quantize_symmetric`, per tensor or per axis, and dequantization.
 #pragma once
 
 #include <algorithm>
@@ -61,6 +62,15 @@ constexpr T dequantize_symmetric_value(typename Q::storage q, T s) noexcept {
 }
 
 }  // namespace detail
+
+/// Symmetric scheme (8-bit qtypes): one scale per row (axis 0, the default and what modules
+/// use), per column (axis -1) or per tensor. An axis of size 1 becomes per tensor.
+struct symmetric {
+  static constexpr bool is_affine = false;
+  qaxis axis = qaxis::first;
+};
+inline constexpr symmetric per_tensor{qaxis::none};
+inline constexpr symmetric per_channel{qaxis::first};
 
 /// quanto's `AbsmaxOptimizer`: `scale = max|x| / qmax` over the reduced dimensions, in the model
 /// dtype, with quanto's keepdim shape ([d0,1,..] for axis 0, [1,..,dl] for axis -1, [] for none).
