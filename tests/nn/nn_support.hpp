@@ -22,7 +22,7 @@ tensor<T> random(shape s, std::uint64_t seed, float lo = -1.0f, float hi = 1.0f)
   std::mt19937_64 rng(seed);
   std::uniform_real_distribution<float> u(lo, hi);
   tensor<T> t(s);
-  for (auto& v : t) v = quanto::detail::narrow<T>(u(rng));
+  for (auto& v : t) v = quanto::model_arith::narrow<T>(u(rng));
   return t;
 }
 
@@ -32,7 +32,7 @@ double one_minus_cos(const tensor<T>& a, const tensor<T>& b) {
   EXPECT_EQ(a.shape(), b.shape());
   double d = 0, na = 0, nb = 0;
   for (std::size_t i = 0; i < a.size(); ++i) {
-    const double x = quanto::detail::widen(a[i]), y = quanto::detail::widen(b[i]);
+    const double x = quanto::model_arith::widen(a[i]), y = quanto::model_arith::widen(b[i]);
     d += x * y;
     na += x * x;
     nb += y * y;
@@ -46,7 +46,7 @@ template <class T>
 double rel_max_error(const tensor<T>& a, const tensor<T>& b) {
   double e = 0, m = 0;
   for (std::size_t i = 0; i < a.size(); ++i) {
-    const double x = quanto::detail::widen(a[i]), y = quanto::detail::widen(b[i]);
+    const double x = quanto::model_arith::widen(a[i]), y = quanto::model_arith::widen(b[i]);
     e = std::max(e, std::abs(x - y));
     m = std::max(m, std::abs(x));
   }

@@ -42,7 +42,7 @@ tensor<T> random(quanto::shape s, std::uint64_t seed, float lo = -1.0f, float hi
   std::mt19937_64 rng(seed);
   std::uniform_real_distribution<float> u(lo, hi);
   tensor<T> t(s);
-  for (auto& v : t) v = quanto::detail::narrow<T>(u(rng));
+  for (auto& v : t) v = quanto::model_arith::narrow<T>(u(rng));
   return t;
 }
 }  // namespace nt
@@ -51,7 +51,7 @@ std::size_t sz(i64 v) { return static_cast<std::size_t>(v); }
 
 template <class T>
 double dbl(T v) {
-  return static_cast<double>(quanto::detail::widen(v));
+  return static_cast<double>(quanto::model_arith::widen(v));
 }
 
 template <class T>

@@ -146,7 +146,7 @@ bool is_activation_scale(std::string_view key) {
 /// The value of a 0-d (or one-element) stored tensor, widened to double.
 template <ModelFloat T>
 double scalar_of(const nn::stored_tensor& t, std::string_view key) {
-  return quanto::detail::widen(t.to<T>(key)[0]);
+  return quanto::model_arith::widen(t.to<T>(key)[0]);
 }
 
 /// Calibrated scales come from float matmul outputs (absmax of each module's output). quanto-cpp's
@@ -206,7 +206,7 @@ output_stats compare(const tensor<T>& ours, const tensor<T>& ref) {
   output_stats s;
   double d = 0, na = 0, nb = 0;
   for (std::size_t i = 0; i < std::min(ours.size(), ref.size()); ++i) {
-    const double x = quanto::detail::widen(ours[i]), y = quanto::detail::widen(ref[i]);
+    const double x = quanto::model_arith::widen(ours[i]), y = quanto::model_arith::widen(ref[i]);
     d += x * y;
     na += x * x;
     nb += y * y;

@@ -243,7 +243,7 @@ void check_model_dtype() {
     nn::Calibration c;
     (void)q8.forward(x);
   }
-  EXPECT_NE(quanto::detail::widen(q8.output_scale()), 1.0f);
+  EXPECT_NE(quanto::model_arith::widen(q8.output_scale()), 1.0f);
 }
 TEST(QLinear, Float16AndBfloat16Models) {
   check_model_dtype<float16>();

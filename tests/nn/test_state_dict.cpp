@@ -122,7 +122,8 @@ void check_requantize(const nn::quantize_spec& spec) {
   EXPECT_TRUE(nn::get_state_dict(fresh) == sd);
   EXPECT_EQ(nn::quantization_map(fresh), qmap);
   const auto a = model(x).value, b = fresh(x).value;
-  for (std::size_t i = 0; i < a.size(); ++i) ASSERT_EQ(quanto::detail::widen(a[i]), quanto::detail::widen(b[i])) << i;
+  for (std::size_t i = 0; i < a.size(); ++i)
+    ASSERT_EQ(quanto::model_arith::widen(a[i]), quanto::model_arith::widen(b[i])) << i;
 }
 
 TEST(StateDict, RequantizeRoundTrip) {

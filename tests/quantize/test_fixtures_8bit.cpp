@@ -29,8 +29,8 @@ void check_weight(const fixture_case& c) {
   // the input (documented in docs/divergences.md). Everywhere else: bit for bit.
   const param_map pm = map_params(w.shape(), q.axis);
   const auto zero_scale = [&](std::size_t i) {
-    return detail::widen(q.scale[static_cast<std::size_t>(pm.index(static_cast<std::int64_t>(i)))]) == 0.0f &&
-           detail::widen(w[i]) == 0.0f;
+    return model_arith::widen(q.scale[static_cast<std::size_t>(pm.index(static_cast<std::int64_t>(i)))]) == 0.0f &&
+           model_arith::widen(w[i]) == 0.0f;
   };
   const tensor<std::uint8_t> ours = code_bits<Q>(q.data);
   const tensor<std::uint8_t> ref = fixtures::read<std::uint8_t>(d, c.id + ".codes");
@@ -73,8 +73,8 @@ void check_activation(const fixture_case& c) {
   }
   const auto qa = quantize_activation<Q>(x.view(), ref_scale[0]);
   // 0/0 (a zero scale over a zero value): see check_weight.
-  const bool zero = detail::widen(ref_scale[0]) == 0.0f;
-  const auto zero_zero = [&](std::size_t i) { return zero && detail::widen(x[i]) == 0.0f; };
+  const bool zero = model_arith::widen(ref_scale[0]) == 0.0f;
+  const auto zero_zero = [&](std::size_t i) { return zero && model_arith::widen(x[i]) == 0.0f; };
   const tensor<std::uint8_t> ours = code_bits<Q>(qa.data);
   const tensor<std::uint8_t> ref = fixtures::read<std::uint8_t>(d, c.id + ".codes");
   EXPECT_EQ(fixtures::count_bit_mismatches<std::uint8_t>("codes", ours.view(), ref.view(), zero_zero), 0u);

@@ -41,11 +41,11 @@ void check(const fixture_case& c, const Optimizer& optimizer) {
   const param_map pm = broadcast_params(wg.shape(), q.scale.shape());
   const auto zero_zero = [&](std::size_t i) {
     const auto j = static_cast<std::size_t>(pm.index(static_cast<std::int64_t>(i)));
-    if (detail::widen(q.scale[j]) != 0.0f) return false;
+    if (model_arith::widen(q.scale[j]) != 0.0f) return false;
     if constexpr (ZeroPoint)
-      return detail::widen(wg[i]) == 0.0f;
+      return model_arith::widen(wg[i]) == 0.0f;
     else
-      return detail::widen(detail::t_add(wg[i], q.shift[j])) == 0.0f;
+      return model_arith::widen(model_arith::t_add(wg[i], q.shift[j])) == 0.0f;
   };
 
   const tensor<std::uint8_t> ref_packed = fixtures::read<std::uint8_t>(d, c.id + ".packed");

@@ -62,7 +62,7 @@ void check_pow(const io::safetensors_file& f, const std::string& name, torch_sum
   const auto x = f.read_as<T>(name + ".input", dtype_of<T>);
   const auto ref = f.read_as<T>(name + ".output", dtype_of<T>);
   const double py_exponent = 0.7 - 1.0;  // HQQ's lp_norm - 1, a Python float
-  const T exponent = detail::narrow<T>(static_cast<float>(py_exponent));
+  const T exponent = model_arith::narrow<T>(static_cast<float>(py_exponent));
   const std::size_t tail = detail::pow_tail_begin<T>(x.size(), order);
   for (std::size_t i = 0; i < x.size(); ++i) {
     const float vec = static_cast<float>(detail::t_pow(x[i], exponent));

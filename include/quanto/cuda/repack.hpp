@@ -38,11 +38,11 @@
 #include "quanto/core/float16.hpp"
 #include "quanto/core/float8.hpp"
 #include "quanto/core/float_bits.hpp"
+#include "quanto/core/model_arith.hpp"
 #include "quanto/core/qtype.hpp"
 #include "quanto/core/tensor.hpp"
 #include "quanto/cuda/fragment.hpp"
 #include "quanto/quantize/axis.hpp"
-#include "quanto/quantize/model_arith.hpp"
 #include "quanto/quantize/packing.hpp"
 #include "quanto/quantize/qtensor.hpp"
 
@@ -258,9 +258,9 @@ qbits_weight<qint4, T, Shift> unpack_w4a16(const w4a16_weight<T, Shift>& p) {
 /// Returns the weight [n, k] in T.
 template <CudaFloat T, class Shift>
 tensor<T> kernel_dequantize(const w4a16_weight<T, Shift>& p) {
-  using quanto::detail::narrow;
-  using quanto::detail::t_sub;
-  using quanto::detail::widen;
+  using quanto::model_arith::narrow;
+  using quanto::model_arith::t_sub;
+  using quanto::model_arith::widen;
   const std::int64_t n = p.n, k = p.k, n64 = n / fragment::tile_n, k16 = k / fragment::tile_k;
   const std::uint32_t magic2 = static_cast<std::uint32_t>(magic_bits<T>) * 0x00010001u;
   const T magic = T::from_bits(magic_bits<T>);
@@ -356,9 +356,9 @@ namespace detail {
 /// value is representable in float16 and bfloat16).
 template <CudaByteQType Q, CudaFloat T>
 T kernel_decode_byte(std::uint8_t c) noexcept {
-  using quanto::detail::narrow;
-  using quanto::detail::t_sub;
-  using quanto::detail::widen;
+  using quanto::model_arith::narrow;
+  using quanto::model_arith::t_sub;
+  using quanto::model_arith::widen;
   if constexpr (std::is_same_v<Q, qint8>) {
     const std::uint32_t u = c ^ 0x80u;  // offset binary: q + 128
     if constexpr (std::is_same_v<T, float16>) {
@@ -389,8 +389,8 @@ T kernel_decode_byte(std::uint8_t c) noexcept {
 /// fragment::w8_element, the kernel's decode of each byte, one mul.rn by the column's scale).
 template <CudaByteQType Q, CudaFloat T>
 tensor<T> kernel_dequantize(const w8a16_weight<Q, T>& p) {
-  using quanto::detail::narrow;
-  using quanto::detail::widen;
+  using quanto::model_arith::narrow;
+  using quanto::model_arith::widen;
   const std::int64_t n = p.n, k = p.k, n64 = n / fragment::tile_n, k16 = k / fragment::tile_k;
   tensor<T> out(shape{n, k});
   for (std::int64_t nt = 0; nt < n64; ++nt)

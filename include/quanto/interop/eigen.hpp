@@ -36,6 +36,7 @@
 #include "quanto/core/config.hpp"
 #include "quanto/core/error.hpp"
 #include "quanto/core/float16.hpp"
+#include "quanto/core/model_arith.hpp"
 #include "quanto/core/qtype.hpp"
 #include "quanto/core/shape.hpp"
 #include "quanto/core/tensor.hpp"
@@ -43,7 +44,6 @@
 #include "quanto/kernels/isa.hpp"
 #include "quanto/kernels/layout.hpp"
 #include "quanto/kernels/matmul.hpp"
-#include "quanto/quantize/model_arith.hpp"
 #include "quanto/quantize/optimizers.hpp"
 #include "quanto/quantize/qtensor.hpp"
 
@@ -172,7 +172,7 @@ row_matrix<float> dequantize(const W& w) {
   const auto dq = w.dequantize();
   row_matrix<float> out(rows, cols);
   float* dst = out.data();
-  for (std::size_t i = 0; i < dq.size(); ++i) dst[i] = quanto::detail::widen(dq[i]);
+  for (std::size_t i = 0; i < dq.size(); ++i) dst[i] = quanto::model_arith::widen(dq[i]);
   return out;
 }
 

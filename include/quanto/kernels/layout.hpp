@@ -26,10 +26,10 @@
 #include "quanto/core/config.hpp"
 #include "quanto/core/error.hpp"
 #include "quanto/core/float8.hpp"
+#include "quanto/core/model_arith.hpp"
 #include "quanto/core/qtype.hpp"
 #include "quanto/core/tensor.hpp"
 #include "quanto/kernels/isa.hpp"
-#include "quanto/quantize/model_arith.hpp"
 #include "quanto/quantize/qtensor.hpp"
 
 QUANTO_BEGIN_NAMESPACE
@@ -154,7 +154,7 @@ packed_weight<Q, T> pack_weight(const basic_qbytes_weight<Q, T, H>& w) {
       }
       dst[e] = c;
     }
-    if (k != 0) p.scale[static_cast<std::size_t>(r)] = quanto::detail::widen(sc[w.axis == qaxis::none ? 0 : r]);
+    if (k != 0) p.scale[static_cast<std::size_t>(r)] = quanto::model_arith::widen(sc[w.axis == qaxis::none ? 0 : r]);
   }
   return p;
 }
@@ -194,13 +194,13 @@ packed_weight<Q, T, Shift> pack_weight(const basic_qbits_weight<Q, T, H, Shift>&
     for (std::int64_t e = 0; e < k; ++e) detail::put_code<Q::bits>(dst, e, codes[static_cast<std::size_t>(r * k + e)]);
     for (std::int64_t j = 0; j < g; ++j) {
       const auto i = static_cast<std::size_t>(r * g + j);
-      const float s = quanto::detail::widen(sc[i]);
+      const float s = quanto::model_arith::widen(sc[i]);
       p.scale[i] = s;
       if constexpr (std::is_same_v<Shift, std::uint8_t>) {
         p.zero_point[i] = sh[i];
         p.shift[i] = s * static_cast<float>(static_cast<std::int8_t>(sh[i]));
       } else {
-        p.shift[i] = quanto::detail::widen(sh[i]);
+        p.shift[i] = quanto::model_arith::widen(sh[i]);
       }
     }
   }
@@ -218,7 +218,7 @@ qbytes_weight<Q, T> unpack_weight(const packed_weight<Q, T>& p) {
       w.data[static_cast<std::size_t>(r * p.k + e)] = std::bit_cast<typename Q::storage>(p.row(r)[e]);
   const quanto::shape ps = map_params(p.original_shape, p.file_axis).param_shape;
   w.scale = tensor<T>(ps);
-  for (std::size_t i = 0; i < w.scale.size(); ++i) w.scale[i] = quanto::detail::narrow<T>(p.scale[i]);
+  for (std::size_t i = 0; i < w.scale.size(); ++i) w.scale[i] = quanto::model_arith::narrow<T>(p.scale[i]);
   return w;
 }
 
@@ -238,11 +238,11 @@ qbits_weight<Q, T, Shift> unpack_weight(const packed_weight<Q, T, Shift>& p) {
   w.scale = tensor<T>(ps);
   w.shift = tensor<Shift>(ps);
   for (std::size_t i = 0; i < w.scale.size(); ++i) {
-    w.scale[i] = quanto::detail::narrow<T>(p.scale[i]);
+    w.scale[i] = quanto::model_arith::narrow<T>(p.scale[i]);
     if constexpr (std::is_same_v<Shift, std::uint8_t>)
       w.shift[i] = p.zero_point[i];
     else
-      w.shift[i] = quanto::detail::narrow<T>(p.shift[i]);
+      w.shift[i] = quanto::model_arith::narrow<T>(p.shift[i]);
   }
   return w;
 }

@@ -16,11 +16,11 @@
 #include "quanto/core/config.hpp"
 #include "quanto/core/error.hpp"
 #include "quanto/core/log.hpp"
+#include "quanto/core/model_arith.hpp"
 #include "quanto/core/qtype.hpp"
 #include "quanto/core/tensor.hpp"
 #include "quanto/nn/activation.hpp"
 #include "quanto/nn/state_dict.hpp"
-#include "quanto/quantize/model_arith.hpp"
 
 QUANTO_BEGIN_NAMESPACE
 namespace nn {
@@ -56,12 +56,12 @@ class Calibration {
 /// (each product rounded to T, then the sum; `1 - momentum` computed in double first).
 template <ModelFloat T>
 T updated_scale(T scale, T new_scale, double momentum) noexcept {
-  using quanto::detail::narrow;
-  using quanto::detail::widen;
+  using quanto::model_arith::narrow;
+  using quanto::model_arith::widen;
   if (widen(scale) == 1.0f) return new_scale;
   const T a = narrow<T>(widen(scale) * static_cast<float>(momentum));
   const T b = narrow<T>(widen(new_scale) * static_cast<float>(1.0 - momentum));
-  return quanto::detail::t_add(a, b);
+  return quanto::model_arith::t_add(a, b);
 }
 
 /// The activation side of a quantized module (quanto's QModuleMixin hooks and buffers): the qtype,
@@ -134,7 +134,7 @@ class activation_quantizer {
     into = s->to<T>(key)[0];
   }
   void warn_if_uncalibrated(std::string_view module) {
-    if (warned_ || Calibration::active() || quanto::detail::widen(output_scale_) != 1.0f) return;
+    if (warned_ || Calibration::active() || quanto::model_arith::widen(output_scale_) != 1.0f) return;
     warned_ = true;
     log(log_level::warning,
         std::string(module.empty() ? "a quantized module" : module) + ": activations are quantized to " +

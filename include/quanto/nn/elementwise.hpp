@@ -14,6 +14,7 @@
 
 #include "quanto/core/config.hpp"
 #include "quanto/core/error.hpp"
+#include "quanto/core/model_arith.hpp"
 #include "quanto/core/qtype.hpp"
 #include "quanto/core/tensor.hpp"
 #include "quanto/nn/activation.hpp"
@@ -21,7 +22,6 @@
 #include "quanto/nn/functional.hpp"
 #include "quanto/nn/parameter.hpp"
 #include "quanto/nn/state_dict.hpp"
-#include "quanto/quantize/model_arith.hpp"
 
 QUANTO_BEGIN_NAMESPACE
 namespace nn {
@@ -52,7 +52,7 @@ class ReLU : public detail::stateless<T> {
   activation<T> forward(activation<T> x) {
     const T zero = T(0.0f);
     auto relu = [&](auto& v) {
-      const float f = quanto::detail::widen(v);
+      const float f = quanto::model_arith::widen(v);
       if (!(f > 0.0f) && !is_nan_bits(f)) v = zero;
     };
     if (training_) saved_ = x.value;
@@ -78,7 +78,7 @@ class ReLU : public detail::stateless<T> {
                         saved_->shape().to_string());
     tensor<T> g = grad_output;
     for (std::size_t i = 0; i < g.size(); ++i)
-      if (!(quanto::detail::widen((*saved_)[i]) > 0.0f)) g[i] = T(0.0f);
+      if (!(quanto::model_arith::widen((*saved_)[i]) > 0.0f)) g[i] = T(0.0f);
     return g;
   }
   void train(bool on) {
@@ -107,13 +107,13 @@ class GELU : public detail::stateless<T> {
     const std::size_t n = y.size();
     if (tanh_) {
       for (std::size_t i = 0; i < n; ++i)
-        dst[i] = quanto::detail::narrow<T>(functional::gelu_tanh(quanto::detail::widen(src[i])));
+        dst[i] = quanto::model_arith::narrow<T>(functional::gelu_tanh(quanto::model_arith::widen(src[i])));
     } else if constexpr (std::is_same_v<T, float>) {
       // a plain loop over contiguous floats (no narrow<float> barrier, the store rounds): it vectorises
       for (std::size_t i = 0; i < n; ++i) dst[i] = functional::gelu_erf(src[i]);
     } else {
       for (std::size_t i = 0; i < n; ++i)
-        dst[i] = quanto::detail::narrow<T>(functional::gelu_erf(quanto::detail::widen(src[i])));
+        dst[i] = quanto::model_arith::narrow<T>(functional::gelu_erf(quanto::model_arith::widen(src[i])));
     }
     if (training_) saved_ = std::move(x.value);
     return y;
@@ -125,8 +125,8 @@ class GELU : public detail::stateless<T> {
                         saved_->shape().to_string());
     tensor<T> g(grad_output.shape());
     for (std::size_t i = 0; i < g.size(); ++i)
-      g[i] = quanto::detail::narrow<T>(quanto::detail::widen(grad_output[i]) *
-                                       functional::gelu_grad(quanto::detail::widen((*saved_)[i]), tanh_));
+      g[i] = quanto::model_arith::narrow<T>(quanto::model_arith::widen(grad_output[i]) *
+                                            functional::gelu_grad(quanto::model_arith::widen((*saved_)[i]), tanh_));
     return g;
   }
   void train(bool on) {
@@ -157,7 +157,7 @@ class Softmax : public detail::stateless<T> {
     if (training_) saved_ = y;
     if (const auto q = x.qtype()) {
       return visit_activation_qtype(*q, [&]<class Q>(Q) {
-        const T scale = quanto::detail::narrow<T>(1.0f / static_cast<float>(Q::qmax));
+        const T scale = quanto::model_arith::narrow<T>(1.0f / static_cast<float>(Q::qmax));
         return to_quantized_activation<Q>(y.view(), scale);
       });
     }
@@ -175,12 +175,12 @@ class Softmax : public detail::stateless<T> {
     for (std::int64_t r = 0; r < rows; ++r) {
       float dotv = 0.0f;
       for (std::int64_t j = 0; j < n; ++j)
-        dotv += quanto::detail::widen(grad_output[static_cast<std::size_t>(r * n + j)]) *
-                quanto::detail::widen((*saved_)[static_cast<std::size_t>(r * n + j)]);
+        dotv += quanto::model_arith::widen(grad_output[static_cast<std::size_t>(r * n + j)]) *
+                quanto::model_arith::widen((*saved_)[static_cast<std::size_t>(r * n + j)]);
       for (std::int64_t j = 0; j < n; ++j) {
         const auto i = static_cast<std::size_t>(r * n + j);
-        g[i] = quanto::detail::narrow<T>(quanto::detail::widen((*saved_)[i]) *
-                                         (quanto::detail::widen(grad_output[i]) - dotv));
+        g[i] = quanto::model_arith::narrow<T>(quanto::model_arith::widen((*saved_)[i]) *
+                                              (quanto::model_arith::widen(grad_output[i]) - dotv));
       }
     }
     return g;

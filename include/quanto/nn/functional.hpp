@@ -15,11 +15,11 @@
 
 #include "quanto/core/config.hpp"
 #include "quanto/core/error.hpp"
+#include "quanto/core/model_arith.hpp"
 #include "quanto/core/qtype.hpp"
 #include "quanto/core/tensor.hpp"
 #include "quanto/kernels/conv2d.hpp"
 #include "quanto/kernels/parallel.hpp"
-#include "quanto/quantize/model_arith.hpp"
 
 QUANTO_BEGIN_NAMESPACE
 namespace nn::functional {
@@ -28,7 +28,7 @@ namespace nn::functional {
 template <ModelFloat T>
 std::vector<float> to_f32(tensor_view<const T> t) {
   std::vector<float> out(t.size());
-  for (std::size_t i = 0; i < t.size(); ++i) out[i] = quanto::detail::widen(t[i]);
+  for (std::size_t i = 0; i < t.size(); ++i) out[i] = quanto::model_arith::widen(t[i]);
   return out;
 }
 
@@ -36,7 +36,7 @@ std::vector<float> to_f32(tensor_view<const T> t) {
 template <ModelFloat T>
 tensor<T> from_f32(std::span<const float> v, const quanto::shape& s) {
   tensor<T> out(s);
-  for (std::size_t i = 0; i < v.size(); ++i) out[i] = quanto::detail::narrow<T>(v[i]);
+  for (std::size_t i = 0; i < v.size(); ++i) out[i] = quanto::model_arith::narrow<T>(v[i]);
   return out;
 }
 

@@ -157,7 +157,7 @@ class Linear : public detail::weight_and_bias<T> {
     const std::int64_t n = out_features();
     for (std::int64_t i = 0; i < m; ++i)
       for (std::int64_t j = 0; j < n; ++j)
-        y[static_cast<std::size_t>(i * n + j)] += quanto::detail::widen(bias_->value[static_cast<std::size_t>(j)]);
+        y[static_cast<std::size_t>(i * n + j)] += quanto::model_arith::widen(bias_->value[static_cast<std::size_t>(j)]);
   }
 };
 
@@ -203,7 +203,7 @@ class Conv2d : public detail::weight_and_bias<T> {
       functional::im2col_f32(xf.data() + b * g.channels * g.height * g.width, g, params_, cols.data());
       functional::gemm_nt(P, O, K, cols.data(), wf.data(), out.data());
       for (std::int64_t o = 0; o < O; ++o) {
-        const float bo = bias_ ? quanto::detail::widen(bias_->value[static_cast<std::size_t>(o)]) : 0.0f;
+        const float bo = bias_ ? quanto::model_arith::widen(bias_->value[static_cast<std::size_t>(o)]) : 0.0f;
         for (std::int64_t p = 0; p < P; ++p)
           y[static_cast<std::size_t>((b * O + o) * P + p)] = out[static_cast<std::size_t>(p * O + o)] + bo;
       }

@@ -14,11 +14,11 @@
 
 #include "quanto/core/config.hpp"
 #include "quanto/core/error.hpp"
+#include "quanto/core/model_arith.hpp"
 #include "quanto/core/qtype.hpp"
 #include "quanto/core/tensor.hpp"
 #include "quanto/nn/functional.hpp"
 #include "quanto/nn/state_dict.hpp"
-#include "quanto/quantize/model_arith.hpp"
 
 QUANTO_BEGIN_NAMESPACE
 namespace nn {
@@ -83,7 +83,7 @@ tensor<T> uniform_init(const quanto::shape& s, std::int64_t fan_in, Rng& rng) {
   const float bound = fan_in > 0 ? 1.0f / std::sqrt(static_cast<float>(fan_in)) : 0.0f;
   std::uniform_real_distribution<float> u(-bound, bound);
   tensor<T> t(s);
-  for (auto& v : t) v = quanto::detail::narrow<T>(u(rng));
+  for (auto& v : t) v = quanto::model_arith::narrow<T>(u(rng));
   return t;
 }
 

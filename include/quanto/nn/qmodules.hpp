@@ -197,7 +197,7 @@ class QLinear : public detail::qweight_module_base<Q, T> {
       std::visit(
           [&]<class A>(const A& a) {
             if constexpr (!std::is_same_v<A, std::monostate>) {
-              kernels::matmul_quantized<typename A::qtype>(w, a.data.data(), quanto::detail::widen(a.scale), m, k,
+              kernels::matmul_quantized<typename A::qtype>(w, a.data.data(), quanto::model_arith::widen(a.scale), m, k,
                                                            y.data(), out_, bp);
               done = true;
             }

@@ -12,10 +12,10 @@
 
 #include "quanto/core/config.hpp"
 #include "quanto/core/error.hpp"
+#include "quanto/core/model_arith.hpp"
 #include "quanto/core/qtype.hpp"
 #include "quanto/core/tensor.hpp"
 #include "quanto/nn/tree.hpp"
-#include "quanto/quantize/model_arith.hpp"
 
 QUANTO_BEGIN_NAMESPACE
 namespace nn {
@@ -43,15 +43,15 @@ loss_and_grad<T> cross_entropy(tensor_view<const T> logits, std::span<const std:
       throw value_error("cross_entropy: label " + std::to_string(y) + " is not in [0, " + std::to_string(c) + ")");
     double mx = -std::numeric_limits<double>::infinity();
     for (std::int64_t j = 0; j < c; ++j)
-      mx = std::max(mx, static_cast<double>(quanto::detail::widen(logits[static_cast<std::size_t>(i * c + j)])));
+      mx = std::max(mx, static_cast<double>(quanto::model_arith::widen(logits[static_cast<std::size_t>(i * c + j)])));
     double sum = 0.0;
     for (std::int64_t j = 0; j < c; ++j)
       sum += (p[static_cast<std::size_t>(j)] =
-                  std::exp(quanto::detail::widen(logits[static_cast<std::size_t>(i * c + j)]) - mx));
+                  std::exp(quanto::model_arith::widen(logits[static_cast<std::size_t>(i * c + j)]) - mx));
     out.loss -= std::log(p[static_cast<std::size_t>(y)] / sum);
     for (std::int64_t j = 0; j < c; ++j) {
       const double g = (p[static_cast<std::size_t>(j)] / sum - (j == y ? 1.0 : 0.0)) / static_cast<double>(b);
-      out.grad[static_cast<std::size_t>(i * c + j)] = quanto::detail::narrow<T>(static_cast<float>(g));
+      out.grad[static_cast<std::size_t>(i * c + j)] = quanto::model_arith::narrow<T>(static_cast<float>(g));
     }
   }
   out.loss /= static_cast<double>(b);
@@ -68,18 +68,18 @@ class sgd {
     if (!(momentum >= 0.0 && momentum < 1.0)) throw value_error("sgd: the momentum must be in [0, 1)");
   }
   void step(module<T>& model) {
-    for_each_parameter(model, parameter_callback<T>([&](const std::string& name, tensor<T>& w, tensor<float>& g) {
-                         if (g.size() != w.size() || g.size() == 0) return;
-                         std::vector<float>& v = velocity_[name];
-                         if (momentum_ > 0.0 && v.size() != g.size()) v.assign(g.size(), 0.0f);
-                         for (std::size_t i = 0; i < w.size(); ++i) {
-                           float step = g[i];
-                           if (momentum_ > 0.0) step = v[i] = static_cast<float>(momentum_) * v[i] + g[i];
-                           w[i] =
-                               quanto::detail::narrow<T>(quanto::detail::widen(w[i]) - static_cast<float>(lr_) * step);
-                           g[i] = 0.0f;
-                         }
-                       }));
+    for_each_parameter(
+        model, parameter_callback<T>([&](const std::string& name, tensor<T>& w, tensor<float>& g) {
+          if (g.size() != w.size() || g.size() == 0) return;
+          std::vector<float>& v = velocity_[name];
+          if (momentum_ > 0.0 && v.size() != g.size()) v.assign(g.size(), 0.0f);
+          for (std::size_t i = 0; i < w.size(); ++i) {
+            float step = g[i];
+            if (momentum_ > 0.0) step = v[i] = static_cast<float>(momentum_) * v[i] + g[i];
+            w[i] = quanto::model_arith::narrow<T>(quanto::model_arith::widen(w[i]) - static_cast<float>(lr_) * step);
+            g[i] = 0.0f;
+          }
+        }));
   }
   void set_lr(double lr) { lr_ = lr; }
 

@@ -8,12 +8,12 @@
 #include <vector>
 
 #include "quanto/core/config.hpp"
+#include "quanto/core/model_arith.hpp"
 #include "quanto/core/qtype.hpp"
 #include "quanto/core/tensor.hpp"
 #include "quanto/quantize/axis.hpp"
 #include "quanto/quantize/checks.hpp"
 #include "quanto/quantize/group.hpp"
-#include "quanto/quantize/model_arith.hpp"
 #include "quanto/quantize/simd.hpp"
 
 QUANTO_BEGIN_NAMESPACE
@@ -92,7 +92,7 @@ scale_shift<T> max_scale_shift(tensor_view<const T> base, qaxis axis, kernels::p
   std::vector<float> lo(n, 0.0f), hi(n, 0.0f);
   std::vector<unsigned char> seen(n, 0);
   const auto step = [&](std::size_t i, std::size_t j) {
-    const float v = detail::widen(base[i]);
+    const float v = model_arith::widen(base[i]);
     if (!seen[j]) {
       lo[j] = hi[j] = v;
       seen[j] = 1;
@@ -132,9 +132,9 @@ scale_shift<T> max_scale_shift(tensor_view<const T> base, qaxis axis, kernels::p
   scale_shift<T> out{tensor<T>(pm.param_shape), tensor<T>(pm.param_shape)};
   const float levels = detail::code_max(Q::bits);  // qmax - qmin
   for (std::size_t j = 0; j < n; ++j) {
-    const T rmin = detail::narrow<T>(lo[j]), rmax = detail::narrow<T>(hi[j]);
-    out.scale[j] = detail::t_div_scalar(detail::t_sub(rmax, rmin), levels);
-    out.shift[j] = detail::t_neg(rmin);
+    const T rmin = model_arith::narrow<T>(lo[j]), rmax = model_arith::narrow<T>(hi[j]);
+    out.scale[j] = model_arith::t_div_scalar(model_arith::t_sub(rmax, rmin), levels);
+    out.shift[j] = model_arith::t_neg(rmin);
   }
   return out;
 }
@@ -146,7 +146,7 @@ tensor<std::uint8_t> to_zero_point(tensor_view<const T> scale, tensor_view<const
   detail::require_shape(shift.shape(), scale.shape(), "the shift");
   tensor<std::uint8_t> zp(scale.shape());
   for (std::size_t j = 0; j < zp.size(); ++j)
-    zp[j] = detail::to_code(round_half_even(detail::widen(detail::t_div(shift[j], scale[j]))), Q::bits);
+    zp[j] = detail::to_code(round_half_even(model_arith::widen(model_arith::t_div(shift[j], scale[j]))), Q::bits);
   return zp;
 }
 
@@ -173,14 +173,14 @@ tensor<std::uint8_t> quantize_affine(tensor_view<const T> base, tensor_view<cons
         if (simd && per_column)
           k = v::quantize_affine_zp_run<T, Q::bits, true>(x, o, n, 0.0f, 0, scale.data(), shift.data());
         else if (simd)
-          k = v::quantize_affine_zp_run<T, Q::bits, false>(x, o, n, detail::widen(scale[j]), shift[j], nullptr,
+          k = v::quantize_affine_zp_run<T, Q::bits, false>(x, o, n, model_arith::widen(scale[j]), shift[j], nullptr,
                                                            nullptr);
       } else {
         if (simd && per_column)
           k = v::quantize_affine_run<T, Q::bits, true>(x, o, n, 0.0f, 0.0f, scale.data(), shift.data());
         else if (simd)
-          k = v::quantize_affine_run<T, Q::bits, false>(x, o, n, detail::widen(scale[j]), detail::widen(shift[j]),
-                                                        nullptr, nullptr);
+          k = v::quantize_affine_run<T, Q::bits, false>(x, o, n, model_arith::widen(scale[j]),
+                                                        model_arith::widen(shift[j]), nullptr, nullptr);
       }
     }
 #endif
@@ -214,13 +214,13 @@ tensor<T> dequantize_affine(tensor_view<const std::uint8_t> codes, tensor_view<c
         if (simd && per_column)
           k = v::dequantize_affine_zp_run<T, true>(q, o, n, 0.0f, 0, scale.data(), shift.data());
         else if (simd)
-          k = v::dequantize_affine_zp_run<T, false>(q, o, n, detail::widen(scale[j]), shift[j], nullptr, nullptr);
+          k = v::dequantize_affine_zp_run<T, false>(q, o, n, model_arith::widen(scale[j]), shift[j], nullptr, nullptr);
       } else {
         if (simd && per_column)
           k = v::dequantize_affine_run<T, true>(q, o, n, 0.0f, 0.0f, scale.data(), shift.data());
         else if (simd)
-          k = v::dequantize_affine_run<T, false>(q, o, n, detail::widen(scale[j]), detail::widen(shift[j]), nullptr,
-                                                 nullptr);
+          k = v::dequantize_affine_run<T, false>(q, o, n, model_arith::widen(scale[j]), model_arith::widen(shift[j]),
+                                                 nullptr, nullptr);
       }
     }
 #endif

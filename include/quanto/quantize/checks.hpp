@@ -6,9 +6,9 @@
 
 #include "quanto/core/config.hpp"
 #include "quanto/core/error.hpp"
+#include "quanto/core/model_arith.hpp"
 #include "quanto/core/qtype.hpp"
 #include "quanto/core/tensor.hpp"
-#include "quanto/quantize/model_arith.hpp"
 #include "quanto/quantize/simd.hpp"
 
 QUANTO_BEGIN_NAMESPACE

@@ -13,12 +13,12 @@
 
 #include "quanto/core/config.hpp"
 #include "quanto/core/error.hpp"
+#include "quanto/core/model_arith.hpp"
 #include "quanto/core/qtype.hpp"
 #include "quanto/core/tensor.hpp"
 #include "quanto/core/type_list.hpp"
 #include "quanto/quantize/affine.hpp"
 #include "quanto/quantize/axis.hpp"
-#include "quanto/quantize/model_arith.hpp"
 #include "quanto/quantize/simd.hpp"
 #include "quanto/quantize/symmetric.hpp"
 #include "quanto/quantize/torch_pow.hpp"

@@ -9,11 +9,11 @@
 
 #include "quanto/core/config.hpp"
 #include "quanto/core/float8.hpp"
+#include "quanto/core/model_arith.hpp"
 #include "quanto/core/qtype.hpp"
 #include "quanto/core/tensor.hpp"
 #include "quanto/quantize/axis.hpp"
 #include "quanto/quantize/checks.hpp"
-#include "quanto/quantize/model_arith.hpp"
 #include "quanto/quantize/simd.hpp"
 
 QUANTO_BEGIN_NAMESPACE
@@ -81,7 +81,7 @@ tensor<T> absmax_scale(tensor_view<const T> base, qaxis axis, kernels::parallel_
   const param_map pm = map_params(base.shape(), axis);
   std::vector<float> rmax(static_cast<std::size_t>(pm.count()), 0.0f);
   const auto step = [&](std::size_t i, std::size_t j) {
-    const float a = detail::widen(detail::t_abs(base[i]));
+    const float a = model_arith::widen(model_arith::t_abs(base[i]));
     float& m = rmax[j];
     if (is_nan_bits(a) || (!is_nan_bits(m) && a > m)) m = a;  // amax propagates NaN
   };
@@ -115,7 +115,7 @@ tensor<T> absmax_scale(tensor_view<const T> base, qaxis axis, kernels::parallel_
         float m = 0.0f;
         const std::size_t k = v::absmax_run(base.data() + b, n, m, has_nan);
         for (std::size_t i = b + k; i < b + n && !has_nan; ++i) {
-          const float a = detail::widen(detail::t_abs(base[i]));
+          const float a = model_arith::widen(model_arith::t_abs(base[i]));
           has_nan = is_nan_bits(a);
           m = a > m ? a : m;
         }
@@ -143,7 +143,7 @@ tensor<T> absmax_scale(tensor_view<const T> base, qaxis axis, kernels::parallel_
   if (!done) pm.for_each(step);
   tensor<T> scale(pm.param_shape);
   for (std::size_t j = 0; j < rmax.size(); ++j)
-    scale[j] = detail::t_div_scalar(detail::narrow<T>(rmax[j]), static_cast<float>(Q::qmax));
+    scale[j] = model_arith::t_div_scalar(model_arith::narrow<T>(rmax[j]), static_cast<float>(Q::qmax));
   return scale;
 }
 
@@ -166,7 +166,7 @@ tensor<typename Q::storage> quantize_symmetric(tensor_view<const T> base, qaxis 
       if (simd && per_column)
         k = v::quantize_symmetric_run<Q, T, true>(base.data() + b, out.data() + b, n, 0.0f, scale.data());
       else if (simd)
-        k = v::quantize_symmetric_run<Q, T, false>(base.data() + b, out.data() + b, n, detail::widen(scale[j]),
+        k = v::quantize_symmetric_run<Q, T, false>(base.data() + b, out.data() + b, n, model_arith::widen(scale[j]),
                                                    nullptr);
     }
 #endif
@@ -194,7 +194,7 @@ tensor<T> dequantize_symmetric(tensor_view<const typename Q::storage> data, qaxi
       if (simd && per_column)
         k = v::dequantize_symmetric_run<Q, T, true>(data.data() + b, out.data() + b, n, 0.0f, scale.data());
       else if (simd)
-        k = v::dequantize_symmetric_run<Q, T, false>(data.data() + b, out.data() + b, n, detail::widen(scale[j]),
+        k = v::dequantize_symmetric_run<Q, T, false>(data.data() + b, out.data() + b, n, model_arith::widen(scale[j]),
                                                      nullptr);
     }
 #endif

@@ -135,11 +135,11 @@ struct elem_impl {  // the register pair's halves; sub.rn / mul.rn as one exact 
     return static_cast<std::uint32_t>(a.to_bits()) | static_cast<std::uint32_t>(b.to_bits()) << 16;
   }
   static std::uint32_t sub2(std::uint32_t a, std::uint32_t b) {
-    return pack(quanto::detail::t_sub(lo(a), lo(b)), quanto::detail::t_sub(hi(a), hi(b)));
+    return pack(quanto::model_arith::t_sub(lo(a), lo(b)), quanto::model_arith::t_sub(hi(a), hi(b)));
   }
   static std::uint32_t mul2(std::uint32_t a, std::uint32_t b) {  // the float32 product is exact: one rounding
-    return pack(quanto::detail::narrow<Q>(to_float(lo(a)) * to_float(lo(b))),
-                quanto::detail::narrow<Q>(to_float(hi(a)) * to_float(hi(b))));
+    return pack(quanto::model_arith::narrow<Q>(to_float(lo(a)) * to_float(lo(b))),
+                quanto::model_arith::narrow<Q>(to_float(hi(a)) * to_float(hi(b))));
   }
   static float2 to_float2(std::uint32_t v) { return {to_float(lo(v)), to_float(hi(v))}; }
   static std::uint32_t pack2(float a, float b) { return pack(Q(a), Q(b)); }
