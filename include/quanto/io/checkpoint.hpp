@@ -141,7 +141,7 @@ inline void check_shard_name(std::string_view name, std::string_view tensor, std
 /// files are links into `../../blobs/`).
 inline std::filesystem::path link_containment_folder(const std::filesystem::path& folder) {
   const auto snapshots = folder.parent_path();
-  const auto repo = snapshots.parent_path();
+  auto repo = snapshots.parent_path();
   const std::string repo_name = repo.filename().string();
   if (folder.has_filename() && snapshots.filename() == "snapshots" && repo_name.size() > 8 &&
       repo_name.rfind("models--", 0) == 0 && repo != repo.root_path())
