@@ -21,9 +21,9 @@
 // ignored keys too. A qtype may be any name quanto accepts, the alias "qfloat8" included, or
 // "none"; activations must be 8-bit.
 //
-// The text is untrusted: it is parsed by a schema-directed SAX handler that stops at the first
-// token that breaks the schema, never builds a DOM and holds only the entries and the keys of the
-// objects still open. Also rejected (`qmap_error`): more than `max_qmap_size` bytes, bytes that
+// The text is untrusted: it is read by the strict JSON reader (io/json.hpp) against a schema
+// that stops at the first token that breaks it, never builds a DOM and holds only the entries and
+// the keys of the objects still open. Also rejected (`qmap_error`): more than `max_qmap_size` bytes, bytes that
 // are not UTF-8, a NUL byte (a JSON parser would take it for the end of the text), a byte-order
 // mark (Python's json.load rejects it too), and nesting deeper than `max_qmap_depth`.
 #pragma once
@@ -39,7 +39,6 @@
 #include <cstring>
 #include <exception>
 #include <filesystem>
-#include <nlohmann/json.hpp>
 #include <random>
 #include <set>
 #include <string>
@@ -51,9 +50,10 @@
 #include "quanto/core/error.hpp"
 #include "quanto/core/qtype.hpp"
 #include "quanto/core/quantization_map.hpp"
-#include "quanto/io/key_set.hpp"
-#include "quanto/io/safetensors.hpp"
+#include "quanto/io/file.hpp"
+#include "quanto/io/json.hpp"
 #include "quanto/io/safetensors_error.hpp"
+#include "quanto/io/text.hpp"
 
 QUANTO_BEGIN_NAMESPACE
 namespace io {
@@ -78,69 +78,6 @@ namespace detail {
 
 inline std::string qmap_where(std::string_view source) { return "quantization map " + quote(source, 512) + ": "; }
 
-/// Appends `s` as Python's `json.dumps(s)` (ensure_ascii=True) writes it. `s` must be UTF-8
-/// (a Python str always is); value_error otherwise.
-inline void append_python_json_string(std::string& out, std::string_view s) {
-  if (const std::size_t bad = utf8_error_offset(s); bad != npos)
-    throw value_error("quantization map: the name " + quote(s) + " is not UTF-8 (invalid byte at offset " +
-                      std::to_string(bad) + ")");
-  const auto u4 = [&out](std::uint32_t v) {
-    static constexpr char hex[] = "0123456789abcdef";
-    out += "\\u";
-    for (int shift = 12; shift >= 0; shift -= 4) out += hex[(v >> shift) & 0xFu];
-  };
-  out += '"';
-  for (std::size_t i = 0; i < s.size();) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    if (c < 0x80) {
-      ++i;
-      switch (c) {
-        case '"':
-          out += "\\\"";
-          break;
-        case '\\':
-          out += "\\\\";
-          break;
-        case '\b':
-          out += "\\b";
-          break;
-        case '\f':
-          out += "\\f";
-          break;
-        case '\n':
-          out += "\\n";
-          break;
-        case '\r':
-          out += "\\r";
-          break;
-        case '\t':
-          out += "\\t";
-          break;
-        default:
-          if (c < 0x20 || c == 0x7F)
-            u4(c);  // Python escapes everything outside ' '..'~'
-          else
-            out += static_cast<char>(c);
-      }
-      continue;
-    }
-    // A valid multi-byte sequence (checked above): decode its code point.
-    const int len = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : 2;
-    std::uint32_t cp = c & (len == 4 ? 0x07u : len == 3 ? 0x0Fu : 0x1Fu);
-    for (int k = 1; k < len; ++k)
-      cp = (cp << 6) | (static_cast<unsigned char>(s[i + static_cast<std::size_t>(k)]) & 0x3Fu);
-    i += static_cast<std::size_t>(len);
-    if (cp < 0x10000) {
-      u4(cp);
-    } else {
-      const std::uint32_t v = cp - 0x10000;
-      u4(0xD800 + (v >> 10));
-      u4(0xDC00 + (v & 0x3FF));
-    }
-  }
-  out += '"';
-}
-
 /// Checks one qtype field of an entry: "none" or a name quanto accepts (8-bit for activations).
 inline void check_qmap_qtype(std::string_view value, bool activations, const std::string& module,
                              std::string_view source) {
@@ -155,159 +92,130 @@ inline void check_qmap_qtype(std::string_view value, bool activations, const std
                      " are not 8-bit (quanto quantizes activations to qint8 or a qfloat8 type only)");
 }
 
-/// Builds the quantization map one JSON token at a time and throws `qmap_error` at the first
-/// token that breaks the schema (see the top of this file). Used through nlohmann's sax_parse.
-class qmap_sax {
+/// The quantization map's schema on the strict JSON reader (io/json.hpp): builds the map one
+/// event at a time and throws `qmap_error` at the first that breaks it (see the top of this file).
+class qmap_schema {
  public:
-  using json = nlohmann::json;
-
-  explicit qmap_sax(std::string_view source) : source_(source) {}
+  explicit qmap_schema(std::string_view source) : source_(source) {}
 
   quantization_map_t entries;
 
-  // nlohmann's type names, as the messages of the former DOM parser gave them
-  bool null() { return scalar("null"); }
-  bool boolean(bool) { return scalar("boolean"); }
-  bool number_integer(json::number_integer_t) { return scalar("number"); }
-  bool number_unsigned(json::number_unsigned_t) { return scalar("number"); }
-  bool number_float(json::number_float_t, const json::string_t&) { return scalar("number"); }
-  bool binary(json::binary_t&) { return scalar("binary"); }  // not produced by the JSON parser
+  json_action begin_object() {
+    if (at_ == place::none) {
+      at_ = place::root;
+      return json_action::enter;
+    }
+    if (skipped()) return json_action::skip;
+    if (at_ == place::root) {  // a module's entry
+      has_weights_ = has_activations_ = false;
+      pending_ = field::none;
+      at_ = place::entry;
+      return json_action::enter;
+    }
+    reject("object");
+  }
+  json_action begin_array() {
+    if (skipped()) return json_action::skip;
+    reject("array");
+  }
 
-  bool string(json::string_t& s) {
-    if (skipped()) return true;
-    if (depth_ != 0 && top().type == kind::entry) {  // the value of "weights" or "activations"
-      const bool activations = top().pending == field::activations;
+  void key(std::string& k) {  // (the reader has rejected a key given twice)
+    if (at_ == place::root) {
+      module_ = std::move(k);
+      pending_ = field::module;
+    } else if (k == "weights") {
+      pending_ = field::weights;
+      has_weights_ = true;
+    } else if (k == "activations") {
+      pending_ = field::activations;
+      has_activations_ = true;
+    } else {
+      pending_ = field::unknown;
+    }
+  }
+
+  void end_object() {
+    if (at_ == place::root) {
+      at_ = place::none;
+      return;
+    }
+    const char* missing = !has_weights_ ? "weights" : !has_activations_ ? "activations" : nullptr;
+    if (missing) throw qmap_error(qmap_where(source_) + "module " + quote(module_) + ": no \"" + missing + "\" key");
+    entries.push_back(qmap_entry{std::move(module_), std::move(weights_), std::move(activations_)});
+    module_.clear();
+    weights_.clear();
+    activations_.clear();
+    pending_ = field::none;
+    at_ = place::root;
+  }
+  void end_array() {}  // (arrays are always skipped)
+
+  // the type names of nlohmann's DOM, which the messages have always used
+  void null() { scalar("null"); }
+  void boolean(bool) { scalar("boolean"); }
+  void number(const json_number&) { scalar("number"); }
+
+  void string(std::string& s) {
+    if (skipped()) return;
+    if (at_ == place::entry) {  // the value of "weights" or "activations"
+      const bool activations = pending_ == field::activations;
       check_qmap_qtype(s, activations, module_, source_);
       (activations ? activations_ : weights_) = std::move(s);
-      top().pending = field::none;
-      return true;
+      pending_ = field::none;
+      return;
     }
     reject("string");
   }
 
-  bool start_object(std::size_t) {
-    if (depth_ == 0) return push(kind::root);
-    if (skipped()) return push(kind::skip_object);
-    if (top().type == kind::root) {  // a module's entry
-      top().pending = field::none;
-      has_weights_ = has_activations_ = false;
-      return push(kind::entry);
-    }
-    reject("object");
-  }
-
-  bool start_array(std::size_t) {
-    if (skipped()) return push(kind::skip_array);
-    reject("array");
-  }
-
-  bool key(json::string_t& k) {
-    frame& f = top();
-    if (!f.keys.insert(k))
-      throw qmap_error(qmap_where(source_) + "the key " + quote(k) + " appears twice in one object" +
-                       (f.type == kind::root ? std::string() : " (in the entry of module " + quote(module_) + ")"));
-    switch (f.type) {
-      case kind::root:
-        module_ = std::move(k);
-        f.pending = field::module;
-        break;
-      case kind::entry:
-        if (k == "weights") {
-          f.pending = field::weights;
-          has_weights_ = true;
-        } else if (k == "activations") {
-          f.pending = field::activations;
-          has_activations_ = true;
-        } else {
-          f.pending = field::unknown;
-        }
-        break;
+  /// A fault the reader found, in this format's words.
+  [[noreturn]] void fail(const json_error& e) const {
+    const std::string w = qmap_where(source_);
+    switch (e.fault()) {
+      case json_fault::syntax:
+        throw qmap_error(w + "not valid JSON: " + quote(e.detail(), 240));
+      case json_fault::too_deep:
+        throw qmap_error(w + e.description() +
+                         (module_.empty() ? std::string() : " (in module " + quote(module_) + ")"));
+      case json_fault::duplicate_key:
+        throw qmap_error(w + e.description() +
+                         (e.depth() <= 1 ? std::string() : " (in the entry of module " + quote(module_) + ")"));
       default:
-        break;
+        throw qmap_error(w + e.description());
     }
-    return true;
-  }
-
-  bool end_object() {
-    if (top().type == kind::entry) {
-      const char* missing = !has_weights_ ? "weights" : !has_activations_ ? "activations" : nullptr;
-      if (missing) throw qmap_error(qmap_where(source_) + "module " + quote(module_) + ": no \"" + missing + "\" key");
-      entries.push_back(qmap_entry{std::move(module_), std::move(weights_), std::move(activations_)});
-      module_.clear();
-      weights_.clear();
-      activations_.clear();
-    }
-    --depth_;
-    return true;
-  }
-
-  bool end_array() {
-    --depth_;
-    return true;
-  }
-
-  bool parse_error(std::size_t, const std::string&, const json::exception& ex) {
-    throw qmap_error(qmap_where(source_) + "not valid JSON: " + quote(ex.what(), 240));
   }
 
  private:
-  enum class kind : std::uint8_t { root, entry, skip_object, skip_array };
-  // What the next value of a root or entry object is (set by the key before it).
+  enum class place : std::uint8_t { none, root, entry };
+  // What the next value of the map or an entry is (set by the key before it).
   enum class field : std::uint8_t { none, module, weights, activations, unknown };
 
-  struct frame {
-    kind type = kind::root;
-    field pending = field::none;
-    json_key_set keys;  // the keys seen so far (objects only)
-  };
-
-  frame& top() noexcept { return frames_[depth_ - 1]; }
-
-  bool push(kind k) {
-    if (depth_ >= max_qmap_depth)
-      throw qmap_error(qmap_where(source_) + "JSON nested deeper than " + std::to_string(max_qmap_depth) + " levels" +
-                       (module_.empty() ? std::string() : " (in module " + quote(module_) + ")"));
-    if (depth_ == frames_.size()) frames_.emplace_back();  // frames are reused, with their key buffers
-    frame& f = frames_[depth_++];
-    f.type = k;
-    f.pending = field::none;
-    f.keys.clear();
+  /// True (and the value consumed) when the value is that of an entry's ignored key.
+  bool skipped() noexcept {
+    if (at_ != place::entry || pending_ != field::unknown) return false;
+    pending_ = field::none;
     return true;
   }
 
-  /// True (and the value consumed) when the value is, or is inside, the value of an ignored key.
-  bool skipped() noexcept {
-    if (depth_ == 0) return false;
-    frame& f = top();
-    if (f.type == kind::skip_object || f.type == kind::skip_array) return true;
-    if (f.type == kind::entry && f.pending == field::unknown) {
-      f.pending = field::none;
-      return true;
-    }
-    return false;
-  }
-
-  bool scalar(const char* type) {
-    if (skipped()) return true;
+  void scalar(const char* type) {
+    if (skipped()) return;
     reject(type);
   }
 
   /// A value the schema does not allow here (`type` is what came).
   [[noreturn]] void reject(const char* type) const {
     const std::string where = qmap_where(source_);
-    if (depth_ == 0) throw qmap_error(where + "expected a JSON object of modules, got " + type);
-    const frame& f = frames_[depth_ - 1];
-    if (f.type == kind::root)
+    if (at_ == place::none) throw qmap_error(where + "expected a JSON object of modules, got " + type);
+    if (at_ == place::root)
       throw qmap_error(where + "module " + quote(module_) + ": expected an object with \"weights\" and " +
                        "\"activations\", got " + type);
     throw qmap_error(where + "module " + quote(module_) + ": \"" +
-                     (f.pending == field::activations ? "activations" : "weights") +
+                     (pending_ == field::activations ? "activations" : "weights") +
                      "\" must be a qtype name or \"none\", got " + type);
   }
 
   std::string_view source_;
-  std::vector<frame> frames_;
-  std::size_t depth_ = 0;
+  place at_ = place::none;
+  field pending_ = field::none;
   // the entry being read
   std::string module_, weights_, activations_;
   bool has_weights_ = false, has_activations_ = false;
@@ -347,13 +255,13 @@ inline void write_qmap(const std::filesystem::path& path, const quantization_map
 
 /// Parses a quantization map (see the file comment); `source` names it in error messages.
 [[nodiscard]] inline quantization_map_t parse_qmap(std::string_view json, std::string_view source = "<memory>") {
-  const std::string where = detail::qmap_where(source);
-  if (const auto fault = detail::json_text_fault(json, max_qmap_size)) throw qmap_error(where + *fault);
-  detail::qmap_sax sax(source);
-  if (!nlohmann::json::sax_parse(json.data(), json.data() + json.size(), &sax, nlohmann::json::input_format_t::json,
-                                 /*strict=*/true, /*ignore_comments=*/false))
-    throw qmap_error(where + "not valid JSON");  // not reached: the handler throws
-  return std::move(sax.entries);
+  detail::qmap_schema schema(source);
+  try {
+    read_json(json, schema, json_limits{max_qmap_size, max_qmap_depth});
+  } catch (const json_error& e) {
+    schema.fail(e);
+  }
+  return std::move(schema.entries);
 }
 
 /// Reads and parses the quantization map at `path`. `file_error` when it cannot be read,

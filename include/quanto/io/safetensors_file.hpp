@@ -14,7 +14,6 @@
 #include <filesystem>
 #include <map>
 #include <memory>
-#include <nlohmann/json.hpp>
 #include <span>
 #include <string>
 #include <string_view>
@@ -163,29 +162,21 @@ class safetensors_file {
     header_size_ = n;
     // 5.-6. UTF-8 JSON object, parsed against the schema
     const std::string_view header(reinterpret_cast<const char*>(p + 8), static_cast<std::size_t>(n));
-    detail::check_header_bytes(header, source_);
-    detail::header_sax sax(source_);
-    const bool ok = nlohmann::json::sax_parse(header.data(), header.data() + header.size(), &sax,
-                                              nlohmann::json::input_format_t::json, /*strict=*/true,
-                                              /*ignore_comments=*/false);
-    if (!ok) throw header_error(where + "the header is not valid JSON");  // not reached: sax throws
-    tensors_ = std::move(sax.tensors);
-    metadata_ = std::move(sax.metadata);
+    auto parsed = detail::parse_header(header, source_);
+    tensors_ = std::move(parsed.tensors);
+    metadata_ = std::move(parsed.metadata);
 
     // 7. offset order (ties, i.e. empty tensors at one offset, keep their JSON order)
     std::stable_sort(tensors_.begin(), tensors_.end(), [](const tensor_info& a, const tensor_info& b) {
       return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
     });
-    // Duplicate names (the reference silently keeps the last one), checked before the layout so
-    // that a duplicate is reported as one even when its ranges also overlap.
+    // The names are unique: the JSON reader rejects a key given twice (the reference silently
+    // keeps the last tensor of a name), before the layout, so a duplicate is reported as one even
+    // when its ranges also overlap.
     by_name_.resize(tensors_.size());
     for (std::size_t i = 0; i < by_name_.size(); ++i) by_name_[i] = i;
     std::sort(by_name_.begin(), by_name_.end(),
               [this](std::size_t a, std::size_t b) { return tensors_[a].name < tensors_[b].name; });
-    for (std::size_t i = 1; i < by_name_.size(); ++i)
-      if (tensors_[by_name_[i]].name == tensors_[by_name_[i - 1]].name)
-        throw duplicate_error(where + "the tensor name " + detail::quote(tensors_[by_name_[i]].name) +
-                              " appears more than once");
     // 8. exact tiling of the data section (9.-11., size and overflow, were checked per entry)
     const std::uint64_t data_len = size_ - 8 - n;  // safe: n <= size_ - 8
     std::uint64_t running = 0;

@@ -16,9 +16,9 @@
 //   * a duplicate key at any level is rejected (`duplicate_error`): a tensor name (the reference
 //     keeps the last one), a metadata key (the reference keeps the last one), a field of a tensor
 //     entry, or a key inside an ignored unknown field;
-//   * the header is parsed by a schema-directed SAX handler that stops at the first token that
-//     breaks the schema; JSON nesting deeper than `max_header_depth` (64; the reference allows
-//     128) is rejected;
+//   * the header is read by the strict JSON reader (io/json.hpp) against a schema that stops at
+//     the first token that breaks it; JSON nesting deeper than `max_header_depth` (64; the
+//     reference allows 128) is rejected;
 //   * a dimension above 2^63 - 1, or a shape whose product (zero dimensions counted as 1) times
 //     the element size exceeds 2^63 - 1 bytes, is rejected (`size_error`) even when another
 //     dimension is 0 and the tensor is empty: the reference accepts e.g. [0, 2^64 - 1], whose
@@ -38,7 +38,6 @@
 #include <iterator>
 #include <limits>
 #include <map>
-#include <nlohmann/json.hpp>
 #include <optional>
 #include <span>
 #include <string>
@@ -49,7 +48,7 @@
 #include "quanto/core/config.hpp"
 #include "quanto/core/dtype.hpp"
 #include "quanto/core/error.hpp"
-#include "quanto/io/key_set.hpp"
+#include "quanto/io/json.hpp"
 #include "quanto/io/safetensors_error.hpp"
 #include "quanto/io/text.hpp"
 
@@ -125,278 +124,236 @@ inline bool is_reference_only_dtype(std::string_view s) noexcept {
 /// Prefix of every message about a file or an in-memory buffer.
 inline std::string where(std::string_view source) { return "safetensors " + quote(source, 512) + ": "; }
 
-/// Builds the tensor table and the metadata from the header, one token at a time, and throws the
-/// typed error at the first token that breaks the schema. Used through nlohmann::json::sax_parse.
-class header_sax {
+/// The header's schema on the strict JSON reader (io/json.hpp): builds the tensor table and the
+/// metadata one event at a time, and throws the typed error at the first event that breaks it.
+class header_schema {
  public:
-  using json = nlohmann::json;
-
-  explicit header_sax(std::string_view source) : source_(source) {}
+  explicit header_schema(std::string_view source) : source_(source) {}
 
   std::vector<tensor_info> tensors;
   std::map<std::string, std::string> metadata;
 
-  bool null() {
-    if (ignored()) return true;
-    if (top() == frame_kind::root && pending() == field::metadata) {  // "__metadata__": null
-      done_value();
-      return true;
-    }
-    reject("null");
-  }
-  bool boolean(bool) {
-    if (ignored()) return true;
-    reject("a boolean");
-  }
-  bool number_integer(json::number_integer_t v) {  // nlohmann: only negative numbers and "-0"
-    if (ignored()) return true;
-    reject(v < 0 ? "a negative integer" : "a signed integer (-0)");
-  }
-  bool number_float(json::number_float_t, const json::string_t&) {
-    if (ignored()) return true;
-    reject("a floating-point number or an integer too large for 64 bits");
-  }
-  bool binary(json::binary_t&) { reject("binary data"); }  // not produced by the JSON parser
-
-  bool number_unsigned(json::number_unsigned_t v) {
-    if (ignored()) return true;
-    switch (top()) {
-      case frame_kind::shape:
-        if (v > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
-          throw size_error(where(source_) + "tensor " + quote(name_) + ": dimension " + std::to_string(v) +
-                           " exceeds 2^63 - 1");
-        shape_.push_back(static_cast<std::int64_t>(v));
-        return true;
-      case frame_kind::offsets:
-        if (offset_count_ == 2)
-          throw header_error(where(source_) + "tensor " + quote(name_) + ": data_offsets has more than 2 elements");
-        offsets_[offset_count_++] = v;
-        return true;
-      default:
-        reject("an integer");
-    }
-  }
-
-  bool string(json::string_t& s) {
-    if (ignored()) return true;
-    switch (top()) {
-      case frame_kind::metadata:
-        metadata.emplace(std::move(metadata_key_), std::move(s));
-        return true;
-      case frame_kind::entry:
-        if (pending() == field::dtype) {
-          const auto t = dtype_from_string(s);
-          if (!t)
-            throw dtype_error(where(source_) + "tensor " + quote(name_) + ": dtype " + quote(s) +
-                              (is_reference_only_dtype(s)
-                                   ? " is a safetensors dtype that quanto does not support"
-                                   : " is not a safetensors dtype (the names are case-sensitive)"));
-          dtype_ = *t;
-          done_value();
-          return true;
+  json_action begin_object() {
+    switch (at_) {
+      case place::none:
+        at_ = place::root;
+        return json_action::enter;
+      case place::root:
+        if (pending_ == field::metadata) {
+          pending_ = field::none;
+          at_ = place::metadata;
+          return json_action::enter;
         }
-        reject("a string");
-      default:
-        reject("a string");
-    }
-  }
-
-  bool start_object(std::size_t) {
-    if (stack_.empty()) {
-      push(frame_kind::root);
-      return true;
-    }
-    switch (top()) {
-      case frame_kind::root:
-        if (pending() == field::metadata) {
-          done_value();
-          push(frame_kind::metadata);
-          return true;
-        }
-        done_value();  // pending() == field::tensor
+        pending_ = field::none;  // field::tensor
         start_entry();
-        push(frame_kind::entry);
-        return true;
-      case frame_kind::entry:
-        if (pending() != field::unknown) break;
-        done_value();
-        push(frame_kind::skip_object);
-        return true;
-      case frame_kind::skip_object:
-      case frame_kind::skip_array:
-        push(frame_kind::skip_object);
-        return true;
+        at_ = place::entry;
+        return json_action::enter;
+      case place::entry:
+        if (pending_ != field::unknown) break;
+        pending_ = field::none;
+        return json_action::skip;
       default:
         break;
     }
     reject("an object");
   }
 
-  bool key(json::string_t& k) {
-    switch (top()) {
-      case frame_kind::root:
-        if (k == "__metadata__") {
-          if (seen_metadata_) throw duplicate_error(where(source_) + "the header has two \"__metadata__\" keys");
-          seen_metadata_ = true;
-          set_pending(field::metadata);
-        } else {
-          name_ = std::move(k);
-          set_pending(field::tensor);
-        }
-        return true;
-      case frame_kind::metadata:
-        if (metadata.count(k) != 0)
-          throw duplicate_error(where(source_) + "__metadata__ has the key " + quote(k) + " twice");
-        metadata_key_ = std::move(k);
-        return true;
-      case frame_kind::entry: {
-        field f = field::unknown;
-        bool* seen = nullptr;
-        if (k == "dtype") {
-          f = field::dtype;
-          seen = &seen_dtype_;
-        } else if (k == "shape") {
-          f = field::shape;
-          seen = &seen_shape_;
-        } else if (k == "data_offsets") {
-          f = field::offsets;
-          seen = &seen_offsets_;
-        }
-        const bool dup = seen ? std::exchange(*seen, true) : !unknown_keys_.insert(k);
-        if (dup)
-          throw duplicate_error(where(source_) + "tensor " + quote(name_) + ": the field " + quote(k) +
-                                " appears twice");
-        set_pending(f);
-        return true;
+  json_action begin_array() {
+    if (at_ == place::entry) {
+      const field f = std::exchange(pending_, field::none);
+      if (f == field::unknown) return json_action::skip;
+      if (f == field::shape) {
+        shape_.clear();
+        at_ = place::shape;
+        return json_action::enter;
       }
-      default:  // skip_object
-        if (!stack_.back().keys.insert(k))
-          throw duplicate_error(where(source_) + "tensor " + quote(name_) +
-                                ": a duplicate key inside an unknown field");
-        return true;
-    }
-  }
-
-  bool end_object() {
-    if (top() == frame_kind::entry) finish_entry();
-    stack_.pop_back();
-    return true;
-  }
-
-  bool start_array(std::size_t) {
-    if (!stack_.empty()) {
-      switch (top()) {
-        case frame_kind::entry:
-          if (pending() == field::shape) {
-            done_value();
-            shape_.clear();
-            push(frame_kind::shape);
-            return true;
-          }
-          if (pending() == field::offsets) {
-            done_value();
-            offset_count_ = 0;
-            push(frame_kind::offsets);
-            return true;
-          }
-          if (pending() == field::unknown) {
-            done_value();
-            push(frame_kind::skip_array);
-            return true;
-          }
-          break;
-        case frame_kind::skip_object:
-        case frame_kind::skip_array:
-          push(frame_kind::skip_array);
-          return true;
-        default:
-          break;
+      if (f == field::offsets) {
+        offset_count_ = 0;
+        at_ = place::offsets;
+        return json_action::enter;
       }
+      pending_ = f;  // (for the message)
     }
     reject("an array");
   }
 
-  bool end_array() {
-    if (top() == frame_kind::offsets && offset_count_ != 2)
+  void key(std::string& k) {  // (the reader has rejected a key given twice)
+    switch (at_) {
+      case place::root:
+        if (k == "__metadata__") {
+          pending_ = field::metadata;
+        } else {
+          name_ = std::move(k);
+          pending_ = field::tensor;
+        }
+        return;
+      case place::metadata:
+        metadata_key_ = std::move(k);
+        return;
+      default:  // place::entry
+        if (k == "dtype") {
+          pending_ = field::dtype;
+          seen_dtype_ = true;
+        } else if (k == "shape") {
+          pending_ = field::shape;
+          seen_shape_ = true;
+        } else if (k == "data_offsets") {
+          pending_ = field::offsets;
+          seen_offsets_ = true;
+        } else {
+          pending_ = field::unknown;
+        }
+        return;
+    }
+  }
+
+  void end_object() {
+    if (at_ == place::entry) finish_entry();
+    at_ = at_ == place::root ? place::none : place::root;
+  }
+
+  void end_array() {
+    if (at_ == place::offsets && offset_count_ != 2)
       throw header_error(where(source_) + "tensor " + quote(name_) + ": data_offsets has " +
                          std::to_string(offset_count_) + " elements, it needs exactly 2");
-    stack_.pop_back();
-    return true;
+    at_ = place::entry;
   }
 
-  bool parse_error(std::size_t position, const std::string&, const json::exception& ex) {
-    throw header_error(where(source_) + "the header is not valid JSON (near header byte " + std::to_string(position) +
-                       "): " + quote(ex.what(), 240));
+  void null() {
+    if (ignored()) return;
+    if (at_ == place::root && pending_ == field::metadata) {  // "__metadata__": null
+      pending_ = field::none;
+      return;
+    }
+    reject("null");
   }
+  void boolean(bool) {
+    if (ignored()) return;
+    reject("a boolean");
+  }
+
+  void number(const json_number& n) {
+    if (ignored()) return;
+    if (n.type == json_number::kind::negative_integer) reject(n.i < 0 ? "a negative integer" : "a signed integer (-0)");
+    if (n.type != json_number::kind::unsigned_integer)
+      reject("a floating-point number or an integer too large for 64 bits");
+    const std::uint64_t v = n.u;
+    switch (at_) {
+      case place::shape:
+        if (v > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
+          throw size_error(where(source_) + "tensor " + quote(name_) + ": dimension " + std::to_string(v) +
+                           " exceeds 2^63 - 1");
+        shape_.push_back(static_cast<std::int64_t>(v));
+        return;
+      case place::offsets:
+        if (offset_count_ == 2)
+          throw header_error(where(source_) + "tensor " + quote(name_) + ": data_offsets has more than 2 elements");
+        offsets_[offset_count_++] = v;
+        return;
+      default:
+        reject("an integer");
+    }
+  }
+
+  void string(std::string& s) {
+    if (ignored()) return;
+    if (at_ == place::metadata) {
+      metadata.emplace(std::move(metadata_key_), std::move(s));
+      return;
+    }
+    if (at_ == place::entry && pending_ == field::dtype) {
+      const auto t = dtype_from_string(s);
+      if (!t)
+        throw dtype_error(where(source_) + "tensor " + quote(name_) + ": dtype " + quote(s) +
+                          (is_reference_only_dtype(s) ? " is a safetensors dtype that quanto does not support"
+                                                      : " is not a safetensors dtype (the names are case-sensitive)"));
+      dtype_ = *t;
+      pending_ = field::none;
+      return;
+    }
+    reject("a string");
+  }
+
+  /// A fault the reader found, in this format's words and error types.
+  [[noreturn]] void fail(const json_error& e) const {
+    const std::string w = where(source_);
+    const std::string at = std::to_string(e.offset()), file_at = std::to_string(e.offset() + 8);
+    switch (e.fault()) {
+      case json_fault::not_utf8:
+        throw header_error(w + "the header is not valid UTF-8 (header byte " + at + ", file offset " + file_at + ")");
+      case json_fault::nul_byte:
+        throw header_error(w + "the header holds a NUL byte (header byte " + at + ", file offset " + file_at + ")");
+      case json_fault::empty:
+        throw header_error(w + "the header is empty");
+      case json_fault::byte_order_mark:
+      case json_fault::not_an_object: {
+        const auto c = static_cast<unsigned char>(header_[e.offset()]);
+        std::string got = "byte 0x";
+        append_hex_byte(got, c);
+        throw header_error(w + "the header must be a JSON object, but it starts with " + got +
+                           (header_.substr(e.offset(), 3) == "\xEF\xBB\xBF" ? " (a byte-order mark)" : "") +
+                           " at header byte " + at);
+      }
+      case json_fault::syntax:
+        throw header_error(w + "the header is not valid JSON (near header byte " + std::to_string(e.offset() + 1) +
+                           "): " + quote(e.detail(), 240));
+      case json_fault::too_deep:
+        throw header_error(w + "the header nests JSON deeper than " + std::to_string(max_header_depth) + " levels");
+      case json_fault::duplicate_key:
+        if (e.in_skipped())
+          throw duplicate_error(w + "tensor " + quote(name_) + ": a duplicate key inside an unknown field");
+        if (at_ == place::entry)
+          throw duplicate_error(w + "tensor " + quote(name_) + ": the field " + quote(e.detail()) + " appears twice");
+        if (at_ == place::metadata)
+          throw duplicate_error(w + "__metadata__ has the key " + quote(e.detail()) + " twice");
+        if (e.detail() == "__metadata__") throw duplicate_error(w + "the header has two \"__metadata__\" keys");
+        throw duplicate_error(w + "the tensor name " + quote(e.detail()) + " appears more than once");
+      default:  // too_large: N was checked against the same limit before
+        throw header_error(w + "the header " + e.description());
+    }
+  }
+
+  void set_header(std::string_view header) noexcept { header_ = header; }
 
  private:
-  enum class frame_kind { none, root, metadata, entry, shape, offsets, skip_object, skip_array };
-  // What the next value in a root or entry frame must be (set by the key before it).
+  // Where the reader is: the header object, `__metadata__`, a tensor entry, its shape or offsets.
+  enum class place { none, root, metadata, entry, shape, offsets };
+  // What the next value in the header object or an entry must be (set by the key before it).
   enum class field { none, metadata, tensor, dtype, shape, offsets, unknown };
 
-  struct frame {
-    frame_kind kind;
-    field pending = field::none;
-    json_key_set keys;  // skip_object frames only: to reject duplicate keys there too
-  };
-
-  frame_kind top() const noexcept { return stack_.empty() ? frame_kind::none : stack_.back().kind; }
-  field pending() const noexcept { return stack_.back().pending; }
-  void set_pending(field f) noexcept { stack_.back().pending = f; }
-  void done_value() noexcept { stack_.back().pending = field::none; }
-
-  void push(frame_kind k) {
-    // (the root object is depth 1, a tensor entry 2, its shape 3)
-    if (stack_.size() >= max_header_depth)
-      throw header_error(where(source_) + "the header nests JSON deeper than " + std::to_string(max_header_depth) +
-                         " levels");
-    stack_.push_back(frame{k, field::none, {}});
-  }
-
-  /// True (and the value consumed) when the value is, or is inside, an unknown field's value.
+  /// True (and the value consumed) when a scalar is the value of an entry's unknown field.
   bool ignored() noexcept {
-    switch (top()) {
-      case frame_kind::skip_object:
-      case frame_kind::skip_array:
-        return true;
-      case frame_kind::entry:
-        if (pending() != field::unknown) return false;
-        done_value();
-        return true;
-      default:
-        return false;
-    }
+    if (at_ != place::entry || pending_ != field::unknown) return false;
+    pending_ = field::none;
+    return true;
   }
 
   /// A value that is not what the schema wants here: says what was wanted and what came.
   [[noreturn]] void reject(const char* got) const {
     std::string want;
-    switch (top()) {
-      case frame_kind::none:
+    switch (at_) {
+      case place::none:
         want = "the header must be a JSON object";
         break;
-      case frame_kind::root:
-        want = pending() == field::metadata ? std::string("__metadata__ must be an object of strings")
-                                            : "tensor " + quote(name_) + ": the entry must be an object";
+      case place::root:
+        want = pending_ == field::metadata ? std::string("__metadata__ must be an object of strings")
+                                           : "tensor " + quote(name_) + ": the entry must be an object";
         break;
-      case frame_kind::metadata:
+      case place::metadata:
         want =
             "__metadata__ must map strings to strings, but the value of " + quote(metadata_key_) + " is not a string";
         break;
-      case frame_kind::entry:
+      case place::entry:
         want = "tensor " + quote(name_) + ": " +
-               (pending() == field::dtype   ? "dtype must be a string"
-                : pending() == field::shape ? "shape must be an array of non-negative integers"
-                                            : "data_offsets must be an array of 2 non-negative integers");
+               (pending_ == field::dtype   ? "dtype must be a string"
+                : pending_ == field::shape ? "shape must be an array of non-negative integers"
+                                           : "data_offsets must be an array of 2 non-negative integers");
         break;
-      case frame_kind::shape:
+      case place::shape:
         want = "tensor " + quote(name_) + ": shape must hold non-negative integers";
         break;
-      case frame_kind::offsets:
+      case place::offsets:
         want = "tensor " + quote(name_) + ": data_offsets must hold non-negative integers";
-        break;
-      default:
-        want = "unexpected value";
         break;
     }
     throw header_error(where(source_) + want + " (got " + got + ")");
@@ -406,7 +363,6 @@ class header_sax {
     seen_dtype_ = seen_shape_ = seen_offsets_ = false;
     shape_.clear();
     offset_count_ = 0;
-    unknown_keys_.clear();
   }
 
   void finish_entry() {
@@ -431,8 +387,9 @@ class header_sax {
   }
 
   std::string_view source_;
-  std::vector<frame> stack_;
-  bool seen_metadata_ = false;
+  std::string_view header_;
+  place at_ = place::none;
+  field pending_ = field::none;
   std::string metadata_key_;
   // the tensor entry being read
   std::string name_;
@@ -441,28 +398,23 @@ class header_sax {
   std::uint64_t offsets_[2] = {0, 0};
   std::size_t offset_count_ = 0;
   bool seen_dtype_ = false, seen_shape_ = false, seen_offsets_ = false;
-  json_key_set unknown_keys_;
 };
 
-/// Checks the header bytes before the JSON parser sees them: UTF-8, no NUL (nlohmann would stop
-/// at one as if the input ended there), and an object as the first non-whitespace value (nlohmann
-/// would skip a byte-order mark, which the reference rejects).
-inline void check_header_bytes(std::string_view header, std::string_view source) {
-  if (const auto bad = utf8_error_offset(header); bad != npos)
-    throw header_error(where(source) + "the header is not valid UTF-8 (header byte " + std::to_string(bad) +
-                       ", file offset " + std::to_string(bad + 8) + ")");
-  if (const auto nul = header.find('\0'); nul != std::string_view::npos)
-    throw header_error(where(source) + "the header holds a NUL byte (header byte " + std::to_string(nul) +
-                       ", file offset " + std::to_string(nul + 8) + ")");
-  const auto first = header.find_first_not_of(" \t\n\r");
-  if (first == std::string_view::npos) throw header_error(where(source) + "the header is empty");
-  if (header[first] != '{') {
-    std::string got = "byte 0x";
-    append_hex_byte(got, static_cast<unsigned char>(header[first]));
-    throw header_error(where(source) + "the header must be a JSON object, but it starts with " + got +
-                       (header.substr(first, 3) == "\xEF\xBB\xBF" ? " (a byte-order mark)" : "") + " at header byte " +
-                       std::to_string(first));
+/// The tensors and the metadata of a header (its N bytes, padding included), validated against
+/// the schema; `source` names the file in the messages.
+struct parsed_header {
+  std::vector<tensor_info> tensors;  ///< in the order of the JSON text
+  std::map<std::string, std::string> metadata;
+};
+inline parsed_header parse_header(std::string_view header, std::string_view source) {
+  header_schema schema(source);
+  schema.set_header(header);
+  try {
+    read_json(header, schema, json_limits{max_header_size, max_header_depth, /*object_only=*/true});
+  } catch (const json_error& e) {
+    schema.fail(e);
   }
+  return {std::move(schema.tensors), std::move(schema.metadata)};
 }
 
 }  // namespace detail

@@ -28,6 +28,7 @@
 #include "quanto/core/dtype.hpp"
 #include "quanto/core/error.hpp"
 #include "quanto/io/file.hpp"
+#include "quanto/io/json.hpp"
 #include "quanto/io/safetensors_error.hpp"
 #include "quanto/io/safetensors_header.hpp"
 #include "quanto/io/text.hpp"
@@ -85,48 +86,6 @@ constexpr int write_rank(::quanto::dtype t) noexcept {
       return 15;
   }
   return -1;
-}
-
-/// Appends `s` as a JSON string, escaped exactly as serde_json escapes (", \, \b \f \n \r \t,
-/// other control characters as \u00xx; nothing else).
-inline void append_json_string(std::string& out, std::string_view s) {
-  out += '"';
-  std::size_t run = 0;
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    if (c >= 0x20 && c != '"' && c != '\\') continue;
-    out.append(s.data() + run, i - run);
-    run = i + 1;
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\b':
-        out += "\\b";
-        break;
-      case '\f':
-        out += "\\f";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        out += "\\u00";
-        append_hex_byte(out, c);
-        break;
-    }
-  }
-  out.append(s.data() + run, s.size() - run);
-  out += '"';
 }
 
 /// Everything a write needs, validated: the padded header and the tensors in file order.

@@ -7,10 +7,10 @@
 //     "weight_map": {"lm_head.weight": "model-00003-of-00003.safetensors", ...}
 //   }
 //
-// Reading (`parse_shard_index`): the index is parsed by a schema-directed SAX handler: a JSON
-// object with a "weight_map" object of strings; "metadata" and unknown keys may hold anything, but
-// nesting is limited and a key given twice at any depth is rejected (`index_error`,
-// `duplicate_error`). A shard name must be a plain file name inside the folder: not empty, UTF-8,
+// Reading (`parse_shard_index`): the index is read by the strict JSON reader (io/json.hpp)
+// against its schema: a JSON object with a "weight_map" object of strings; "metadata" and unknown
+// keys may hold anything, but nesting is limited and a key given twice at any depth is rejected
+// (`index_error`, `duplicate_error`). A shard name must be a plain file name inside the folder: not empty, UTF-8,
 // no NUL, no `/` or `\`, not `.` or `..`, so not absolute either (`path_error`).
 //
 // Writing (`shard_index_json`): the index's bytes are transformers' (`json.dumps(index, indent=2,
@@ -20,7 +20,6 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
-#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -29,8 +28,7 @@
 
 #include "quanto/core/config.hpp"
 #include "quanto/core/error.hpp"
-#include "quanto/io/key_set.hpp"
-#include "quanto/io/qmap.hpp"
+#include "quanto/io/json.hpp"
 #include "quanto/io/safetensors_error.hpp"
 #include "quanto/io/text.hpp"
 
@@ -83,103 +81,84 @@ inline void check_shard_name(std::string_view name, std::string_view tensor, std
   if (name == "." || name == "..") fail("names a folder, not a file in the model folder");
 }
 
-/// The index's schema, one token at a time (see the top of this file).
-class index_sax {
+/// The index's schema on the strict JSON reader (io/json.hpp; see the top of this file).
+class index_schema {
  public:
-  using json = nlohmann::json;
-  explicit index_sax(std::string_view source) : source_(source) {}
+  explicit index_schema(std::string_view source) : source_(source) {}
 
   shard_index index;
   bool saw_weight_map = false;
 
-  bool null() { return scalar("null"); }
-  bool boolean(bool) { return scalar("a boolean"); }
-  bool number_integer(json::number_integer_t) { return scalar("a negative integer"); }
-  bool number_float(json::number_float_t, const json::string_t&) { return scalar("a floating-point number"); }
-  bool binary(json::binary_t&) { return scalar("binary data"); }
-  bool number_unsigned(json::number_unsigned_t v) {
-    if (top() == frame::metadata && (key_ == "total_size" || key_ == "total_parameters")) {
-      (key_ == "total_size" ? index.total_size : index.total_parameters) = v;
-      return true;
+  json_action begin_object() {
+    if (at_ == place::none) return enter(place::root);
+    if (at_ == place::root && key_ == "weight_map") {
+      saw_weight_map = true;
+      return enter(place::weight_map);
     }
-    return scalar("an integer");
+    if (at_ == place::root && key_ == "metadata") return enter(place::metadata);
+    if (at_ == place::weight_map) reject("an object");
+    if (at_ == place::metadata) check_not_total("an object");
+    return json_action::skip;
   }
-  bool string(json::string_t& s) {
-    if (top() == frame::weight_map) {
+  json_action begin_array() {
+    if (at_ == place::none) throw index_error(index_where(source_) + "the index must be a JSON object, not an array");
+    if (at_ == place::weight_map) reject("an array");
+    if (at_ == place::root && (key_ == "weight_map" || key_ == "metadata"))
+      throw index_error(index_where(source_) + "\"" + key_ + "\" must be an object");
+    if (at_ == place::metadata) check_not_total("an array");
+    return json_action::skip;
+  }
+  void key(std::string& k) { key_ = std::move(k); }  // (the reader has rejected a key given twice)
+  void end_object() { at_ = at_ == place::root ? place::none : place::root; }
+  void end_array() {}  // (arrays are always skipped)
+
+  void null() { scalar("null"); }
+  void boolean(bool) { scalar("a boolean"); }
+  void number(const json_number& n) {
+    if (n.type == json_number::kind::negative_integer) return scalar("a negative integer");
+    if (n.type != json_number::kind::unsigned_integer) return scalar("a floating-point number");
+    if (at_ == place::metadata && (key_ == "total_size" || key_ == "total_parameters")) {
+      (key_ == "total_size" ? index.total_size : index.total_parameters) = n.u;
+      return;
+    }
+    scalar("an integer");
+  }
+  void string(std::string& s) {
+    if (at_ == place::weight_map) {
       check_shard_name(s, key_, source_);
       index.weight_map.emplace_back(std::move(key_), std::move(s));
-      return true;
+      return;
     }
-    return scalar("a string");
+    scalar("a string");
   }
-  bool key(json::string_t& k) {
-    if (!stack_.back().keys.insert(k))
-      throw duplicate_error(index_where(source_) + "the key " + quote(k) + " appears twice in one object");
-    key_ = std::move(k);
-    return true;
-  }
-  bool start_object(std::size_t) {
-    if (stack_.empty()) return push(frame::root);
-    if (top() == frame::root && key_ == "weight_map") {
-      saw_weight_map = true;
-      return push(frame::weight_map);
-    }
-    if (top() == frame::root && key_ == "metadata") return push(frame::metadata);
-    if (top() == frame::weight_map) reject("an object");
-    if (top() == frame::metadata) check_not_total("an object");
-    return push(frame::skip);
-  }
-  bool end_object() {
-    stack_.pop_back();
-    return true;
-  }
-  bool start_array(std::size_t) {
-    if (stack_.empty()) throw index_error(index_where(source_) + "the index must be a JSON object, not an array");
-    if (top() == frame::weight_map) reject("an array");
-    if (top() == frame::root && (key_ == "weight_map" || key_ == "metadata"))
-      throw index_error(index_where(source_) + "\"" + key_ + "\" must be an object");
-    if (top() == frame::metadata) check_not_total("an array");
-    return push(frame::skip);
-  }
-  bool end_array() {
-    stack_.pop_back();
-    return true;
-  }
-  bool parse_error(std::size_t position, const std::string&, const json::exception& ex) {
-    throw index_error(index_where(source_) + "not valid JSON (near byte " + std::to_string(position) +
-                      "): " + quote(ex.what(), 240));
+
+  /// A fault the reader found, in this format's words and error types.
+  [[noreturn]] void fail(const json_error& e) const {
+    const std::string w = index_where(source_);
+    if (e.fault() == json_fault::duplicate_key) throw duplicate_error(w + e.description());
+    throw index_error(w + e.description());
   }
 
  private:
-  enum class frame { none, root, metadata, weight_map, skip };
-  struct level {
-    frame kind;
-    json_key_set keys;  // compact: a 100 MB index's weight_map holds every tensor name
-  };
-  frame top() const noexcept { return stack_.empty() ? frame::none : stack_.back().kind; }
-  bool push(frame f) {
-    if (stack_.size() >= max_index_depth)
-      throw index_error(index_where(source_) + "JSON nested deeper than " + std::to_string(max_index_depth) +
-                        " levels");
-    stack_.push_back({f, {}});
-    return true;
+  enum class place { none, root, metadata, weight_map };
+
+  json_action enter(place p) noexcept {
+    at_ = p;
+    return json_action::enter;
   }
-  bool scalar(const char* got) {
-    switch (top()) {
-      case frame::none:
+  void scalar(const char* got) const {
+    switch (at_) {
+      case place::none:
         throw index_error(index_where(source_) + "the index must be a JSON object (got " + got + ")");
-      case frame::weight_map:
+      case place::weight_map:
         reject(got);
-      case frame::root:
+      case place::root:
         if (key_ == "weight_map" || key_ == "metadata")
           throw index_error(index_where(source_) + "\"" + key_ + "\" must be an object (got " + got + ")");
-        return true;
-      case frame::metadata:
-        if (key_ == "total_size" || key_ == "total_parameters")
-          throw index_error(index_where(source_) + "\"" + key_ + "\" must be a non-negative integer (got " + got + ")");
-        return true;
-      default:
-        return true;  // inside an ignored value
+        return;  // an unknown key's value: ignored
+      case place::metadata:
+        check_not_total(got);
+        return;
     }
   }
   void check_not_total(const char* got) const {
@@ -192,7 +171,7 @@ class index_sax {
   }
 
   std::string_view source_;
-  std::vector<level> stack_;
+  place at_ = place::none;
   std::string key_;
 };
 
@@ -200,12 +179,14 @@ class index_sax {
 
 /// Parses the text of a `model.safetensors.index.json` (see the top of this file for the rules).
 [[nodiscard]] inline shard_index parse_shard_index(std::string_view json, std::string_view source = "<memory>") {
-  const auto where = detail::index_where(source);
-  if (const auto fault = detail::json_text_fault(json, max_index_size)) throw index_error(where + *fault);
-  detail::index_sax sax(source);
-  nlohmann::json::sax_parse(json.begin(), json.end(), &sax, nlohmann::json::input_format_t::json, true, false);
-  if (!sax.saw_weight_map) throw index_error(where + "no \"weight_map\" object");
-  return std::move(sax.index);
+  detail::index_schema schema(source);
+  try {
+    read_json(json, schema, json_limits{max_index_size, max_index_depth});
+  } catch (const json_error& e) {
+    schema.fail(e);
+  }
+  if (!schema.saw_weight_map) throw index_error(detail::index_where(source) + "no \"weight_map\" object");
+  return std::move(schema.index);
 }
 
 /// The index as transformers writes it: `json.dumps(index, indent=2, sort_keys=True) + "\n"`

@@ -6,7 +6,6 @@
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
-#include <optional>
 #include <string>
 #include <string_view>
 
@@ -93,20 +92,6 @@ inline std::string quote(std::string_view s, std::size_t max_bytes = 96) {
 }
 
 inline std::string quote_path(const std::filesystem::path& p) { return quote(p.string(), 512); }
-/// What is wrong with JSON text before a parser sees it, or nothing: over `max_bytes`, not UTF-8,
-/// a NUL byte (nlohmann would take it for the end of the input), a byte-order mark (nlohmann
-/// would skip it; Python's json module, which writes and reads these files, rejects it).
-inline std::optional<std::string> json_text_fault(std::string_view json, std::uint64_t max_bytes) {
-  if (json.size() > max_bytes)
-    return "the text has " + std::to_string(json.size()) + " bytes, over the limit of " + std::to_string(max_bytes);
-  if (const auto bad = utf8_error_offset(json); bad != npos)
-    return "not valid UTF-8 (byte " + std::to_string(bad) + ")";
-  if (const auto nul = json.find('\0'); nul != std::string_view::npos)
-    return "holds a NUL byte (byte " + std::to_string(nul) + ")";
-  if (json.starts_with("\xEF\xBB\xBF"))
-    return std::string("starts with a UTF-8 byte-order mark, which JSON does not allow");
-  return std::nullopt;
-}
 
 }  // namespace io::detail
 QUANTO_END_NAMESPACE
