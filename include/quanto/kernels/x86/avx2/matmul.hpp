@@ -81,6 +81,35 @@ void gemm_dynamic(const packed_weight<Q, T, S>& w, const kernels::detail::prepar
       return;
     }
   }
+  if constexpr (LowBitQType<Q>) {
+    // groups of 1, 2 or 4 whole loads (64 / 128 / 256 elements at 4 bits, 128 / 256 / 512 at 2 bits)
+    // take the straight-line tile; others (one group per row, groups of 192, ...) the general one
+    const std::int64_t loads = w.groups() > 1 ? w.group / (32 * 8 / Q::bits) : 0;
+    const bool whole = w.groups() > 1 && w.group % (32 * 8 / Q::bits) == 0;
+    const auto fixed = [&](auto lpg) {
+      detail::for_tiles(xp.m, n0, n1, xp.k_padded, 0, 0,
+                        [&](auto mr, auto nr, std::int64_t r, std::int64_t i0, std::int64_t, std::int64_t, bool) {
+                          QUANTO_UNROLL
+                          for (int rr = 0; rr < decltype(nr)::value; ++rr)
+                            detail::tile_dynamic_lowbit_fixed<decltype(mr)::value, decltype(lpg)::value>(w, xp, r + rr,
+                                                                                                         i0, y, ldy);
+                        });
+    };
+    if (whole && loads == 2) return fixed(std::integral_constant<int, 2>{});
+    if (whole && loads == 1) return fixed(std::integral_constant<int, 1>{});
+    if constexpr (detail::fixed_group_fits<Q::bits, 4>)
+      if (whole && loads == 4) return fixed(std::integral_constant<int, 4>{});
+  } else {
+    if (xp.xblock == 128 && w.k_padded == xp.xblocks * 128) {
+      detail::for_tiles(xp.m, n0, n1, xp.k_padded, 0, 0,
+                        [&](auto mr, auto nr, std::int64_t r, std::int64_t i0, std::int64_t, std::int64_t, bool) {
+                          QUANTO_UNROLL
+                          for (int rr = 0; rr < decltype(nr)::value; ++rr)
+                            detail::tile_dynamic_int8_fixed<decltype(mr)::value, 4>(w, xp, r + rr, i0, y, ldy);
+                        });
+      return;
+    }
+  }
   detail::for_tiles(xp.m, n0, n1, xp.k_padded, 0, 0,
                     [&](auto mr, auto nr, std::int64_t r, std::int64_t i0, std::int64_t, std::int64_t, bool) {
                       // one weight row at a time: sharing activation loads between two rows measured slower here

@@ -42,6 +42,19 @@ QUANTO_ALWAYS_INLINE std::int32_t hsum(__m256i v) noexcept {
   return _mm_cvtsi128_si32(s);
 }
 
+/// How far ahead of its loads a GEMV tile prefetches the weight row (the read roofline's best
+/// pattern prefetches 512 bytes ahead, but in the kernels 0, 512 and 1024 measured alike within
+/// this VM's noise, so it is off by default: 0). A knob for other machines.
+#ifndef QUANTO_AVX2_PREFETCH_BYTES
+#define QUANTO_AVX2_PREFETCH_BYTES 0
+#endif
+inline constexpr std::int64_t prefetch_bytes = QUANTO_AVX2_PREFETCH_BYTES;
+
+/// Prefetches the weight bytes `prefetch_bytes` after p.
+QUANTO_ALWAYS_INLINE void prefetch_ahead(const std::uint8_t* p) noexcept {
+  if constexpr (prefetch_bytes > 0) _mm_prefetch(reinterpret_cast<const char*>(p) + prefetch_bytes, _MM_HINT_T0);
+}
+
 /// Float accumulators per activation row, so that a 4-FMA unit has 4 independent chains.
 template <int MR>
 inline constexpr int chains = MR == 1 ? 4 : (MR == 2 ? 2 : 1);
@@ -269,6 +282,70 @@ QUANTO_ALWAYS_INLINE void tile_dynamic_lowbit(const packed_weight<Q, T, S>& w,
         hsum(total[ii]) - dot2(scale, xp.centrings(i0 + ii), w.shift_row(r), xp.sums(i0 + ii), wgroups);
 }
 
+/// The most pmaddubsw results of Bits-bit codes x int8 activations an int16 lane can sum: each is
+/// at most 2 * (2^bits - 1) * 127.
+template <int Bits>
+inline constexpr int int16_sums = 32767 / (2 * ((1 << Bits) - 1) * 127);
+
+/// Whether a group of LPG 32-byte loads fits one int16 accumulator (tile_dynamic_lowbit_fixed).
+template <int Bits, int LPG>
+inline constexpr bool fixed_group_fits = LPG*(8 / Bits) <= int16_sums<Bits>;
+
+/// tile_dynamic_lowbit for weights whose groups are LPG whole 32-byte loads (LPG a constant: the
+/// common groups of 64, 128 or 256 elements), with the group's pmaddubsw results summed in one int16
+/// accumulator: the loop over a group is straight-line code, one int32 widening, conversion and
+/// FMA per group, and the weight stream is prefetched `prefetch_bytes` ahead. The integer dots
+/// are the reference's; only the float combination order differs from it (within float rounding).
+template <int MR, int LPG, LowBitQType Q, ModelFloat T, class S>
+QUANTO_ALWAYS_INLINE void tile_dynamic_lowbit_fixed(const packed_weight<Q, T, S>& w,
+                                                    const kernels::detail::prepared_activations& xp, std::int64_t r,
+                                                    std::int64_t i0, float* y, std::int64_t ldy) noexcept {
+  constexpr int units = 8 / Q::bits;  // 32-code units per 32-byte load
+  static_assert(fixed_group_fits<Q::bits, LPG>);
+  const std::int64_t wgroups = w.groups();
+  const std::uint8_t* wp = w.row(r);
+  const float* scale = w.scale_row(r);
+  const std::int8_t* xq[MR];
+  const float* xs[MR];
+  QUANTO_UNROLL
+  for (int ii = 0; ii < MR; ++ii) {
+    xq[ii] = xp.qrow(i0 + ii);
+    xs[ii] = xp.scales(i0 + ii);
+  }
+  const __m256i ones = _mm256_set1_epi16(1);
+  __m256 total[MR];
+  QUANTO_UNROLL
+  for (int ii = 0; ii < MR; ++ii) total[ii] = _mm256_setzero_ps();
+  for (std::int64_t g = 0; g < wgroups; ++g, wp += 32 * LPG) {
+    prefetch_ahead(wp);
+    if constexpr (LPG > 2) prefetch_ahead(wp + 64);
+    const std::int64_t xo = g * 32 * LPG * units;
+    __m256i acc16[MR];
+    QUANTO_UNROLL
+    for (int l = 0; l < LPG; ++l) {
+      const __m256i raw = load32(wp + 32 * l);
+      QUANTO_UNROLL
+      for (int v = 0; v < units; ++v) {
+        const __m256i q = unit_codes<Q::bits>(raw, v);
+        QUANTO_UNROLL
+        for (int ii = 0; ii < MR; ++ii) {
+          const __m256i d = _mm256_maddubs_epi16(q, load32(xq[ii] + xo + 32 * (l * units + v)));
+          acc16[ii] = l == 0 && v == 0 ? d : _mm256_add_epi16(acc16[ii], d);
+        }
+      }
+    }
+    const float ws = scale[g];
+    QUANTO_UNROLL
+    for (int ii = 0; ii < MR; ++ii)
+      total[ii] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(acc16[ii], ones)),
+                                  _mm256_set1_ps(ws * xs[ii][g]), total[ii]);
+  }
+  QUANTO_UNROLL
+  for (int ii = 0; ii < MR; ++ii)
+    y[(i0 + ii) * ldy + r] =
+        hsum(total[ii]) - dot2(scale, xp.centrings(i0 + ii), w.shift_row(r), xp.sums(i0 + ii), wgroups);
+}
+
 /// Dynamic path for int8 weights: |w| x sign(x, w) through pmaddubsw (x is in [-127, 127]).
 template <int MR, ModelFloat T>
 QUANTO_ALWAYS_INLINE void tile_dynamic_int8(const packed_weight<qint8, T>& w,
@@ -300,6 +377,49 @@ QUANTO_ALWAYS_INLINE void tile_dynamic_int8(const packed_weight<qint8, T>& w,
     QUANTO_UNROLL
     for (int ii = 0; ii < MR; ++ii)
       total[ii] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[ii]), _mm256_set1_ps(xp.scales(i0 + ii)[b]), total[ii]);
+  }
+  QUANTO_UNROLL
+  for (int ii = 0; ii < MR; ++ii) y[(i0 + ii) * ldy + r] = hsum(total[ii]) * w.scale_row(r)[0];
+}
+
+/// tile_dynamic_int8 for x blocks of CPB whole 32-byte chunks (CPB a constant: blocks of 128 fill
+/// every row exactly, as k_padded is a multiple of 128): straight-line code per block, the weight
+/// stream prefetched ahead. The same integer dots; the float combination order may differ from the
+/// reference's (within float rounding).
+template <int MR, int CPB, ModelFloat T>
+QUANTO_ALWAYS_INLINE void tile_dynamic_int8_fixed(const packed_weight<qint8, T>& w,
+                                                  const kernels::detail::prepared_activations& xp, std::int64_t r,
+                                                  std::int64_t i0, float* y, std::int64_t ldy) noexcept {
+  const std::uint8_t* codes = w.row(r);
+  const std::int8_t* xq[MR];
+  const float* xs[MR];
+  QUANTO_UNROLL
+  for (int ii = 0; ii < MR; ++ii) {
+    xq[ii] = xp.qrow(i0 + ii);
+    xs[ii] = xp.scales(i0 + ii);
+  }
+  const __m256i ones = _mm256_set1_epi16(1);
+  __m256 total[MR];
+  QUANTO_UNROLL
+  for (int ii = 0; ii < MR; ++ii) total[ii] = _mm256_setzero_ps();
+  for (std::int64_t b = 0; b < xp.xblocks; ++b, codes += 32 * CPB) {
+    const std::int64_t xo = b * 32 * CPB;
+    __m256i acc[MR];
+    QUANTO_UNROLL
+    for (int c = 0; c < CPB; ++c) {
+      if (c % 2 == 0) prefetch_ahead(codes + 32 * c);
+      const __m256i wq = load32(codes + 32 * c);
+      const __m256i aw = _mm256_abs_epi8(wq);
+      QUANTO_UNROLL
+      for (int ii = 0; ii < MR; ++ii) {
+        const __m256i sx = _mm256_sign_epi8(load32(xq[ii] + xo + 32 * c), wq);
+        const __m256i d = _mm256_madd_epi16(_mm256_maddubs_epi16(aw, sx), ones);
+        acc[ii] = c == 0 ? d : _mm256_add_epi32(acc[ii], d);
+      }
+    }
+    QUANTO_UNROLL
+    for (int ii = 0; ii < MR; ++ii)
+      total[ii] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[ii]), _mm256_set1_ps(xs[ii][b]), total[ii]);
   }
   QUANTO_UNROLL
   for (int ii = 0; ii < MR; ++ii) y[(i0 + ii) * ldy + r] = hsum(total[ii]) * w.scale_row(r)[0];
