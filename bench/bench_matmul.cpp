@@ -41,6 +41,7 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -403,31 +404,22 @@ void register_rows() {
       if (big && s != 0) continue;
       for (const int t : g_cfg.threads) {
         add_row("float32", "baseline", quanto_bench::fp32::isa_name, false, n, k, m, t, bm_fp32);
-#if QUANTO_HAS_AVX2
-        {
-          using I = qk::isa::avx2;
-          if (!big) add_row("qint4_g128", "exact", "avx2", false, n, k, m, t, bm_quanto<qint4, exact, I>);
-          add_row("qint4_g128", "dynamic", "avx2", true, n, k, m, t, bm_quanto<qint4, dyn, I>);
-          if (!big) add_row("qint2_g128", "exact", "avx2", false, n, k, m, t, bm_quanto<qint2, exact, I>);
-          if (!big) add_row("qint2_g128", "dynamic", "avx2", true, n, k, m, t, bm_quanto<qint2, dyn, I>);
-          if (!big) add_row("qint8", "exact", "avx2", false, n, k, m, t, bm_quanto<qint8, exact, I>);
-          add_row("qint8", "dynamic", "avx2", true, n, k, m, t, bm_quanto<qint8, dyn, I>);
-          if (!big) add_row("qfloat8_e4m3fn", "exact", "avx2", false, n, k, m, t, bm_quanto<qfloat8_e4m3fn, exact, I>);
-          add_row("qint8", "w8a8", "avx2", true, n, k, m, t, bm_w8a8<I>);
-        }
-#endif
-        // The scalar reference: one shape, m = 1, as a reference point.
-        if (s == 0 && m == 1) {
-          using I = qk::isa::scalar;
-          add_row("qint4_g128", "exact", "scalar", false, n, k, m, t, bm_quanto<qint4, exact, I>);
-          add_row("qint4_g128", "dynamic", "scalar", true, n, k, m, t, bm_quanto<qint4, dyn, I>);
-          add_row("qint2_g128", "exact", "scalar", false, n, k, m, t, bm_quanto<qint2, exact, I>);
-          add_row("qint2_g128", "dynamic", "scalar", true, n, k, m, t, bm_quanto<qint2, dyn, I>);
-          add_row("qint8", "exact", "scalar", false, n, k, m, t, bm_quanto<qint8, exact, I>);
-          add_row("qint8", "dynamic", "scalar", true, n, k, m, t, bm_quanto<qint8, dyn, I>);
-          add_row("qfloat8_e4m3fn", "exact", "scalar", false, n, k, m, t, bm_quanto<qfloat8_e4m3fn, exact, I>);
-          add_row("qint8", "w8a8", "scalar", true, n, k, m, t, bm_w8a8<I>);
-        }
+        // One set of rows per SIMD ISA of core/isa.hpp's list that this build and CPU run.
+        qk::for_each_isa([&](auto tag) {
+          using I = decltype(tag);
+          if constexpr (qk::UsableIsa<I> && !std::is_same_v<I, qk::isa::scalar>) {
+            if (!qk::cpu_supports<I>()) return;
+            const std::string isa(I::name);
+            if (!big) add_row("qint4_g128", "exact", isa, false, n, k, m, t, bm_quanto<qint4, exact, I>);
+            add_row("qint4_g128", "dynamic", isa, true, n, k, m, t, bm_quanto<qint4, dyn, I>);
+            if (!big) add_row("qint2_g128", "exact", isa, false, n, k, m, t, bm_quanto<qint2, exact, I>);
+            if (!big) add_row("qint2_g128", "dynamic", isa, true, n, k, m, t, bm_quanto<qint2, dyn, I>);
+            if (!big) add_row("qint8", "exact", isa, false, n, k, m, t, bm_quanto<qint8, exact, I>);
+            add_row("qint8", "dynamic", isa, true, n, k, m, t, bm_quanto<qint8, dyn, I>);
+            if (!big) add_row("qfloat8_e4m3fn", "exact", isa, false, n, k, m, t, bm_quanto<qfloat8_e4m3fn, exact, I>);
+            add_row("qint8", "w8a8", isa, true, n, k, m, t, bm_w8a8<I>);
+          }
+        });
 #if defined(QUANTO_BENCH_HAVE_OPENBLAS)
         add_row("float32", "sgemm", "openblas", false, n, k, m, t, bm_openblas);
         if (m == 1) add_row("float32", "sgemv", "openblas", false, n, k, m, t, bm_openblas_gemv);

@@ -145,12 +145,20 @@ void matmul_quantized_on(A&&... a) {
 /// The ISAs this build and this CPU can run, for typed tests.
 template <class I>
 bool runnable() {
-  return qk::UsableIsa<I> && qk::cpu_supports<I>();
+  return qk::runnable<I>();
 }
 
 #ifndef KT_NO_GTEST
-/// The x86 ISAs the typed kernel tests run on (the NEON kernels have their own check under qemu).
-using TestIsas = ::testing::Types<qk::isa::scalar, qk::isa::avx2>;
+template <class List>
+struct gtest_types;
+template <class... I>
+struct gtest_types<quanto::type_list<I...>> {
+  using type = ::testing::Types<I...>;
+};
+
+/// The typed kernel tests run on every ISA of core/isa.hpp's list: each runs where this build and
+/// CPU can, and skips with a message elsewhere (the NEON kernels also have a check under qemu).
+using TestIsas = typename gtest_types<qk::isa_list>::type;
 
 /// Base of the typed kernel tests: skips, and says so, an ISA this build or CPU cannot run;
 /// prints the ISAs that do run.

@@ -149,30 +149,38 @@ TYPED_TEST(QuantizedMatmul, Float8Activations) {
   check_float8<I, qint8, qfloat8_e4m3fn>(1, 8, 64);
 }
 
-#if QUANTO_HAS_AVX2
-// The dynamic policy quantizes activations with AVX2 where it can; it must give the plain C++
-// block's codes, sum and scale exactly, ties, clamps, zeros, NaN and Inf included.
-TEST(DynamicActivationBlocks, Avx2EqualsScalar) {
-  if (!qk::cpu_supports<qk::isa::avx2>()) GTEST_SKIP() << "no AVX2 on this CPU";
-  std::mt19937 rng(4);
-  for (int trial = 0; trial < 200; ++trial) {
-    std::vector<float> x = random_x<float>(128, static_cast<unsigned>(trial), trial % 3 == 0 ? 1e-30f : 2.0f);
-    if (trial % 5 == 1)
-      for (int e = 0; e < 128; e += 3) x[static_cast<std::size_t>(e)] = float(e % 11) * 0.5f - 2.5f;  // ties at .5
-    if (trial == 7) x.assign(128, 0.0f);
-    if (trial == 8) x[40] = std::nanf("");
-    if (trial == 9) x[127] = -std::numeric_limits<float>::infinity();
-    if (trial == 10) x[3] = std::numeric_limits<float>::max();
-    std::int8_t a[128], b[128];
-    std::int32_t sa = -1, sb = -2;
-    const float da = qk::prep::quantize_block_scalar(x.data(), 128, a, sa);
-    const float db = qk::prep::quantize_block_avx2(x.data(), 128, b, sb);
-    ASSERT_EQ(std::bit_cast<std::uint32_t>(da), std::bit_cast<std::uint32_t>(db)) << trial;
-    ASSERT_EQ(sa, sb) << trial;
-    ASSERT_EQ(0, std::memcmp(a, b, 128)) << trial;
+// Every ISA's activation-block quantization (backend<I>::quantize_block) must give the reference's
+// codes, sum and scale exactly, ties, clamps, zeros, NaN and Inf included, at lengths that are and
+// are not whole vectors.
+template <class I>
+class DynamicActivationBlocks : public IsaTest<I> {};
+TYPED_TEST_SUITE(DynamicActivationBlocks, TestIsas);
+
+template <class I>
+void check_blocks() {
+  if constexpr (qk::UsableIsa<I>) {
+    for (const int n : {128, 96, 32, 33, 7}) {
+      for (int trial = 0; trial < 200; ++trial) {
+        std::vector<float> x = random_x<float>(n, static_cast<unsigned>(trial), trial % 3 == 0 ? 1e-30f : 2.0f);
+        if (trial % 5 == 1)
+          for (int e = 0; e < n; e += 3) x[static_cast<std::size_t>(e)] = float(e % 11) * 0.5f - 2.5f;  // ties at .5
+        if (trial == 7) x.assign(static_cast<std::size_t>(n), 0.0f);
+        if (trial == 8) x[static_cast<std::size_t>(n / 3)] = std::nanf("");
+        if (trial == 9) x[static_cast<std::size_t>(n - 1)] = -std::numeric_limits<float>::infinity();
+        if (trial == 10) x[3] = std::numeric_limits<float>::max();
+        std::int8_t a[128], b[128];
+        std::int32_t sa = -1, sb = -2;
+        const float da = qk::backend<qk::isa::scalar>::quantize_block(x.data(), n, a, sa);
+        const float db = qk::backend<I>::quantize_block(x.data(), n, b, sb);
+        ASSERT_EQ(std::bit_cast<std::uint32_t>(da), std::bit_cast<std::uint32_t>(db)) << n << " " << trial;
+        ASSERT_EQ(sa, sb) << n << " " << trial;
+        ASSERT_EQ(0, std::memcmp(a, b, static_cast<std::size_t>(n))) << n << " " << trial;
+      }
+    }
   }
 }
-#endif
+
+TYPED_TEST(DynamicActivationBlocks, EqualScalar) { check_blocks<TypeParam>(); }
 
 TEST(QuantizedMatmulApi, W8A8RefusesAnOverflowingK) {
   const auto p = qk::pack_weight(make_weight<qint8, float>(1, (1 << 17) + 32, 1));

@@ -1,6 +1,6 @@
-// Tests of quanto/kernels/parallel.hpp. Built twice: test_parallel (quanto's thread pool) and, when
+// Tests of quanto/core/parallel.hpp. Built twice: test_parallel (quanto's thread pool) and, when
 // oneTBB is found, test_parallel_tbb (QUANTO_USE_TBB, via quanto::tbb).
-#include "quanto/kernels/parallel.hpp"
+#include "quanto/core/parallel.hpp"
 
 #include <gtest/gtest.h>
 

@@ -16,13 +16,11 @@
 #include "quanto/core/error.hpp"
 #include "quanto/core/float16.hpp"
 #include "quanto/core/float_bits.hpp"
+#include "quanto/core/isa.hpp"
+#include "quanto/core/qtype.hpp"
 #include "quanto/core/tensor.hpp"
-#include "quanto/kernels/isa.hpp"
+#include "quanto/kernels/backend.hpp"
 #include "quanto/kernels/layout.hpp"
-
-#if QUANTO_HAS_AVX2
-#include <immintrin.h>
-#endif
 
 QUANTO_BEGIN_NAMESPACE
 namespace kernels {
@@ -44,13 +42,15 @@ struct dynamic_int8_activations {
 template <class P>
 concept ActivationPolicy = std::is_same_v<P, exact_activations> || std::is_same_v<P, dynamic_int8_activations>;
 
-/// Activation element types the kernels take.
+/// Deprecated: the activation element types the kernels take are the model dtypes, `ModelFloat`
+/// (core/qtype.hpp), which this name duplicated; it stays for one release (C++20 cannot mark a
+/// concept [[deprecated]]).
 template <class X>
-concept KernelFloat = std::is_same_v<X, float> || std::is_same_v<X, bfloat16> || std::is_same_v<X, float16>;
+concept KernelFloat = ModelFloat<X>;
 
 namespace detail {
 
-template <KernelFloat X>
+template <ModelFloat X>
 inline float to_f32(X v) noexcept {
   if constexpr (std::is_same_v<X, float>)
     return v;
@@ -85,12 +85,6 @@ struct prepared_activations {
 // The preparation functions are compiled per target (they use AVX2 where the TU has it), so they
 // live in the per-target namespace like the kernels.
 inline namespace QUANTO_TARGET_NS {
-
-/// One ISA's kernels, as static functions: `position<Q>(w, e)`, `supports(w)`, `gemm_exact`,
-/// `gemm_dynamic`, `gemm_int8` (see reference/matmul.hpp for their contract). Specialised next to
-/// each ISA's kernels; the front door (matmul.hpp) only talks to this.
-template <class I>
-struct backend;
 
 namespace prep {
 
@@ -152,78 +146,11 @@ detail::prepared_activations prepare_float(std::int64_t m, std::int64_t k, std::
   return p;
 }
 
-/// One block of the dynamic quantization, plain C++: codes round(x * 127 / absmax) clamped to
-/// [-127, 127] (round half to even), their sum, and the block scale absmax / 127 (0 for a zero
-/// block, NaN if the block holds NaN or Inf, whose codes are then 0).
-inline float quantize_block_scalar(const float* x, std::int64_t n, std::int8_t* q, std::int32_t& sum) noexcept {
-  float amax = 0.0f;
-  bool finite = true;
-  for (std::int64_t e = 0; e < n; ++e) {
-    finite = finite && is_finite_bits(x[e]);
-    amax = std::max(amax, std::fabs(x[e]));
-  }
-  sum = 0;
-  if (!finite) {
-    for (std::int64_t e = 0; e < n; ++e) q[e] = 0;
-    return bits_to_float(0x7FC00000u);
-  }
-  if (amax == 0.0f) {
-    for (std::int64_t e = 0; e < n; ++e) q[e] = 0;
-    return 0.0f;
-  }
-  const float inv = 127.0f / amax;
-  for (std::int64_t e = 0; e < n; ++e) {
-    q[e] = static_cast<std::int8_t>(std::clamp(round_half_even(x[e] * inv), -127.0f, 127.0f));
-    sum += q[e];
-  }
-  return amax / 127.0f;
-}
-
-#if QUANTO_HAS_AVX2
-/// The same block with AVX2 (n a multiple of 32): identical codes, sum and scale (cvtps rounds to
-/// nearest even in the default MXCSR mode, as round_half_even does).
-inline float quantize_block_avx2(const float* x, std::int64_t n, std::int8_t* q, std::int32_t& sum) noexcept {
-  const __m256 sign = _mm256_set1_ps(-0.0f), big = _mm256_set1_ps(3.4028234663852886e38f);
-  __m256 vmax = _mm256_setzero_ps(), bad = _mm256_setzero_ps();
-  for (std::int64_t e = 0; e < n; e += 8) {
-    const __m256 a = _mm256_andnot_ps(sign, _mm256_loadu_ps(x + e));
-    bad = _mm256_or_ps(bad, _mm256_cmp_ps(a, big, _CMP_NLE_UQ));  // NaN or > FLT_MAX
-    vmax = _mm256_max_ps(vmax, a);
-  }
-  __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(vmax), _mm256_extractf128_ps(vmax, 1));
-  m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
-  m4 = _mm_max_ss(m4, _mm_shuffle_ps(m4, m4, 1));
-  const float amax = _mm_cvtss_f32(m4);
-  sum = 0;
-  if (!_mm256_testz_ps(bad, bad) || amax == 0.0f) {
-    for (std::int64_t e = 0; e < n; ++e) q[e] = 0;
-    return amax == 0.0f && _mm256_testz_ps(bad, bad) ? 0.0f : bits_to_float(0x7FC00000u);
-  }
-  const __m256 inv = _mm256_set1_ps(127.0f / amax), hi = _mm256_set1_ps(127.0f), lo = _mm256_set1_ps(-127.0f);
-  __m256i vsum = _mm256_setzero_si256();
-  const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
-  for (std::int64_t e = 0; e < n; e += 32) {
-    __m256i v[4];
-    for (int j = 0; j < 4; ++j) {
-      const __m256 t = _mm256_min_ps(_mm256_max_ps(_mm256_mul_ps(_mm256_loadu_ps(x + e + 8 * j), inv), lo), hi);
-      v[j] = _mm256_cvtps_epi32(t);
-      vsum = _mm256_add_epi32(vsum, v[j]);
-    }
-    // packs work per 128-bit lane: the permute puts the 32 bytes back in order
-    const __m256i b = _mm256_packs_epi16(_mm256_packs_epi32(v[0], v[1]), _mm256_packs_epi32(v[2], v[3]));
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + e), _mm256_permutevar8x32_epi32(b, order));
-  }
-  __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(vsum), _mm256_extracti128_si256(vsum, 1));
-  s4 = _mm_add_epi32(s4, _mm_unpackhi_epi64(s4, s4));
-  s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 1));
-  sum = _mm_cvtsi128_si32(s4);
-  return amax / 127.0f;
-}
-#endif
-
 /// The dynamic policy's quantization of the prepared float rows, per block of `xblock` elements
-/// in the kernel's order (the last block runs to k_padded, whose padding is 0).
-inline void quantize_rows_int8(detail::prepared_activations& p, std::int64_t xblock) {
+/// in the kernel's order (the last block runs to k_padded, whose padding is 0), by ISA `I`'s
+/// `quantize_block` (every ISA gives the reference's bits).
+template <Isa I>
+void quantize_rows_int8(detail::prepared_activations& p, std::int64_t xblock) {
   p.xblock = xblock;
   p.xblocks = (p.k == 0 || xblock <= 0) ? 0 : (p.k + xblock - 1) / xblock;
   p.xq = tensor<std::int8_t>(shape{p.m, p.k_padded});
@@ -234,13 +161,7 @@ inline void quantize_rows_int8(detail::prepared_activations& p, std::int64_t xbl
       const std::int64_t lo = b * xblock, hi = b + 1 == p.xblocks ? p.k_padded : lo + xblock;
       const auto at = static_cast<std::size_t>(i * p.xblocks + b);
       std::int8_t* q = p.xq.data() + i * p.k_padded + lo;
-#if QUANTO_HAS_AVX2
-      if ((hi - lo) % 32 == 0) {
-        p.xscale[at] = quantize_block_avx2(p.row(i) + lo, hi - lo, q, p.xqsum[at]);
-        continue;
-      }
-#endif
-      p.xscale[at] = quantize_block_scalar(p.row(i) + lo, hi - lo, q, p.xqsum[at]);
+      p.xscale[at] = backend<I>::quantize_block(p.row(i) + lo, hi - lo, q, p.xqsum[at]);
     }
   }
 }

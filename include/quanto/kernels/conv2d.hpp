@@ -24,11 +24,12 @@
 
 #include "quanto/core/config.hpp"
 #include "quanto/core/error.hpp"
+#include "quanto/core/isa.hpp"
 #include "quanto/core/qtype.hpp"
 #include "quanto/core/shape.hpp"
 #include "quanto/core/tensor.hpp"
 #include "quanto/kernels/activations.hpp"
-#include "quanto/kernels/isa.hpp"
+#include "quanto/kernels/backend.hpp"
 #include "quanto/kernels/layout.hpp"
 #include "quanto/kernels/matmul.hpp"
 
@@ -92,7 +93,7 @@ inline std::int64_t out_extent(const char* dim, std::int64_t in, std::int64_t k,
 
 /// Writes the receptive fields of output pixels [p0, p0 + count) of one image (`x`: [C, H, W]) as
 /// `count` rows of K = C·KH·KW elements into `cols`, in the weight's flattening order.
-template <KernelFloat X>
+template <ModelFloat X>
 void im2col(const X* x, const conv2d_geometry& g, const conv2d_params& p, std::int64_t p0, std::int64_t count,
             X* cols) {
   const X zero = X(0.0f);
@@ -154,8 +155,8 @@ inline conv2d_geometry conv2d_shape(const quanto::shape& weight, const quanto::s
 /// Pointer entry point: `x` is the contiguous input [batch, C, height, width] and `y` the contiguous
 /// output [batch, OUT, OH, OW] (`conv2d_shape` gives OH, OW); `bias` is OUT floats or null. The
 /// weight must have been packed from a [OUT, C, KH, KW] weight. `y` must not overlap `x`.
-template <ActivationPolicy P = exact_activations, Isa I = native_isa, QType Q, ModelFloat T, class S, KernelFloat X,
-          KernelFloat Y>
+template <ActivationPolicy P = exact_activations, Isa I = native_isa, QType Q, ModelFloat T, class S, ModelFloat X,
+          ModelFloat Y>
 void conv2d(const packed_weight<Q, T, S>& w, const X* x, std::int64_t batch, std::int64_t height, std::int64_t width,
             Y* y, const float* bias, const conv2d_params& p, const matmul_options& opt = {}) {
   if (w.original_shape.rank() != 4)
@@ -167,8 +168,9 @@ void conv2d(const packed_weight<Q, T, S>& w, const X* x, std::int64_t batch, std
   const std::int64_t K = g.patch(), OUT = g.out_channels, pixels = g.pixels();
   if (g.batch == 0 || OUT == 0 || pixels == 0) return;
   const std::int64_t tile = std::min(p.tile_pixels, pixels);
-  // a remainder of under exact_panel_min_rows pixels runs with the tile before it (see tile_pixels)
-  constexpr std::int64_t min_last = exact_panel_min_rows;
+  // a remainder of under the ISA's exact_panel_min_rows pixels runs with the tile before it (see
+  // tile_pixels)
+  constexpr std::int64_t min_last = backend<I>::exact_panel_min_rows;
   const std::int64_t rows = pixels > tile ? std::min(pixels, tile + min_last - 1) : tile;
   std::vector<X> cols(static_cast<std::size_t>(rows * K));
   std::vector<float> acc(static_cast<std::size_t>(rows * OUT));
@@ -193,7 +195,7 @@ void conv2d(const packed_weight<Q, T, S>& w, const X* x, std::int64_t batch, std
 
 /// Tensor convenience: `input` [N, C, H, W] gives [N, OUT, OH, OW] of the same element type; `bias`
 /// is empty or OUT floats.
-template <ActivationPolicy P = exact_activations, Isa I = native_isa, QType Q, ModelFloat T, class S, KernelFloat X>
+template <ActivationPolicy P = exact_activations, Isa I = native_isa, QType Q, ModelFloat T, class S, ModelFloat X>
 tensor<X> conv2d(const packed_weight<Q, T, S>& w, tensor_view<const X> input, std::span<const float> bias,
                  const conv2d_params& p, const matmul_options& opt = {}) {
   const conv2d_geometry g = conv2d_shape(w.original_shape, input.shape(), p);

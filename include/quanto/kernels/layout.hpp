@@ -26,10 +26,10 @@
 #include "quanto/core/config.hpp"
 #include "quanto/core/error.hpp"
 #include "quanto/core/float8.hpp"
+#include "quanto/core/isa.hpp"
 #include "quanto/core/model_arith.hpp"
 #include "quanto/core/qtype.hpp"
 #include "quanto/core/tensor.hpp"
-#include "quanto/kernels/isa.hpp"
 #include "quanto/quantize/qtensor.hpp"
 
 QUANTO_BEGIN_NAMESPACE
@@ -77,7 +77,11 @@ struct packed_weight {
   }
 };
 
-namespace detail {
+// The packing functions are compiled per target (an AVX2 TU's copy may use AVX2 instructions), so
+// they live in the per-target namespace like the kernels (the ODR test checks it); the layout type
+// above is ISA-independent.
+inline namespace QUANTO_TARGET_NS {
+namespace layout_detail {
 
 inline std::int64_t round_up(std::int64_t v, std::int64_t m) { return (v + m - 1) / m * m; }
 
@@ -120,7 +124,7 @@ constexpr bool is_fp8_nan_code(std::uint8_t c) noexcept {
   return is_nan_bits(to_float(F::from_bits(c)));
 }
 
-}  // namespace detail
+}  // namespace layout_detail
 
 /// Converts an 8-bit weight in the file layout (per-row scale, or one scale per tensor) to the
 /// kernel layout. A qfloat8 NaN code is rejected (value_error): the kernels assume finite codes.
@@ -131,11 +135,11 @@ packed_weight<Q, T> pack_weight(const basic_qbytes_weight<Q, T, H>& w) {
     throw unsupported_error(
         "the matmul kernels take 8-bit weights scaled per output row (axis 0) or per tensor, "
         "not per input column (axis -1)");
-  const auto [n, k] = detail::as_matrix(w.shape());
+  const auto [n, k] = layout_detail::as_matrix(w.shape());
   packed_weight<Q, T> p;
   p.n = n;
   p.k = k;
-  p.k_padded = detail::round_up(k, row_align);
+  p.k_padded = layout_detail::round_up(k, row_align);
   p.group = k;
   p.n_groups = k == 0 ? 0 : 1;
   p.original_shape = w.shape();
@@ -149,7 +153,7 @@ packed_weight<Q, T> pack_weight(const basic_qbytes_weight<Q, T, H>& w) {
     for (std::int64_t e = 0; e < k; ++e) {
       const auto c = std::bit_cast<std::uint8_t>(data[r * k + e]);
       if constexpr (FloatQType<Q>) {
-        if (detail::is_fp8_nan_code<typename Q::storage>(c))
+        if (layout_detail::is_fp8_nan_code<typename Q::storage>(c))
           throw value_error("weight code at [" + std::to_string(r) + ", " + std::to_string(e) + "] is NaN");
       }
       dst[e] = c;
@@ -166,7 +170,7 @@ packed_weight<Q, T, Shift> pack_weight(const basic_qbits_weight<Q, T, H, Shift>&
   w.validate();
   if (w.axis != qaxis::first)
     throw unsupported_error("the matmul kernels take qint2/qint4 weights grouped along axis 0");
-  const auto [n, k] = detail::as_matrix(w.shape());
+  const auto [n, k] = layout_detail::as_matrix(w.shape());
   const std::int64_t group = w.group_size ? *w.group_size : k;
   if (k != 0 && (k % group != 0 || (group % block_k != 0 && group != k)))
     throw unsupported_error("group size " + std::to_string(group) +
@@ -175,7 +179,7 @@ packed_weight<Q, T, Shift> pack_weight(const basic_qbits_weight<Q, T, H, Shift>&
   packed_weight<Q, T, Shift> p;
   p.n = n;
   p.k = k;
-  p.k_padded = detail::round_up(k, row_align);
+  p.k_padded = layout_detail::round_up(k, row_align);
   p.group = group;
   p.n_groups = k == 0 ? 0 : k / group;
   p.original_shape = w.shape();
@@ -191,7 +195,8 @@ packed_weight<Q, T, Shift> pack_weight(const basic_qbits_weight<Q, T, H, Shift>&
   const auto* sh = quanto::detail::as_view(w.shift).data();
   for (std::int64_t r = 0; r < n; ++r) {
     std::uint8_t* dst = p.codes.data() + r * p.row_bytes();
-    for (std::int64_t e = 0; e < k; ++e) detail::put_code<Q::bits>(dst, e, codes[static_cast<std::size_t>(r * k + e)]);
+    for (std::int64_t e = 0; e < k; ++e)
+      layout_detail::put_code<Q::bits>(dst, e, codes[static_cast<std::size_t>(r * k + e)]);
     for (std::int64_t j = 0; j < g; ++j) {
       const auto i = static_cast<std::size_t>(r * g + j);
       const float s = quanto::model_arith::widen(sc[i]);
@@ -232,7 +237,7 @@ qbits_weight<Q, T, Shift> unpack_weight(const packed_weight<Q, T, Shift>& p) {
   tensor<std::uint8_t> codes(cs);
   for (std::int64_t r = 0; r < p.n; ++r)
     for (std::int64_t e = 0; e < p.k; ++e)
-      codes[static_cast<std::size_t>(r * p.k + e)] = detail::get_code<Q::bits>(p.row(r), e);
+      codes[static_cast<std::size_t>(r * p.k + e)] = layout_detail::get_code<Q::bits>(p.row(r), e);
   w.packed = pack(codes.view(), Q::bits);
   const quanto::shape ps = w.group_size ? shape{cs[0], 1} : map_params(p.original_shape, qaxis::first).param_shape;
   w.scale = tensor<T>(ps);
@@ -247,5 +252,6 @@ qbits_weight<Q, T, Shift> unpack_weight(const packed_weight<Q, T, Shift>& p) {
   return w;
 }
 
+}  // namespace QUANTO_TARGET_NS
 }  // namespace kernels
 QUANTO_END_NAMESPACE

@@ -1,8 +1,8 @@
 // quanto/kernels/matmul.hpp: the matmul front door. `y = x · Wᵀ (+ bias)` for a weight in the
 // kernel layout (`pack_weight`), with plain pointer entry points for other engines and a tensor
 // convenience overload. The ISA is a template argument (default: `native_isa`), chosen at compile
-// time with no run-time branch; the work is split over output rows (deterministic for any thread
-// count: each output is computed by one thread, in a fixed order).
+// time with no run-time branch, and reached only through `backend<I>` (backend.hpp); the work is split over output rows
+// (deterministic for any thread count: each output is computed by one thread, in a fixed order).
 //
 //   matmul(w, x, m, ldx, y, ldy, bias)                      exact float activations (default)
 //   matmul<dynamic_int8_activations>(w, x, ...)             int8 activations per block, integer dots
@@ -20,19 +20,18 @@
 
 #include "quanto/core/config.hpp"
 #include "quanto/core/error.hpp"
+#include "quanto/core/isa.hpp"
+#include "quanto/core/parallel.hpp"
 #include "quanto/core/qtype.hpp"
 #include "quanto/core/tensor.hpp"
 #include "quanto/kernels/activations.hpp"
-#include "quanto/kernels/isa.hpp"
+#include "quanto/kernels/backend.hpp"
 #include "quanto/kernels/layout.hpp"
-#include "quanto/kernels/parallel.hpp"
-#include "quanto/kernels/reference/matmul.hpp"
-#if QUANTO_HAS_AVX2
-#include "quanto/kernels/x86/avx2/matmul.hpp"
-#endif
-#if QUANTO_HAS_NEON_DOT
+// Every ISA folder's entry header: each defines `backend<I>` when the compiler targets its ISA and
+// is empty otherwise (one line per folder; the ISAs themselves are core/isa.hpp's isa_list).
 #include "quanto/kernels/arm/neon/matmul.hpp"
-#endif
+#include "quanto/kernels/reference/matmul.hpp"
+#include "quanto/kernels/x86/avx2/matmul.hpp"
 
 QUANTO_BEGIN_NAMESPACE
 namespace kernels {
@@ -95,7 +94,7 @@ void run_rows(const packed_weight<Q, T, S>& w, const kernels::detail::prepared_a
 /// Marks the w8a8 integer path in `run_rows`.
 struct int8_activations {};
 
-template <KernelFloat Y>
+template <ModelFloat Y>
 inline Y from_f32(float v) noexcept {
   if constexpr (std::is_same_v<Y, float>)
     return v;
@@ -105,7 +104,7 @@ inline Y from_f32(float v) noexcept {
 
 /// Splits the output rows into tasks, runs the kernel on each, and applies the epilogue
 /// (`acc * out_scale + bias`, conversion to Y) while the task's outputs are still in cache.
-template <class Kind, Isa I, QType Q, ModelFloat T, class S, KernelFloat Y>
+template <class Kind, Isa I, QType Q, ModelFloat T, class S, ModelFloat Y>
 void run(const packed_weight<Q, T, S>& w, const kernels::detail::prepared_activations& xp, Y* y, std::int64_t ldy,
          const float* bias, const matmul_options& opt) {
   const std::int64_t m = xp.m, n = w.n;
@@ -151,8 +150,8 @@ inline void check_dims(std::int64_t m, std::int64_t k, std::int64_t ldx, std::in
 
 /// `y[i, :] = x[i, :] · Wᵀ (+ bias)` for i < m. `x` is m rows of w.k elements, `ldx` apart; `y` is
 /// m rows of w.n elements, `ldy` apart; `bias` is w.n floats or null. x and y may be unaligned.
-template <ActivationPolicy P = exact_activations, Isa I = native_isa, QType Q, ModelFloat T, class S, KernelFloat X,
-          KernelFloat Y>
+template <ActivationPolicy P = exact_activations, Isa I = native_isa, QType Q, ModelFloat T, class S, ModelFloat X,
+          ModelFloat Y>
 void matmul(const packed_weight<Q, T, S>& w, const X* x, std::int64_t m, std::int64_t ldx, Y* y, std::int64_t ldy,
             const float* bias = nullptr, const matmul_options& opt = {}) {
   static_assert(UsableIsa<I>, "quanto: this ISA has no kernels, or the compiler flags do not enable it");
@@ -168,7 +167,7 @@ void matmul(const packed_weight<Q, T, S>& w, const X* x, std::int64_t m, std::in
                                       dispatch::order<I, std::decay_t<decltype(w)>>{&w})
                 : prep::prepare_float(m, w.k, w.k_padded, w.group, LowBitQType<Q>, decode);
   if constexpr (dynamic) {
-    prep::quantize_rows_int8(p, LowBitQType<Q> ? w.group : dynamic_int8_activations::block);
+    prep::quantize_rows_int8<I>(p, LowBitQType<Q> ? w.group : dynamic_int8_activations::block);
     if constexpr (LowBitQType<Q>) prep::centre_lowbit(p, Q::bits);
   }
   dispatch::run<P, I>(w, p, y, ldy, bias, opt);
@@ -178,7 +177,7 @@ void matmul(const packed_weight<Q, T, S>& w, const X* x, std::int64_t m, std::in
 /// `QX` (qint8 or a qfloat8) with one per-tensor scale. qint8 x qint8 accumulates in int32, exactly
 /// (bit-identical on every ISA); any other pair accumulates the codes' values in float32. 8-bit
 /// weights only.
-template <ByteQType QX, Isa I = native_isa, ByteQType Q, ModelFloat T, KernelFloat Y>
+template <ByteQType QX, Isa I = native_isa, ByteQType Q, ModelFloat T, ModelFloat Y>
 void matmul_quantized(const packed_weight<Q, T>& w, const typename QX::storage* xq, float x_scale, std::int64_t m,
                       std::int64_t ldx, Y* y, std::int64_t ldy, const float* bias = nullptr,
                       const matmul_options& opt = {}) {
@@ -218,7 +217,7 @@ void matmul_quantized(const packed_weight<Q, T>& w, const typename QX::storage* 
 }
 
 /// Tensor convenience: x of shape [..., k] gives y of shape [..., n] (same element type as x).
-template <ActivationPolicy P = exact_activations, Isa I = native_isa, QType Q, ModelFloat T, class S, KernelFloat X>
+template <ActivationPolicy P = exact_activations, Isa I = native_isa, QType Q, ModelFloat T, class S, ModelFloat X>
 tensor<X> matmul(const packed_weight<Q, T, S>& w, tensor_view<const X> x, std::span<const float> bias = {},
                  const matmul_options& opt = {}) {
   if (x.rank() < 1 || x.shape()[x.rank() - 1] != w.k)

@@ -149,7 +149,7 @@ using qactivation = basic_qactivation<Q, T, owned>;
 /// Options common to every quantizer.
 struct quantize_options {
   nonfinite_policy nonfinite = nonfinite_policy::reject;
-  /// The threads the quantizer may use (kernels/parallel.hpp; 0 = all). The result does not
+  /// The threads the quantizer may use (core/parallel.hpp; 0 = all). The result does not
   /// depend on them.
   kernels::parallel_options parallel = {};
 };

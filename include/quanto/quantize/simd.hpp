@@ -2,7 +2,7 @@
 //
 // The quantizers (symmetric.hpp, affine.hpp, packing.hpp, optimizers.hpp) walk a tensor as runs of
 // elements that share a parameter (a row, a group) or whose parameters run alongside them (per
-// column). `for_each_run` hands those runs to the library's parallel backend (kernels/parallel.hpp:
+// column). `for_each_run` hands those runs to the library's parallel backend (core/parallel.hpp:
 // the pool or oneTBB); a run is computed by one thread, whole, so the result does not depend on the
 // thread count. Inside a run the ISA's code (kernels/x86/avx2/quantize.hpp) does the whole vectors
 // and the scalar reference the rest, bit-identical by construction and by test
@@ -19,8 +19,8 @@
 #include <type_traits>
 
 #include "quanto/core/config.hpp"
-#include "quanto/kernels/isa.hpp"
-#include "quanto/kernels/parallel.hpp"
+#include "quanto/core/isa.hpp"
+#include "quanto/core/parallel.hpp"
 #include "quanto/quantize/axis.hpp"
 
 #if QUANTO_HAS_AVX2

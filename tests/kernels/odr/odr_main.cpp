@@ -11,6 +11,8 @@ std::string odr_baseline(const quanto::kernels::packed_weight<quanto::qint4, qua
                          const std::vector<float>&, std::vector<float>&);
 std::string odr_avx2(const quanto::kernels::packed_weight<quanto::qint4, quanto::bfloat16>&, const std::vector<float>&,
                      std::vector<float>&);
+std::vector<float> odr_baseline_quantize_pack(const quanto::tensor<quanto::bfloat16>&, const std::vector<float>&);
+std::vector<float> odr_avx2_quantize_pack(const quanto::tensor<quanto::bfloat16>&, const std::vector<float>&);
 
 TEST(IsaOdr, TwoTargetsLinkAndEachRunsItsOwnKernels) {
   using namespace kt;
@@ -26,4 +28,26 @@ TEST(IsaOdr, TwoTargetsLinkAndEachRunsItsOwnKernels) {
     EXPECT_NEAR(y0[i], ref.y[i], float_bound(512, ref.magnitude[i]));
     EXPECT_NEAR(y1[i], ref.y[i], float_bound(512, ref.magnitude[i]));
   }
+}
+
+// Quantizing and packing in each TU, then the dynamic matmul there: the baseline TU must not have
+// been handed the AVX2 TU's copies (it would crash on a CPU without AVX2, and the symbol checks in
+// CMakeLists.txt fail if the copies share a name). Both give the reference's numbers up to float32
+// rounding (the TUs' flags differ, so the compiler may contract the reference's a * b + c).
+TEST(IsaOdr, QuantizersAndPackingRunPerTarget) {
+  using namespace kt;
+  const tensor<bfloat16> f = random_weight<bfloat16>(19, 256, 3);
+  const std::vector<float> x = random_x<float>(256, 4);
+  const auto q = quantize_weight<qint4>(f.view());
+  const auto p = qk::pack_weight(q);
+  std::vector<float> ref(19);
+  qk::matmul<qk::dynamic_int8_activations, qk::isa::scalar>(p, x.data(), 1, 256, ref.data(), 19);
+  const auto bound = reference_matmul(q, x, 1, nullptr);
+  const std::vector<float> y0 = odr_baseline_quantize_pack(f, x);
+  ASSERT_EQ(y0.size(), ref.size());
+  for (std::size_t i = 0; i < ref.size(); ++i) EXPECT_NEAR(y0[i], ref[i], float_bound(256, bound.magnitude[i])) << i;
+  if (!qk::cpu_supports<qk::isa::avx2>()) GTEST_SKIP() << "this CPU has no AVX2: only the baseline TU was run";
+  const std::vector<float> y1 = odr_avx2_quantize_pack(f, x);
+  ASSERT_EQ(y1.size(), ref.size());
+  for (std::size_t i = 0; i < ref.size(); ++i) EXPECT_NEAR(y1[i], ref[i], float_bound(256, bound.magnitude[i])) << i;
 }

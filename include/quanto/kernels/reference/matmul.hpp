@@ -5,7 +5,8 @@
 //   dynamic:  y[i,r] = sum_b scale[r,g(b)] * xscale[i,b] * sum_{e in b} code[r,e] * xq[i,e]  -  shift term
 //   int8:     y[i,r] = float(sum_e code[r,e] * xq[i,e])            (int32, exact; scales in the epilogue)
 //
-// where w(c) is the code's value (int8, fp8, or an unsigned 2/4-bit code).
+// where w(c) is the code's value (int8, fp8, or an unsigned 2/4-bit code): decode.hpp; the
+// activation blocks' quantization is activations.hpp.
 #pragma once
 
 #include <cstdint>
@@ -13,40 +14,18 @@
 #include <utility>
 
 #include "quanto/core/config.hpp"
+#include "quanto/core/isa.hpp"
 #include "quanto/core/qtype.hpp"
 #include "quanto/kernels/activations.hpp"
-#include "quanto/kernels/isa.hpp"
+#include "quanto/kernels/backend.hpp"
 #include "quanto/kernels/layout.hpp"
+#include "quanto/kernels/reference/activations.hpp"
+#include "quanto/kernels/reference/decode.hpp"
 
 QUANTO_BEGIN_NAMESPACE
 namespace kernels {
 inline namespace QUANTO_TARGET_NS {
 namespace reference {
-
-/// The reference reads activations in logical order.
-template <QType Q>
-constexpr std::int64_t position(std::int64_t e) noexcept {
-  return e;
-}
-
-/// The value of a code as a float (exact).
-template <QType Q>
-inline float code_value(std::uint8_t c) noexcept {
-  if constexpr (FloatQType<Q>)
-    return to_float(Q::storage::from_bits(c));
-  else if constexpr (ByteQType<Q>)
-    return static_cast<float>(static_cast<std::int8_t>(c));
-  else
-    return static_cast<float>(c);
-}
-
-template <QType Q>
-inline std::int32_t code_int(std::uint8_t c) noexcept {
-  if constexpr (ByteQType<Q>)
-    return static_cast<std::int8_t>(c);
-  else
-    return c;
-}
 
 /// Weight-only matmul with float activations, rows [n0, n1) of the weight.
 template <QType Q, ModelFloat T, class S>
@@ -61,7 +40,7 @@ void gemm_exact(const packed_weight<Q, T, S>& w, const detail::prepared_activati
       for (std::int64_t g = 0; g < groups; ++g) {
         float dot = 0.0f;
         for (std::int64_t e = g * w.group; e < (g + 1) * w.group; ++e)
-          dot += code_value<Q>(kernels::detail::get_code<Q::bits>(codes, e)) * x[e];
+          dot += code_value<Q>(layout_detail::get_code<Q::bits>(codes, e)) * x[e];
         acc += w.scale_row(r)[g] * dot;
         if constexpr (LowBitQType<Q>) acc -= w.shift_row(r)[g] * xp.sums(i)[g];
       }
@@ -89,7 +68,7 @@ void gemm_dynamic(const packed_weight<Q, T, S>& w, const detail::prepared_activa
       for (std::int64_t b = 0; b < xp.xblocks; ++b) {
         const std::int64_t lo = b * xp.xblock, hi = b + 1 == xp.xblocks ? xp.k_padded : lo + xp.xblock;
         std::int32_t dot = 0;
-        for (std::int64_t e = lo; e < hi; ++e) dot += code_int<Q>(kernels::detail::get_code<Q::bits>(codes, e)) * xq[e];
+        for (std::int64_t e = lo; e < hi; ++e) dot += code_int<Q>(layout_detail::get_code<Q::bits>(codes, e)) * xq[e];
         const float ws = w.scale_row(r)[LowBitQType<Q> ? lo / w.group : 0];
         acc += ws * xp.scales(i)[b] * static_cast<float>(dot - c * xp.qsums(i)[b]);
       }
@@ -121,6 +100,10 @@ void gemm_int8(const packed_weight<qint8, T>& w, const detail::prepared_activati
 
 template <>
 struct backend<isa::scalar> {
+  static constexpr std::int64_t exact_panel_min_rows = 1;  // no output's bits depend on m
+  static float quantize_block(const float* x, std::int64_t n, std::int8_t* q, std::int32_t& sum) noexcept {
+    return reference::quantize_block(x, n, q, sum);
+  }
   template <QType Q, class W>
   static constexpr std::int64_t position(const W&, std::int64_t e) noexcept {
     return reference::position<Q>(e);
