@@ -344,6 +344,30 @@ TEST(SimdQuantize, PowMatchesReference) {
 #endif
 }
 
+/// `dequantize_into` writes what `dequantize` returns (both groupings, zero-points, 8-bit), and a
+/// buffer of another element count is a shape_error, not a write past its end.
+TEST(SimdQuantize, DequantizeIntoMatchesDequantize) {
+  std::mt19937 rng(9);
+  const tensor<bfloat16> w = make_weight<bfloat16>(96, 256, 64, rng, true, 4, false);
+  const auto check = [](const auto& q) {
+    using T = typename std::decay_t<decltype(q)>::model_type;
+    tensor<T> out(q.shape());
+    q.dequantize_into(out.mutable_view());
+    EXPECT_TRUE(same_bits(out, q.dequantize()));
+    tensor<T> flat(shape{q.shape().numel()});  // any shape with the element count
+    q.dequantize_into(flat.mutable_view());
+    EXPECT_EQ(std::memcmp(flat.data(), out.data(), out.size() * sizeof(T)), 0);
+    tensor<T> small(shape{q.shape().numel() - 1});
+    EXPECT_THROW(q.dequantize_into(small.mutable_view()), shape_error);
+  };
+  check(quantize_weight<qint4>(w, group_affine<>{64, qaxis::first}));
+  check(quantize_weight<qint4>(w, group_affine<>{32, qaxis::last}));
+  check(quantize_weight<qint2>(w, group_affine<true>{64, qaxis::first}));
+  check(quantize_weight<qint4>(w, group_affine<>{no_group, qaxis::last}));
+  check(quantize_weight<qint8>(w, symmetric{qaxis::first}));
+  check(quantize_weight<qfloat8_e5m2>(w, symmetric{qaxis::last}));
+}
+
 /// The same bits with 1, 2 and 3 threads (and the default), for each scheme.
 TEST(SimdQuantize, ThreadCountDoesNotChangeBits) {
   std::mt19937 rng(5);

@@ -176,14 +176,15 @@ tensor<typename Q::storage> quantize_symmetric(tensor_view<const T> base, qaxis 
   return out;
 }
 
-/// `scale * data` in the model dtype, in the data's shape.
+/// `scale * data` in the model dtype into `out`, a buffer of the data's element count (any shape;
+/// written in the data's flat order).
 template <ByteQType Q, ModelFloat T>
-tensor<T> dequantize_symmetric(tensor_view<const typename Q::storage> data, qaxis axis, tensor_view<const T> scale,
-                               kernels::parallel_options par = {}) {
+void dequantize_symmetric_into(tensor_view<const typename Q::storage> data, qaxis axis, tensor_view<const T> scale,
+                               tensor_view<T> out, kernels::parallel_options par = {}) {
   namespace qd = kernels::quantize_dispatch;
   const param_map pm = map_params(data.shape(), axis);
   detail::require_shape(scale.shape(), pm.param_shape, "the scale");
-  tensor<T> out(data.shape());
+  detail::require_numel(out.numel(), data.numel(), "the dequantized output");
   const bool per_column = pm.k == param_map::kind::per_column;
   const bool simd = qd::enabled();
   qd::for_each_run(pm, par, [&](std::size_t b, std::size_t n, std::size_t j) {
@@ -201,6 +202,14 @@ tensor<T> dequantize_symmetric(tensor_view<const typename Q::storage> data, qaxi
     for (; k < n; ++k) out[b + k] = detail::dequantize_symmetric_value<Q>(data[b + k], scale[per_column ? k : j]);
   });
   (void)simd;
+}
+
+/// `scale * data` in the model dtype, in the data's shape.
+template <ByteQType Q, ModelFloat T>
+tensor<T> dequantize_symmetric(tensor_view<const typename Q::storage> data, qaxis axis, tensor_view<const T> scale,
+                               kernels::parallel_options par = {}) {
+  tensor<T> out(data.shape());
+  dequantize_symmetric_into<Q, T>(data, axis, scale, out.mutable_view(), par);
   return out;
 }
 

@@ -114,6 +114,23 @@ QUANTO_ALWAYS_INLINE void store8(T* p, __m256 v) noexcept {
   }
 }
 
+/// `store8` for values known not to be NaN (finite parameters over finite or integer data): the
+/// same bits without the NaN rule.
+template <class T>
+QUANTO_ALWAYS_INLINE void store8_number(T* p, __m256 v) noexcept {
+  if constexpr (std::is_same_v<T, float>) {
+    _mm256_storeu_ps(p, v);
+  } else if constexpr (std::is_same_v<T, bfloat16>) {
+    const __m256i u = bits(v);
+    const __m256i odd = _mm256_and_si256(_mm256_srli_epi32(u, 16), splat(1));
+    const __m256i r = _mm256_srli_epi32(_mm256_add_epi32(_mm256_add_epi32(u, splat(0x7FFFu)), odd), 16);
+    const __m128i packed = _mm_packus_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(p), packed);
+  } else {
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+  }
+}
+
 /// Four vectors of 8 int32 (each in [-128, 255]) to 32 bytes in order; `Signed` saturates as int8.
 template <bool Signed>
 QUANTO_ALWAYS_INLINE __m256i pack32(__m256i a, __m256i b, __m256i c, __m256i d) noexcept {
@@ -281,12 +298,66 @@ QUANTO_ALWAYS_INLINE __m256 code_values8(const typename Q::storage* q) noexcept 
   }
 }
 
-/// dequantize_symmetric over a run: `out[i] = T(s * q[i])`. Returns the elements done.
+/// All-ones bytes where a float8 code of Q is a NaN or an infinity (32 codes at once).
+template <class Q>
+QUANTO_ALWAYS_INLINE __m256i float8_special32(__m256i b) noexcept {
+  using F = typename Q::storage::format;
+  if constexpr (F::nan_encoding == float8_nan_encoding::negative_zero) {
+    return _mm256_cmpeq_epi8(b, _mm256_set1_epi8(static_cast<char>(0x80)));
+  } else {
+    // all_ones: 0x7F / 0xFF; ieee: every code whose exponent field is all ones
+    constexpr auto key = static_cast<char>(
+        F::nan_encoding == float8_nan_encoding::all_ones ? 0x7Fu : ((1u << F::exponent_bits) - 1u) << F::mantissa_bits);
+    return _mm256_cmpeq_epi8(_mm256_and_si256(b, _mm256_set1_epi8(key)), _mm256_set1_epi8(key));
+  }
+}
+
+/// The values of 8 float8 codes none of which is a NaN or an infinity (code_values8 without the
+/// special encodings).
+template <class Q>
+QUANTO_ALWAYS_INLINE __m256 float8_numbers8(__m128i b) noexcept {
+  using F = typename Q::storage::format;
+  constexpr int m = F::mantissa_bits, bias = F::bias;
+  const __m256i u = _mm256_cvtepu8_epi32(b);
+  const __m256i sign = _mm256_slli_epi32(_mm256_and_si256(u, splat(0x80u)), 24);
+  const __m256i code = _mm256_and_si256(u, splat(0x7Fu));
+  const __m256 mag =
+      _mm256_mul_ps(flt(_mm256_slli_epi32(code, 23 - m)), flt(splat(static_cast<std::uint32_t>(254 - bias) << 23)));
+  return flt(_mm256_or_si256(sign, bits(mag)));
+}
+
+/// dequantize_symmetric over a run: `out[i] = T(s * q[i])`. Returns the elements done. Without
+/// PerColumn, qint8 codes under a finite `s` give no NaN, so the NaN rule of the store is skipped.
 template <class Q, class T, bool PerColumn>
 inline std::size_t dequantize_symmetric_run(const typename Q::storage* q, T* out, std::size_t n, float s,
                                             const T* scale) noexcept {
   const __m256 sv = splatf(s);
   std::size_t i = 0;
+  if constexpr (!PerColumn && !Q::is_floating_point) {
+    if (is_finite_bits(s)) {
+      for (; i + 16 <= n; i += 16) {
+        store8_number(out + i, _mm256_mul_ps(sv, code_values8<Q>(q + i)));
+        store8_number(out + i + 8, _mm256_mul_ps(sv, code_values8<Q>(q + i + 8)));
+      }
+    }
+  } else if constexpr (!PerColumn) {
+    // float8: blocks of 32 codes without a NaN / inf code take the plain path
+    if (is_finite_bits(s)) {
+      for (; i + 32 <= n; i += 32) {
+        const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + i));
+        const __m256i sp = float8_special32<Q>(b);
+        if (!_mm256_testz_si256(sp, sp)) {
+          for (std::size_t k = i; k < i + 32; k += 8) store8(out + k, _mm256_mul_ps(sv, code_values8<Q>(q + k)));
+          continue;
+        }
+        const __m128i lo = _mm256_castsi256_si128(b), hi = _mm256_extracti128_si256(b, 1);
+        store8_number(out + i, _mm256_mul_ps(sv, float8_numbers8<Q>(lo)));
+        store8_number(out + i + 8, _mm256_mul_ps(sv, float8_numbers8<Q>(_mm_unpackhi_epi64(lo, lo))));
+        store8_number(out + i + 16, _mm256_mul_ps(sv, float8_numbers8<Q>(hi)));
+        store8_number(out + i + 24, _mm256_mul_ps(sv, float8_numbers8<Q>(_mm_unpackhi_epi64(hi, hi))));
+      }
+    }
+  }
   for (; i + 8 <= n; i += 8) {
     const __m256 d = PerColumn ? load8(scale + i) : sv;
     store8(out + i, _mm256_mul_ps(d, code_values8<Q>(q + i)));
@@ -405,6 +476,48 @@ inline std::size_t dequantize_affine_zp_run(const std::uint8_t* q, T* out, std::
     const __m256i qv = _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(q + i)));
     const __m256i d = _mm256_srai_epi32(_mm256_slli_epi32(_mm256_sub_epi32(qv, zv), 24), 24);
     store8(out + i, _mm256_mul_ps(a, _mm256_cvtepi32_ps(d)));
+  }
+  return i;
+}
+
+/// Dequantizes a run of 2/4-bit codes straight from packed bytes, `code = (src[k] >> shift) & mask`,
+/// by table: `table` holds the run's 16 outputs, `table[c]` the reference's value for code c (the
+/// caller computes it, so every bit, NaN included, is the reference's). Returns the elements done.
+template <class T>
+inline std::size_t dequantize_table_run(const std::uint8_t* src, int shift, std::uint8_t mask, const T* table, T* out,
+                                        std::size_t n) noexcept {
+  const __m128i sh = _mm_cvtsi32_si128(shift);
+  std::size_t i = 0;
+  if constexpr (std::is_same_v<T, float>) {
+    const __m256i lo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(table));
+    const __m256i hi = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(table + 8));
+    const __m256i m = splat(mask);
+    for (; i + 8 <= n; i += 8) {
+      const __m256i b = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(src + i)));
+      const __m256i c = _mm256_and_si256(_mm256_srl_epi32(b, sh), m);
+      const __m256i v0 = _mm256_permutevar8x32_epi32(lo, c), v1 = _mm256_permutevar8x32_epi32(hi, c);
+      // codes 8..15 have bit 3 set: moved to the sign bit, it picks the upper table
+      const __m256i v = selecti(_mm256_srai_epi32(_mm256_slli_epi32(c, 28), 31), v1, v0);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i), v);
+    }
+  } else {
+    // 16-bit outputs: the low and the high bytes of the 16 entries as two pshufb tables.
+    const __m256i t = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(table));
+    const __m256i split = _mm256_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15, 0, 2, 4, 6, 8, 10, 12,
+                                           14, 1, 3, 5, 7, 9, 11, 13, 15);
+    // [lo 0-7, hi 0-7 | lo 8-15, hi 8-15] -> [lo 0-15 | hi 0-15]
+    const __m256i s = _mm256_permute4x64_epi64(_mm256_shuffle_epi8(t, split), 0xD8);
+    const __m256i tlo = _mm256_permute2x128_si256(s, s, 0x00), thi = _mm256_permute2x128_si256(s, s, 0x11);
+    const __m256i m = _mm256_set1_epi8(static_cast<char>(mask));
+    for (; i + 32 <= n; i += 32) {
+      const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + i));
+      // 16-bit shifts move bits across bytes; the mask keeps each code's own bits
+      const __m256i c = _mm256_and_si256(_mm256_srl_epi16(b, sh), m);
+      const __m256i l = _mm256_shuffle_epi8(tlo, c), h = _mm256_shuffle_epi8(thi, c);
+      const __m256i a = _mm256_unpacklo_epi8(l, h), z = _mm256_unpackhi_epi8(l, h);  // [0-7, 16-23], [8-15, 24-31]
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i), _mm256_permute2x128_si256(a, z, 0x20));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i + 16), _mm256_permute2x128_si256(a, z, 0x31));
+    }
   }
   return i;
 }
