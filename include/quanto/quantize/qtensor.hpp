@@ -240,6 +240,17 @@ qweight_t<Q, T, S> quantize_weight(tensor_view<const T> w, const S& scheme = {},
     };
     if constexpr (ByteQType<Q>) {
       const qaxis axis = effective_axis(w.shape(), scheme.axis);
+      if constexpr (std::is_same_v<Optimizer, absmax_optimizer>) {
+        // per row with the vector code on: scale and codes in one pass (the scalar reference keeps
+        // the two quanto calls below)
+        if (axis == qaxis::first && kernels::quantize_dispatch::enabled()) {
+          qbytes_weight<Q, T> q;
+          q.axis = axis;
+          quantize_absmax_rows<Q>(w, q.scale, q.data, options.parallel);
+          check_scale(q.scale);
+          return q;
+        }
+      }
       tensor<T> scale = optimizer.template operator()<Q>(w, axis, options.parallel);
       check_scale(scale);
       tensor<typename Q::storage> data = quantize_symmetric<Q>(w, axis, scale.view(), options.parallel);

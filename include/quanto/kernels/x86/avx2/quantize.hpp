@@ -207,9 +207,9 @@ inline std::size_t absmax_cols(const T* x, std::size_t rows, std::size_t cols, f
 }
 
 /// The codes of 8 quotients `q` (already rounded to T) as int32 lanes, Q's storage bits.
-template <class Q>
+template <class Q, bool MaybeNaN = true>
 QUANTO_ALWAYS_INLINE __m256i symmetric_codes8(__m256 q) noexcept {
-  const __m256i nan = nan_mask(q);
+  const __m256i nan = MaybeNaN ? nan_mask(q) : _mm256_setzero_si256();
   if constexpr (!Q::is_floating_point) {
     const __m256 r = _mm256_min_ps(_mm256_max_ps(round_even8(q), splatf(-128.0f)), splatf(127.0f));
     return _mm256_andnot_si256(nan, _mm256_cvttps_epi32(r));
@@ -259,6 +259,84 @@ inline std::size_t quantize_symmetric_run(const T* x, typename Q::storage* out, 
     }
     const __m256i b = pack32<!Q::is_floating_point>(c[0], c[1], c[2], c[3]);
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i), b);
+  }
+  return i;
+}
+
+/// `narrow8` for values known not to be NaN.
+template <class T>
+QUANTO_ALWAYS_INLINE __m256 narrow8_number(__m256 v) noexcept {
+  if constexpr (std::is_same_v<T, bfloat16>) {
+    const __m256i u = bits(v);
+    const __m256i odd = _mm256_and_si256(_mm256_srli_epi32(u, 16), splat(1));
+    return flt(_mm256_and_si256(_mm256_add_epi32(_mm256_add_epi32(u, splat(0x7FFFu)), odd), splat(0xFFFF0000u)));
+  } else {
+    return narrow8<T>(v);
+  }
+}
+
+/// max |x| over the whole vectors of a run as a float, by integer maxima of the magnitude bits
+/// (for non-negative floats their order; a NaN's bits exceed every number's), and whether a NaN is
+/// among them (then the caller redoes the run with the reference). Returns the elements covered.
+template <class T>
+inline std::size_t absmax_bits_run(const T* x, std::size_t n, float& max_out, bool& nan_out) noexcept {
+  std::size_t i = 0;
+  if constexpr (std::is_same_v<T, float>) {
+    const __m256i mag = splat(0x7FFFFFFFu);
+    __m256i m0 = _mm256_setzero_si256(), m1 = m0;
+    for (; i + 16 <= n; i += 16) {
+      m0 = _mm256_max_epi32(m0, _mm256_and_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + i)), mag));
+      m1 = _mm256_max_epi32(m1, _mm256_and_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + i + 8)), mag));
+    }
+    alignas(32) std::uint32_t l[8];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(l), _mm256_max_epi32(m0, m1));
+    std::uint32_t m = 0;
+    for (std::uint32_t v : l) m = v > m ? v : m;
+    nan_out = m > 0x7F800000u;
+    max_out = bits_to_float(m);
+  } else {
+    const __m256i mag = _mm256_set1_epi16(0x7FFF);
+    __m256i m0 = _mm256_setzero_si256(), m1 = m0;
+    for (; i + 32 <= n; i += 32) {
+      m0 = _mm256_max_epu16(m0, _mm256_and_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + i)), mag));
+      m1 =
+          _mm256_max_epu16(m1, _mm256_and_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + i + 16)), mag));
+    }
+    alignas(32) std::uint16_t l[16];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(l), _mm256_max_epu16(m0, m1));
+    std::uint16_t m = 0;
+    for (std::uint16_t v : l) m = v > m ? v : m;
+    const T t = T::from_bits(m);
+    nan_out = t.is_nan();
+    max_out = nan_out ? 0.0f : static_cast<float>(t);
+  }
+  return i;
+}
+
+/// quantize_symmetric over a run whose quotients are known to be numbers of magnitude < 2^20 (a
+/// normal scale `s` and max |x| / s below that, checked by the caller): the same codes as
+/// `quantize_symmetric_run` without its NaN rule; qint8 clamps by the saturating packs.
+/// `ahead`, when not null, is prefetched alongside (the next run: its load overlaps this one's
+/// arithmetic; a prefetch never faults).
+template <class Q, class T>
+inline std::size_t quantize_symmetric_bounded_run(const T* x, typename Q::storage* out, std::size_t n, float s,
+                                                  const T* ahead) noexcept {
+  const __m256 sv = splatf(s);
+  std::size_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    if (ahead != nullptr) {
+      _mm_prefetch(reinterpret_cast<const char*>(ahead + i), _MM_HINT_T0);
+      if constexpr (sizeof(T) == 4) _mm_prefetch(reinterpret_cast<const char*>(ahead + i + 16), _MM_HINT_T0);
+    }
+    __m256i c[4];
+    for (int k = 0; k < 4; ++k) {
+      const __m256 q = narrow8_number<T>(_mm256_div_ps(load8(x + i + 8 * k), sv));
+      if constexpr (Q::is_floating_point)
+        c[k] = symmetric_codes8<Q, false>(q);
+      else
+        c[k] = _mm256_cvttps_epi32(round_even8(q));
+    }
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i), pack32<!Q::is_floating_point>(c[0], c[1], c[2], c[3]));
   }
   return i;
 }
