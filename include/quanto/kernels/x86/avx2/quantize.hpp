@@ -313,6 +313,34 @@ inline std::size_t absmax_bits_run(const T* x, std::size_t n, float& max_out, bo
   return i;
 }
 
+/// Float8 codes of Q for 16 values of T (bfloat16 or float16) given as their bits in 16-bit lanes,
+/// none NaN: clamped to +-qmax, re-biased and rounded to nearest even on T's own encoding (exact
+/// values, so the same code as from the float). Lanes below Q's smallest normal are flagged in
+/// `sub` (their rounding grid is not T's) unless T and Q share the exponent bias (float16 and e5m2),
+/// where T's encoding rounds straight to Q's, subnormals included.
+template <class Q, class T>
+QUANTO_ALWAYS_INLINE __m256i float8_codes16(__m256i h, __m256i& sub) noexcept {
+  using F = typename Q::storage::format;
+  constexpr bool bf = std::is_same_v<T, bfloat16>;
+  constexpr int mt = bf ? 7 : 10, bias_t = bf ? 127 : 15;
+  constexpr int m = F::mantissa_bits, bias = F::bias, sh = mt - m;
+  static_assert(sh > 0 && bias_t >= bias);
+  const auto set = [](unsigned v) { return _mm256_set1_epi16(static_cast<short>(v)); };
+  const __m256i sign = _mm256_srli_epi16(_mm256_and_si256(h, set(0x8000u)), 8);
+  const __m256i a = _mm256_min_epu16(_mm256_and_si256(h, set(0x7FFFu)), set(T(Q::qmax).to_bits()));
+  const __m256i v = _mm256_sub_epi16(a, set(static_cast<unsigned>(bias_t - bias) << mt));
+  const __m256i odd = _mm256_and_si256(_mm256_srli_epi16(v, sh), set(1));
+  const __m256i code = _mm256_srli_epi16(_mm256_add_epi16(_mm256_add_epi16(v, set((1u << (sh - 1)) - 1u)), odd), sh);
+  if constexpr (bias_t != bias)
+    sub = _mm256_or_si256(sub, _mm256_cmpgt_epi16(set(static_cast<unsigned>(bias_t - bias + 1) << mt), a));
+  if constexpr (F::has_negative_zero) {
+    return _mm256_or_si256(sign, code);
+  } else {
+    const __m256i zero = _mm256_cmpeq_epi16(code, _mm256_setzero_si256());
+    return _mm256_andnot_si256(zero, _mm256_or_si256(sign, code));
+  }
+}
+
 /// quantize_symmetric over a run whose quotients are known to be numbers of magnitude < 2^20 (a
 /// normal scale `s` and max |x| / s below that, checked by the caller): the same codes as
 /// `quantize_symmetric_run` without its NaN rule; qint8 clamps by the saturating packs.
@@ -327,6 +355,36 @@ inline std::size_t quantize_symmetric_bounded_run(const T* x, typename Q::storag
     if (ahead != nullptr) {
       _mm_prefetch(reinterpret_cast<const char*>(ahead + i), _MM_HINT_T0);
       if constexpr (sizeof(T) == 4) _mm_prefetch(reinterpret_cast<const char*>(ahead + i + 16), _MM_HINT_T0);
+    }
+    if constexpr (Q::is_floating_point && !std::is_same_v<T, float>) {
+      // float8 from 16-bit T: the quotients rounded to T, packed to 16-bit lanes, encoded 16 at once
+      __m256 q[4];
+      for (int k = 0; k < 4; ++k) q[k] = _mm256_div_ps(load8(x + i + 8 * k), sv);
+      __m256i h01, h23;
+      if constexpr (std::is_same_v<T, bfloat16>) {
+        __m256i r[4];
+        for (int k = 0; k < 4; ++k) r[k] = _mm256_srli_epi32(bits(narrow8_number<T>(q[k])), 16);
+        h01 = _mm256_packus_epi32(r[0], r[1]);  // [0-3, 8-11 | 4-7, 12-15]
+        h23 = _mm256_packus_epi32(r[2], r[3]);
+      } else {
+        constexpr int rn = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+        h01 = _mm256_setr_m128i(_mm256_cvtps_ph(q[0], rn), _mm256_cvtps_ph(q[1], rn));
+        h23 = _mm256_setr_m128i(_mm256_cvtps_ph(q[2], rn), _mm256_cvtps_ph(q[3], rn));
+      }
+      __m256i sub = _mm256_setzero_si256();
+      const __m256i c01 = float8_codes16<Q, T>(h01, sub), c23 = float8_codes16<Q, T>(h23, sub);
+      __m256i b;
+      if (!_mm256_testz_si256(sub, sub)) {  // a small quotient: the per-float encoding
+        __m256i c[4];
+        for (int k = 0; k < 4; ++k) c[k] = symmetric_codes8<Q, false>(narrow8_number<T>(q[k]));
+        b = pack32<false>(c[0], c[1], c[2], c[3]);
+      } else if constexpr (std::is_same_v<T, bfloat16>) {
+        b = _mm256_permutevar8x32_epi32(_mm256_packus_epi16(c01, c23), _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+      } else {
+        b = _mm256_permute4x64_epi64(_mm256_packus_epi16(c01, c23), 0xD8);
+      }
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i), b);
+      continue;
     }
     __m256i c[4];
     for (int k = 0; k < 4; ++k) {
