@@ -704,16 +704,23 @@ struct lanes8 {
 };
 
 /// `detail::inner_sum_lanes<8>(x, n)` (torch_sum.hpp), bit for bit: the same cascade over the same
-/// lane-wise partial sums, each lane a register lane.
-inline float sum_lanes8(const float* x, std::int64_t n) {
-  if (n < 8) return quanto::detail::row_sum<float>(n, [&](std::int64_t i) { return x[i]; });
+/// lane-wise partial sums, each lane a register lane. `x` may be of a model dtype: the sum is of
+/// its values widened to float (exact), as PyTorch's float accumulation of a float copy.
+template <class T>
+inline float sum_lanes8(const T* x, std::int64_t n) {
+  const auto at = [&](std::int64_t i) {
+    if constexpr (std::is_same_v<T, float>)
+      return x[i];
+    else
+      return static_cast<float>(x[i]);
+  };
+  if (n < 8) return quanto::detail::row_sum<float>(n, at);
   const std::int64_t nvec = n / 8;
-  const lanes8 acc =
-      quanto::detail::row_sum<lanes8>(nvec, [&](std::int64_t i) { return lanes8{_mm256_loadu_ps(x + i * 8)}; });
+  const lanes8 acc = quanto::detail::row_sum<lanes8>(nvec, [&](std::int64_t i) { return lanes8{load8(x + i * 8)}; });
   alignas(32) float l[8];
   _mm256_store_ps(l, acc.v);
   float total = 0.0f;
-  for (std::int64_t k = nvec * 8; k < n; ++k) total += x[k];
+  for (std::int64_t k = nvec * 8; k < n; ++k) total += at(k);
   for (int k = 0; k < 8; ++k) total += l[k];
   return total;
 }
@@ -900,6 +907,56 @@ inline std::size_t hqq_target_run(const T* base, const T* dq, const std::uint8_t
     const __m256 qs = narrow8<T>(opaque8(_mm256_mul_ps(u8_values8(codes + i), s)));
     const __m256 inner = narrow8<T>(_mm256_sub_ps(x, narrow8<T>(ev)));
     _mm256_storeu_ps(target + i, narrow8<T>(_mm256_sub_ps(qs, inner)));
+  }
+  return i;
+}
+
+/// The HQQ target of one row whose dequantized values are recomputed from its codes
+/// (`dequantize_affine_value(code, scale, shift)`, what quanto's `dequantize` holds): as
+/// `hqq_target_run`, with |err|^(p-1) read from `pow_table` (indexed by the bits of |err| in T:
+/// the reference's `t_pow` of every non-negative T) when T is 16-bit, SLEEF's vector pow for float.
+template <class T>
+inline std::size_t hqq_target_row(const T* base, const std::uint8_t* codes, float* target, std::size_t n, float scale,
+                                  float shift, float exponent, float inv_beta, const float* pow_table) noexcept {
+  const __m256 sc = splatf(scale), sh = splatf(shift), ib = splatf(inv_beta);
+  const __m256 zero = _mm256_setzero_ps();
+  std::size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 x = load8(base + i);
+    const __m256 qs = narrow8<T>(opaque8(_mm256_mul_ps(sc, u8_values8(codes + i))));
+    const __m256 dq = narrow8<T>(_mm256_sub_ps(qs, sh));
+    const __m256 err = narrow8<T>(_mm256_sub_ps(x, dq));
+    const __m256 a = abs8(err);
+    __m256 p;
+    if constexpr (std::is_same_v<T, float>) {
+      (void)pow_table;
+      p = sleef_powf8(a, exponent);
+    } else if constexpr (std::is_same_v<T, bfloat16>) {
+      p = _mm256_i32gather_ps(pow_table, _mm256_srli_epi32(bits(a), 16), 4);
+    } else {
+      const __m128i h = _mm256_cvtps_ph(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);  // exact
+      p = _mm256_i32gather_ps(pow_table, _mm256_cvtepu16_epi32(h), 4);
+    }
+    const __m256 shrunk = narrow8<T>(_mm256_sub_ps(a, narrow8<T>(opaque8(_mm256_mul_ps(ib, p)))));
+    const __m256 r = _mm256_and_ps(_mm256_cmp_ps(shrunk, zero, _CMP_GT_OQ), shrunk);
+    const __m256 pos = _mm256_cmp_ps(err, zero, _CMP_GT_OQ), negm = _mm256_cmp_ps(err, zero, _CMP_LT_OQ);
+    const __m256 ev = _mm256_or_ps(_mm256_and_ps(pos, r), _mm256_and_ps(negm, pow8::neg(r)));
+    const __m256 inner = narrow8<T>(_mm256_sub_ps(x, narrow8<T>(ev)));
+    _mm256_storeu_ps(target + i, narrow8<T>(_mm256_sub_ps(qs, inner)));
+  }
+  return i;
+}
+
+/// `t_abs(t_sub(x[i], dequantize_affine_value(codes[i], scale, shift)))` into d (T), over a run.
+template <class T>
+inline std::size_t dequantize_abs_error_run(const T* x, const std::uint8_t* codes, T* d, std::size_t n, float scale,
+                                            float shift) noexcept {
+  const __m256 sc = splatf(scale), sh = splatf(shift);
+  std::size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 p = narrow8<T>(opaque8(_mm256_mul_ps(sc, u8_values8(codes + i))));
+    const __m256 dq = narrow8<T>(_mm256_sub_ps(p, sh));
+    store8(d + i, abs8(narrow8<T>(_mm256_sub_ps(load8(x + i), dq))));
   }
   return i;
 }
