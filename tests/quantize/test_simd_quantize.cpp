@@ -301,7 +301,25 @@ TEST(SimdQuantize, Hqq) {
   n += check_affine<qint2, float, false>(rng, hqq_optimizer{}, true);
   n += check_affine<qint4, float, false>(rng, three, true);
   n += check_affine<qint2, bfloat16, true>(rng, three, true);
+  // Weights shaped like a model's (normal values, groups of 128 along rows): HQQ keeps improving
+  // for many iterations here, so every iteration of the fused per-row loop is compared.
+  const auto gaussian = [&]<class T>(T, std::int64_t rows, const hqq_optimizer& opt) {
+    tensor<T> w(shape{rows, 2048});
+    std::normal_distribution<float> g(0.0f, 0.02f);
+    for (auto& x : w) x = T(g(rng));
+    const auto fast = quantize_weight<qint4>(w, group_affine<>{}, opt);
+    scalar_scope s;
+    const auto ref = quantize_weight<qint4>(w, group_affine<>{}, opt);
+    EXPECT_TRUE(same_bits(fast.shift, ref.shift)) << "gaussian " << rows;
+    EXPECT_TRUE(same_bits(fast.packed, ref.packed)) << "gaussian " << rows;
+    n += w.numel();
+  };
+  gaussian(bfloat16{}, 384, hqq_optimizer{});
+  gaussian(float16{}, 256, hqq_optimizer{});
+  gaussian(float{}, 96, hqq_optimizer{});
+  gaussian(bfloat16{}, 128, three);
   std::printf("hqq: %lld values compared\n", static_cast<long long>(n));
+  EXPECT_GE(n, 10'000'000);
 }
 
 /// The vector pow against the scalar one on every float of a range of binades and the special

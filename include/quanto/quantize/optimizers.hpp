@@ -203,13 +203,28 @@ void hqq_rows(const hqq_optimizer& opt, tensor_view<const T> base, scale_shift<T
   std::vector<std::uint8_t> codes(n), codes2(n);
   std::vector<T> err(n);
 
+  // A row whose Max scale and shift are finite is finite (min and max propagate NaN and inf); with
+  // them far from overflow every step of the row is a number (|err| = 0 gives pow = inf, whose
+  // shrinkage is -inf, cut to 0), so the vector code may skip the NaN rule of its roundings.
+  const auto numbers = [](T s, T sh) {
+    constexpr float limit = 0x1p-8f * static_cast<float>(std::numeric_limits<T>::max());
+    const float a = std::abs(widen(s)), c = std::abs(widen(sh));
+    return a < limit && c < limit;
+  };
+  std::vector<unsigned char> finite_row(static_cast<std::size_t>(pm.rows));  // from Max's scale and shift = -min
+  for (std::size_t r = 0; r < finite_row.size(); ++r) finite_row[r] = numbers(scale[r], best.shift[r]) ? 1 : 0;
   // codes and |base - dequantized| for `shift`, row r
   const auto requantize_row = [&](std::size_t r, T sh, std::uint8_t* c, T* d) {
     const T* x = base.data() + r * cols;
     const T s = scale[r];
-    std::size_t k = v::quantize_affine_run<T, Q::bits, false>(x, c, cols, widen(s), widen(sh), nullptr, nullptr);
+    const bool safe = finite_row[r] && numbers(s, sh);
+    std::size_t k =
+        safe && widen(s) != 0.0f
+            ? v::quantize_affine_run<T, Q::bits, false, true>(x, c, cols, widen(s), widen(sh), nullptr, nullptr)
+            : v::quantize_affine_run<T, Q::bits, false>(x, c, cols, widen(s), widen(sh), nullptr, nullptr);
     for (; k < cols; ++k) c[k] = quantize_affine_value(x[k], s, sh, Q::bits);
-    k = v::dequantize_abs_error_run<T>(x, c, d, cols, widen(s), widen(sh));
+    k = safe ? v::dequantize_abs_error_run<T, true>(x, c, d, cols, widen(s), widen(sh))
+             : v::dequantize_abs_error_run<T, false>(x, c, d, cols, widen(s), widen(sh));
     for (; k < cols; ++k) d[k] = t_abs(t_sub(x[k], dequantize_affine_value(c[k], s, sh)));
   };
   const auto mean_error = [&] {
@@ -249,8 +264,11 @@ void hqq_rows(const hqq_optimizer& opt, tensor_view<const T> base, scale_shift<T
               const T qs = narrow<T>(static_cast<float>(c[k]) * widen(s));
               target[k] = widen(t_sub(qs, t_sub(x[k], narrow<T>(ev))));
             };
-            std::size_t k = v::hqq_target_row<T>(x, c, target.data(), cols, widen(s), widen(sh), widen(exponent),
-                                                 inv_beta, pow_table.data());
+            std::size_t k = finite_row[r] && numbers(s, sh)
+                                ? v::hqq_target_row<T, true>(x, c, target.data(), cols, widen(s), widen(sh),
+                                                             widen(exponent), inv_beta, pow_table.data())
+                                : v::hqq_target_row<T, false>(x, c, target.data(), cols, widen(s), widen(sh),
+                                                              widen(exponent), inv_beta, pow_table.data());
             for (; k < cols; ++k) element(k);
             for (const auto& [t0, t1] : pow_tails)  // float32 only
               for (std::size_t i = std::max(t0, r * cols); i < std::min(t1, (r + 1) * cols); ++i) element(i - r * cols);

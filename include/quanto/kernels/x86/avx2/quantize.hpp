@@ -540,9 +540,12 @@ QUANTO_ALWAYS_INLINE __m256i affine_codes8(__m256 q) noexcept {
 
 /// quantize_affine with a float shift over a run: `round((x + shift) / scale)` (T roundings),
 /// parameters one value each or (PerColumn) arrays parallel to x. Returns the elements done.
-template <class T, int Bits, bool PerColumn>
+/// `Numbers`: the caller knows that no sum or quotient is NaN (finite x, shift and a nonzero scale
+/// far from overflow), so the roundings skip the NaN rule (max_ps already sends a NaN to code 0).
+template <class T, int Bits, bool PerColumn, bool Numbers = false>
 inline std::size_t quantize_affine_run(const T* x, std::uint8_t* out, std::size_t n, float scale, float shift,
                                        const T* scales, const T* shifts) noexcept {
+  const auto nr = [](__m256 v) { return Numbers ? narrow8_number<T>(v) : narrow8<T>(v); };
   const __m256 sc = splatf(scale), sh = splatf(shift);
   std::size_t i = 0;
   for (; i + 32 <= n; i += 32) {
@@ -550,8 +553,8 @@ inline std::size_t quantize_affine_run(const T* x, std::uint8_t* out, std::size_
     for (int k = 0; k < 4; ++k) {
       const std::size_t j = i + 8 * static_cast<std::size_t>(k);
       const __m256 a = PerColumn ? load8(scales + j) : sc, b = PerColumn ? load8(shifts + j) : sh;
-      const __m256 sum = narrow8<T>(_mm256_add_ps(load8(x + j), b));
-      c[k] = affine_codes8<Bits>(round_even8(narrow8<T>(_mm256_div_ps(sum, a))));
+      const __m256 sum = nr(_mm256_add_ps(load8(x + j), b));
+      c[k] = affine_codes8<Bits>(round_even8(nr(_mm256_div_ps(sum, a))));
     }
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i), pack32<false>(c[0], c[1], c[2], c[3]));
   }
@@ -915,17 +918,20 @@ inline std::size_t hqq_target_run(const T* base, const T* dq, const std::uint8_t
 /// (`dequantize_affine_value(code, scale, shift)`, what quanto's `dequantize` holds): as
 /// `hqq_target_run`, with |err|^(p-1) read from `pow_table` (indexed by the bits of |err| in T:
 /// the reference's `t_pow` of every non-negative T) when T is 16-bit, SLEEF's vector pow for float.
-template <class T>
+/// `Numbers`: the caller knows that no NaN arises (finite row, parameters far from overflow), so
+/// the roundings to T skip the NaN rule.
+template <class T, bool Numbers>
 inline std::size_t hqq_target_row(const T* base, const std::uint8_t* codes, float* target, std::size_t n, float scale,
                                   float shift, float exponent, float inv_beta, const float* pow_table) noexcept {
+  const auto nr = [](__m256 v) { return Numbers ? narrow8_number<T>(v) : narrow8<T>(v); };
   const __m256 sc = splatf(scale), sh = splatf(shift), ib = splatf(inv_beta);
   const __m256 zero = _mm256_setzero_ps();
   std::size_t i = 0;
   for (; i + 8 <= n; i += 8) {
     const __m256 x = load8(base + i);
-    const __m256 qs = narrow8<T>(opaque8(_mm256_mul_ps(sc, u8_values8(codes + i))));
-    const __m256 dq = narrow8<T>(_mm256_sub_ps(qs, sh));
-    const __m256 err = narrow8<T>(_mm256_sub_ps(x, dq));
+    const __m256 qs = nr(opaque8(_mm256_mul_ps(sc, u8_values8(codes + i))));
+    const __m256 dq = nr(_mm256_sub_ps(qs, sh));
+    const __m256 err = nr(_mm256_sub_ps(x, dq));
     const __m256 a = abs8(err);
     __m256 p;
     if constexpr (std::is_same_v<T, float>) {
@@ -937,26 +943,27 @@ inline std::size_t hqq_target_row(const T* base, const std::uint8_t* codes, floa
       const __m128i h = _mm256_cvtps_ph(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);  // exact
       p = _mm256_i32gather_ps(pow_table, _mm256_cvtepu16_epi32(h), 4);
     }
-    const __m256 shrunk = narrow8<T>(_mm256_sub_ps(a, narrow8<T>(opaque8(_mm256_mul_ps(ib, p)))));
+    const __m256 shrunk = nr(_mm256_sub_ps(a, nr(opaque8(_mm256_mul_ps(ib, p)))));
     const __m256 r = _mm256_and_ps(_mm256_cmp_ps(shrunk, zero, _CMP_GT_OQ), shrunk);
     const __m256 pos = _mm256_cmp_ps(err, zero, _CMP_GT_OQ), negm = _mm256_cmp_ps(err, zero, _CMP_LT_OQ);
     const __m256 ev = _mm256_or_ps(_mm256_and_ps(pos, r), _mm256_and_ps(negm, pow8::neg(r)));
-    const __m256 inner = narrow8<T>(_mm256_sub_ps(x, narrow8<T>(ev)));
-    _mm256_storeu_ps(target + i, narrow8<T>(_mm256_sub_ps(qs, inner)));
+    const __m256 inner = nr(_mm256_sub_ps(x, nr(ev)));
+    _mm256_storeu_ps(target + i, nr(_mm256_sub_ps(qs, inner)));
   }
   return i;
 }
 
 /// `t_abs(t_sub(x[i], dequantize_affine_value(codes[i], scale, shift)))` into d (T), over a run.
-template <class T>
+template <class T, bool Numbers>
 inline std::size_t dequantize_abs_error_run(const T* x, const std::uint8_t* codes, T* d, std::size_t n, float scale,
                                             float shift) noexcept {
+  const auto nr = [](__m256 v) { return Numbers ? narrow8_number<T>(v) : narrow8<T>(v); };
   const __m256 sc = splatf(scale), sh = splatf(shift);
   std::size_t i = 0;
   for (; i + 8 <= n; i += 8) {
-    const __m256 p = narrow8<T>(opaque8(_mm256_mul_ps(sc, u8_values8(codes + i))));
-    const __m256 dq = narrow8<T>(_mm256_sub_ps(p, sh));
-    store8(d + i, abs8(narrow8<T>(_mm256_sub_ps(load8(x + i), dq))));
+    const __m256 p = nr(opaque8(_mm256_mul_ps(sc, u8_values8(codes + i))));
+    const __m256 dq = nr(_mm256_sub_ps(p, sh));
+    (Numbers ? store8_number<T> : store8<T>)(d + i, abs8(nr(_mm256_sub_ps(load8(x + i), dq))));
   }
   return i;
 }
