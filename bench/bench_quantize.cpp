@@ -165,7 +165,18 @@ class RatioReporter : public benchmark::ConsoleReporter {
       if (name.rfind("BM_memcpy<", 0) == 0) copy[dtype_of(name)] = rate.first;
     const auto ggml = [&](const char* n) { return rates_.count(n) ? rates_[n].second : 0.0; };
     const double q4 = ggml("BM_ggml_q4_0<float>"), q8 = ggml("BM_ggml_q8_0<float>");
-    std::printf("\n%-64s %8s %9s %9s\n", "benchmark (argument: threads)", "GB/s", "x memcpy", "x ggml");
+    // the scalar reference of a row: the same name with ", false" before the closing '>'
+    const auto scalar_rate = [&](const std::string& name) {
+      const std::size_t close = name.find('>');
+      if (close == std::string::npos) return 0.0;
+      std::string ref = name.substr(0, close) + ", false" + name.substr(close);
+      const std::size_t it = ref.find("/iterations:");
+      if (it != std::string::npos) ref = ref.substr(0, it);
+      for (const auto& [n, r] : rates_)
+        if (n.rfind(ref, 0) == 0) return r.second;
+      return 0.0;
+    };
+    std::printf("\n%-64s %8s %9s %9s %9s\n", "benchmark (argument: threads)", "GB/s", "x memcpy", "x ggml", "x scalar");
     for (const auto& name : order_) {
       const auto [rate, items] = rates_[name];
       const auto dt = dtype_of(name);
@@ -173,8 +184,10 @@ class RatioReporter : public benchmark::ConsoleReporter {
       const bool eight = name.find("qint8") != std::string::npos || name.find("qfloat8") != std::string::npos;
       const bool quant = name.rfind("BM_quantize<", 0) == 0;
       const double ref = !quant ? 0.0 : eight ? q8 : q4;
-      std::printf("%-64s %8.2f %9.3f %9s\n", name.c_str(), rate / 1e9, base > 0 ? rate / base : 0.0,
-                  ref > 0 ? std::to_string(items / ref).substr(0, 5).c_str() : "-");
+      const double scalar = scalar_rate(name);
+      std::printf("%-64s %8.2f %9.3f %9s %9s\n", name.c_str(), rate / 1e9, base > 0 ? rate / base : 0.0,
+                  ref > 0 ? std::to_string(items / ref).substr(0, 5).c_str() : "-",
+                  scalar > 0 ? std::to_string(items / scalar).substr(0, 5).c_str() : "-");
     }
   }
 
