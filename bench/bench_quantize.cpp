@@ -67,9 +67,19 @@ void BM_memcpy(benchmark::State& state) {
   set_bytes<T>(state);
 }
 
-template <class Q, class T, class Opt>
+/// Runs a row with the vector code (Simd) or with the scalar reference alone, restoring the default.
+template <bool Simd>
+struct simd_scope {
+  simd_scope() { quanto::set_quantize_simd(Simd); }
+  ~simd_scope() { quanto::set_quantize_simd(true); }
+  simd_scope(const simd_scope&) = delete;
+  simd_scope& operator=(const simd_scope&) = delete;
+};
+
+template <class Q, class T, class Opt, bool Simd = true>
 void BM_quantize(benchmark::State& state) {
   const auto& w = weight<T>();
+  const simd_scope<Simd> mode;
   for (auto _ : state) {
     auto q = quanto::quantize_weight<Q>(w, quanto::default_scheme_t<Q>{}, Opt{}, threads(state));
     benchmark::DoNotOptimize(q.scale.data());
@@ -77,12 +87,28 @@ void BM_quantize(benchmark::State& state) {
   set_bytes<T>(state);
 }
 
+/// Dequantization into a fresh tensor (what `dequantize()` returns: its allocation and first-touch
+/// page faults included).
 template <class Q, class T>
 void BM_dequantize(benchmark::State& state) {
   const auto q = quanto::quantize_weight<Q>(weight<T>());
   for (auto _ : state) {
     auto dq = q.dequantize({static_cast<int>(state.range(0))});
     benchmark::DoNotOptimize(dq.data());
+  }
+  set_bytes<T>(state);
+}
+
+/// Dequantization into a buffer written before (`dequantize_into`), as memcpy writes its own.
+template <class Q, class T, bool Simd = true>
+void BM_dequantize_into(benchmark::State& state) {
+  const auto q = quanto::quantize_weight<Q>(weight<T>());
+  quanto::tensor<T> out(q.shape());
+  const simd_scope<Simd> mode;
+  for (auto _ : state) {
+    q.dequantize_into(out.mutable_view(), {static_cast<int>(state.range(0))});
+    benchmark::DoNotOptimize(out.data());
+    benchmark::ClobberMemory();
   }
   set_bytes<T>(state);
 }
@@ -104,6 +130,18 @@ BENCHMARK(BM_ggml<GGML_TYPE_Q4_0>)->Name("BM_ggml_q4_0<float>")->Unit(benchmark:
 BENCHMARK(BM_ggml<GGML_TYPE_Q8_0>)->Name("BM_ggml_q8_0<float>")->Unit(benchmark::kMillisecond);
 #endif
 
+/// The model dtype of a row: the template argument of BM_memcpy<T>, the second of the others.
+std::string dtype_of(const std::string& name) {
+  const std::size_t open = name.find('<'), close = name.find('>');
+  if (open == std::string::npos || close == std::string::npos) return {};
+  std::string args = name.substr(open + 1, close - open - 1);
+  if (name.rfind("BM_memcpy<", 0) == 0) return args;
+  const std::size_t a = args.find(", ");
+  if (a == std::string::npos) return {};
+  args = args.substr(a + 2);
+  return args.substr(0, args.find(','));
+}
+
 /// Prints each run as usual, then a summary: GB/s and the ratio to memcpy of the same dtype.
 class RatioReporter : public benchmark::ConsoleReporter {
  public:
@@ -124,20 +162,32 @@ class RatioReporter : public benchmark::ConsoleReporter {
     ConsoleReporter::Finalize();
     std::map<std::string, double> copy;
     for (const auto& [name, rate] : rates_)
-      if (name.rfind("BM_memcpy<", 0) == 0) copy[name.substr(10, name.find('>') - 10)] = rate.first;
+      if (name.rfind("BM_memcpy<", 0) == 0) copy[dtype_of(name)] = rate.first;
     const auto ggml = [&](const char* n) { return rates_.count(n) ? rates_[n].second : 0.0; };
     const double q4 = ggml("BM_ggml_q4_0<float>"), q8 = ggml("BM_ggml_q8_0<float>");
-    std::printf("\n%-64s %8s %9s %9s\n", "benchmark (argument: threads)", "GB/s", "x memcpy", "x ggml");
+    // the scalar reference of a row: the same name with ", false" before the closing '>'
+    const auto scalar_rate = [&](const std::string& name) {
+      const std::size_t close = name.find('>');
+      if (close == std::string::npos) return 0.0;
+      std::string ref = name.substr(0, close) + ", false" + name.substr(close);
+      const std::size_t it = ref.find("/iterations:");
+      if (it != std::string::npos) ref = ref.substr(0, it);
+      for (const auto& [n, r] : rates_)
+        if (n.rfind(ref, 0) == 0) return r.second;
+      return 0.0;
+    };
+    std::printf("\n%-64s %8s %9s %9s %9s\n", "benchmark (argument: threads)", "GB/s", "x memcpy", "x ggml", "x scalar");
     for (const auto& name : order_) {
       const auto [rate, items] = rates_[name];
-      double base = 0;
-      for (const auto& [dt, r] : copy)
-        if (name.find(dt + ">") != std::string::npos || name.find(", " + dt) != std::string::npos) base = r;
+      const auto dt = dtype_of(name);
+      const double base = copy.count(dt) ? copy[dt] : 0.0;
       const bool eight = name.find("qint8") != std::string::npos || name.find("qfloat8") != std::string::npos;
       const bool quant = name.rfind("BM_quantize<", 0) == 0;
       const double ref = !quant ? 0.0 : eight ? q8 : q4;
-      std::printf("%-64s %8.2f %9.3f %9s\n", name.c_str(), rate / 1e9, base > 0 ? rate / base : 0.0,
-                  ref > 0 ? std::to_string(items / ref).substr(0, 5).c_str() : "-");
+      const double scalar = scalar_rate(name);
+      std::printf("%-64s %8.2f %9.3f %9s %9s\n", name.c_str(), rate / 1e9, base > 0 ? rate / base : 0.0,
+                  ref > 0 ? std::to_string(items / ref).substr(0, 5).c_str() : "-",
+                  scalar > 0 ? std::to_string(items / scalar).substr(0, 5).c_str() : "-");
     }
   }
 
@@ -151,22 +201,60 @@ using quanto::bfloat16;
 using quanto::hqq_optimizer;
 using quanto::max_optimizer;
 
-BENCHMARK(BM_memcpy<float>)->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_memcpy<bfloat16>)->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_quantize<quanto::qint8, float, absmax_optimizer>)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_quantize<quanto::qint8, bfloat16, absmax_optimizer>)->Arg(1)->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_quantize<quanto::qfloat8_e4m3fn, float, absmax_optimizer>)->Arg(1)->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_quantize<quanto::qfloat8_e4m3fn, bfloat16, absmax_optimizer>)->Arg(1)->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_quantize<quanto::qfloat8_e5m2, bfloat16, absmax_optimizer>)->Arg(1)->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_quantize<quanto::qint4, float, max_optimizer>)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_quantize<quanto::qint4, bfloat16, max_optimizer>)->Arg(1)->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_quantize<quanto::qint2, float, max_optimizer>)->Arg(1)->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_quantize<quanto::qint2, bfloat16, max_optimizer>)->Arg(1)->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_quantize<quanto::qint4, bfloat16, hqq_optimizer>)->Arg(1)->Unit(benchmark::kMillisecond)->Iterations(1);
-BENCHMARK(BM_dequantize<quanto::qint8, bfloat16>)->Arg(1)->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_dequantize<quanto::qfloat8_e4m3fn, bfloat16>)->Arg(1)->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_dequantize<quanto::qint4, bfloat16>)->Arg(1)->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_dequantize<quanto::qint2, bfloat16>)->Arg(1)->Unit(benchmark::kMillisecond);
+using quanto::float16;
+using quanto::qfloat8_e4m3fn;
+using quanto::qfloat8_e5m2;
+using quanto::qint2;
+using quanto::qint4;
+using quanto::qint8;
+constexpr auto ms = benchmark::kMillisecond;
+
+BENCHMARK(BM_memcpy<float>)->Unit(ms);
+BENCHMARK(BM_memcpy<bfloat16>)->Unit(ms);
+BENCHMARK(BM_memcpy<float16>)->Unit(ms);
+// quantize: the vector code at 1 and 2 threads, the scalar reference (name ends in "false>") beside
+BENCHMARK(BM_quantize<qint8, float, absmax_optimizer>)->Arg(1)->Arg(2)->Unit(ms);
+BENCHMARK(BM_quantize<qint8, float, absmax_optimizer, false>)->Arg(1)->Unit(ms);
+BENCHMARK(BM_quantize<qint8, bfloat16, absmax_optimizer>)->Arg(1)->Unit(ms);
+BENCHMARK(BM_quantize<qint8, bfloat16, absmax_optimizer, false>)->Arg(1)->Unit(ms);
+BENCHMARK(BM_quantize<qint8, float16, absmax_optimizer>)->Arg(1)->Unit(ms);
+BENCHMARK(BM_quantize<qfloat8_e4m3fn, float, absmax_optimizer>)->Arg(1)->Unit(ms);
+BENCHMARK(BM_quantize<qfloat8_e4m3fn, bfloat16, absmax_optimizer>)->Arg(1)->Unit(ms);
+BENCHMARK(BM_quantize<qfloat8_e4m3fn, bfloat16, absmax_optimizer, false>)->Arg(1)->Unit(ms);
+BENCHMARK(BM_quantize<qfloat8_e4m3fn, float16, absmax_optimizer>)->Arg(1)->Unit(ms);
+BENCHMARK(BM_quantize<qfloat8_e5m2, float, absmax_optimizer>)->Arg(1)->Unit(ms);
+BENCHMARK(BM_quantize<qfloat8_e5m2, bfloat16, absmax_optimizer>)->Arg(1)->Unit(ms);
+BENCHMARK(BM_quantize<qfloat8_e5m2, float16, absmax_optimizer>)->Arg(1)->Unit(ms);
+BENCHMARK(BM_quantize<qint4, float, max_optimizer>)->Arg(1)->Arg(2)->Unit(ms);
+BENCHMARK(BM_quantize<qint4, bfloat16, max_optimizer>)->Arg(1)->Unit(ms);
+BENCHMARK(BM_quantize<qint4, bfloat16, max_optimizer, false>)->Arg(1)->Unit(ms);
+BENCHMARK(BM_quantize<qint2, float, max_optimizer>)->Arg(1)->Unit(ms);
+BENCHMARK(BM_quantize<qint2, bfloat16, max_optimizer>)->Arg(1)->Unit(ms);
+BENCHMARK(BM_quantize<qint4, bfloat16, hqq_optimizer>)->Arg(1)->Unit(ms)->Iterations(2);
+BENCHMARK(BM_quantize<qint4, bfloat16, hqq_optimizer, false>)->Arg(1)->Unit(ms)->Iterations(1);
+BENCHMARK(BM_quantize<qint4, float, hqq_optimizer>)->Arg(1)->Unit(ms)->Iterations(2);
+BENCHMARK(BM_quantize<qint4, float, hqq_optimizer, false>)->Arg(1)->Unit(ms)->Iterations(1);
+// dequantize: into a fresh tensor, and into a buffer (every qtype x model dtype, scalar beside)
+BENCHMARK(BM_dequantize<qint8, bfloat16>)->Arg(1)->Unit(ms);
+BENCHMARK(BM_dequantize<qint4, bfloat16>)->Arg(1)->Unit(ms);
+BENCHMARK(BM_dequantize_into<qint8, float>)->Arg(1)->Unit(ms);
+BENCHMARK(BM_dequantize_into<qint8, bfloat16>)->Arg(1)->Unit(ms);
+BENCHMARK(BM_dequantize_into<qint8, bfloat16, false>)->Arg(1)->Unit(ms);
+BENCHMARK(BM_dequantize_into<qint8, float16>)->Arg(1)->Unit(ms);
+BENCHMARK(BM_dequantize_into<qfloat8_e4m3fn, float>)->Arg(1)->Unit(ms);
+BENCHMARK(BM_dequantize_into<qfloat8_e4m3fn, bfloat16>)->Arg(1)->Unit(ms);
+BENCHMARK(BM_dequantize_into<qfloat8_e4m3fn, bfloat16, false>)->Arg(1)->Unit(ms);
+BENCHMARK(BM_dequantize_into<qfloat8_e4m3fn, float16>)->Arg(1)->Unit(ms);
+BENCHMARK(BM_dequantize_into<qfloat8_e5m2, float>)->Arg(1)->Unit(ms);
+BENCHMARK(BM_dequantize_into<qfloat8_e5m2, bfloat16>)->Arg(1)->Unit(ms);
+BENCHMARK(BM_dequantize_into<qfloat8_e5m2, float16>)->Arg(1)->Unit(ms);
+BENCHMARK(BM_dequantize_into<qint4, float>)->Arg(1)->Unit(ms);
+BENCHMARK(BM_dequantize_into<qint4, bfloat16>)->Arg(1)->Unit(ms);
+BENCHMARK(BM_dequantize_into<qint4, bfloat16, false>)->Arg(1)->Unit(ms);
+BENCHMARK(BM_dequantize_into<qint4, float16>)->Arg(1)->Unit(ms);
+BENCHMARK(BM_dequantize_into<qint2, float>)->Arg(1)->Unit(ms);
+BENCHMARK(BM_dequantize_into<qint2, bfloat16>)->Arg(1)->Unit(ms);
+BENCHMARK(BM_dequantize_into<qint2, float16>)->Arg(1)->Unit(ms);
 
 }  // namespace
 

@@ -301,7 +301,25 @@ TEST(SimdQuantize, Hqq) {
   n += check_affine<qint2, float, false>(rng, hqq_optimizer{}, true);
   n += check_affine<qint4, float, false>(rng, three, true);
   n += check_affine<qint2, bfloat16, true>(rng, three, true);
+  // Weights shaped like a model's (normal values, groups of 128 along rows): HQQ keeps improving
+  // for many iterations here, so every iteration of the fused per-row loop is compared.
+  const auto gaussian = [&]<class T>(T, std::int64_t rows, const hqq_optimizer& opt) {
+    tensor<T> w(shape{rows, 2048});
+    std::normal_distribution<float> g(0.0f, 0.02f);
+    for (auto& x : w) x = T(g(rng));
+    const auto fast = quantize_weight<qint4>(w, group_affine<>{}, opt);
+    scalar_scope s;
+    const auto ref = quantize_weight<qint4>(w, group_affine<>{}, opt);
+    EXPECT_TRUE(same_bits(fast.shift, ref.shift)) << "gaussian " << rows;
+    EXPECT_TRUE(same_bits(fast.packed, ref.packed)) << "gaussian " << rows;
+    n += w.numel();
+  };
+  gaussian(bfloat16{}, 384, hqq_optimizer{});
+  gaussian(float16{}, 256, hqq_optimizer{});
+  gaussian(float{}, 96, hqq_optimizer{});
+  gaussian(bfloat16{}, 128, three);
   std::printf("hqq: %lld values compared\n", static_cast<long long>(n));
+  EXPECT_GE(n, 10'000'000);
 }
 
 /// The vector pow against the scalar one on every float of a range of binades and the special
@@ -342,6 +360,30 @@ TEST(SimdQuantize, PowMatchesReference) {
 #else
   GTEST_SKIP() << "no vector pow on this target";
 #endif
+}
+
+/// `dequantize_into` writes what `dequantize` returns (both groupings, zero-points, 8-bit), and a
+/// buffer of another element count is a shape_error, not a write past its end.
+TEST(SimdQuantize, DequantizeIntoMatchesDequantize) {
+  std::mt19937 rng(9);
+  const tensor<bfloat16> w = make_weight<bfloat16>(96, 256, 64, rng, true, 4, false);
+  const auto check = [](const auto& q) {
+    using T = typename std::decay_t<decltype(q)>::model_type;
+    tensor<T> out(q.shape());
+    q.dequantize_into(out.mutable_view());
+    EXPECT_TRUE(same_bits(out, q.dequantize()));
+    tensor<T> flat(shape{q.shape().numel()});  // any shape with the element count
+    q.dequantize_into(flat.mutable_view());
+    EXPECT_EQ(std::memcmp(flat.data(), out.data(), out.size() * sizeof(T)), 0);
+    tensor<T> small(shape{q.shape().numel() - 1});
+    EXPECT_THROW(q.dequantize_into(small.mutable_view()), shape_error);
+  };
+  check(quantize_weight<qint4>(w, group_affine<>{64, qaxis::first}));
+  check(quantize_weight<qint4>(w, group_affine<>{32, qaxis::last}));
+  check(quantize_weight<qint2>(w, group_affine<true>{64, qaxis::first}));
+  check(quantize_weight<qint4>(w, group_affine<>{no_group, qaxis::last}));
+  check(quantize_weight<qint8>(w, symmetric{qaxis::first}));
+  check(quantize_weight<qfloat8_e5m2>(w, symmetric{qaxis::last}));
 }
 
 /// The same bits with 1, 2 and 3 threads (and the default), for each scheme.

@@ -14,6 +14,7 @@
 #include "quanto/quantize/axis.hpp"
 #include "quanto/quantize/checks.hpp"
 #include "quanto/quantize/group.hpp"
+#include "quanto/quantize/packing.hpp"
 #include "quanto/quantize/simd.hpp"
 
 QUANTO_BEGIN_NAMESPACE
@@ -193,14 +194,15 @@ tensor<std::uint8_t> quantize_affine(tensor_view<const T> base, tensor_view<cons
   return codes;
 }
 
-/// Dequantizes codes laid out as `quantize_affine` produced them (grouped shape).
+/// Dequantizes codes laid out as `quantize_affine` produced them (grouped shape) into `out`, a
+/// buffer of the codes' element count (any shape; written in the codes' flat order).
 template <ModelFloat T, detail::AffineShift Shift>
-tensor<T> dequantize_affine(tensor_view<const std::uint8_t> codes, tensor_view<const T> scale,
-                            tensor_view<const Shift> shift, kernels::parallel_options par = {}) {
+void dequantize_affine_into(tensor_view<const std::uint8_t> codes, tensor_view<const T> scale,
+                            tensor_view<const Shift> shift, tensor_view<T> out, kernels::parallel_options par = {}) {
   namespace qd = kernels::quantize_dispatch;
   const param_map pm = broadcast_params(codes.shape(), scale.shape());
   detail::require_shape(shift.shape(), scale.shape(), "the shift");
-  tensor<T> out(codes.shape());
+  detail::require_numel(out.numel(), codes.numel(), "the dequantized output");
   const bool per_column = pm.k == param_map::kind::per_column;
   const bool simd = qd::enabled();
   qd::for_each_run(pm, par, [&](std::size_t b, std::size_t n, std::size_t j) {
@@ -230,7 +232,70 @@ tensor<T> dequantize_affine(tensor_view<const std::uint8_t> codes, tensor_view<c
     }
   });
   (void)simd;
+}
+
+/// Dequantizes codes laid out as `quantize_affine` produced them (grouped shape).
+template <ModelFloat T, detail::AffineShift Shift>
+tensor<T> dequantize_affine(tensor_view<const std::uint8_t> codes, tensor_view<const T> scale,
+                            tensor_view<const Shift> shift, kernels::parallel_options par = {}) {
+  tensor<T> out(codes.shape());
+  dequantize_affine_into<T, Shift>(codes, scale, shift, out.mutable_view(), par);
   return out;
+}
+
+/// `dequantize_affine(unpack(packed, bits, codes_shape), scale, shift)` into `out` (the codes'
+/// element count, their flat order), reading the packed bytes directly: no code tensor. With one
+/// parameter per row (quanto's axis-0 groups) each row is dequantized by a table of its 2^bits
+/// outputs, computed by the same element code as `dequantize_affine`; other layouts unpack first.
+template <ModelFloat T, detail::AffineShift Shift>
+void dequantize_packed_into(tensor_view<const std::uint8_t> packed, int bits, const shape& codes_shape,
+                            tensor_view<const T> scale, tensor_view<const Shift> shift, tensor_view<T> out,
+                            kernels::parallel_options par = {}) {
+  namespace qd = kernels::quantize_dispatch;
+  const param_map pm = broadcast_params(codes_shape, scale.shape());
+  detail::require_shape(shift.shape(), scale.shape(), "the shift");
+  detail::require_numel(out.numel(), codes_shape.numel(), "the dequantized output");
+  const shape expect = packed_shape(codes_shape, bits);
+  if (!(packed.shape() == expect))
+    throw shape_error("packed data has shape " + packed.shape().to_string() + ", expected " + expect.to_string() +
+                      " for codes of shape " + codes_shape.to_string());
+  if (pm.k != param_map::kind::per_row) {
+    const tensor<std::uint8_t> codes = unpack(packed, bits, codes_shape);
+    dequantize_affine_into<T, Shift>(codes.view(), scale, shift, out, par);
+    return;
+  }
+  const auto cols = static_cast<std::size_t>(pm.cols);
+  const auto rows_per_plane = static_cast<std::size_t>(packed.shape()[0]);
+  const auto mask = static_cast<std::uint8_t>((1u << bits) - 1u);
+  const bool simd = qd::enabled();
+  qd::for_each_run(pm, par, [&](std::size_t b, std::size_t n, std::size_t r) {
+    // grouped row r lives in byte row r % R, bit plane r / R
+    const std::uint8_t* src = packed.data() + (r % rows_per_plane) * cols;
+    const auto sh = static_cast<int>(static_cast<std::size_t>(bits) * (r / rows_per_plane));
+    T* o = out.data() + b;
+    std::size_t k = 0;
+#if QUANTO_HAS_AVX2
+    if constexpr (qd::compiled) {
+      namespace v = kernels::quantize_avx2;
+      if (simd && n >= 32) {
+        alignas(32) static constexpr std::uint8_t iota[16] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+        alignas(32) T table[16];
+        std::size_t t = 0;
+        if constexpr (std::is_same_v<Shift, std::uint8_t>)
+          t = v::dequantize_affine_zp_run<T, false>(iota, table, 16, model_arith::widen(scale[r]), shift[r], nullptr,
+                                                    nullptr);
+        else
+          t = v::dequantize_affine_run<T, false>(iota, table, 16, model_arith::widen(scale[r]),
+                                                 model_arith::widen(shift[r]), nullptr, nullptr);
+        for (; t < 16; ++t) table[t] = detail::dequantize_affine_value(iota[t], scale[r], shift[r]);
+        k = v::dequantize_table_run(src, sh, mask, table, o, n);
+      }
+    }
+#endif
+    for (; k < n; ++k)
+      o[k] = detail::dequantize_affine_value(static_cast<std::uint8_t>((src[k] >> sh) & mask), scale[r], shift[r]);
+  });
+  (void)simd;
 }
 
 QUANTO_END_NAMESPACE

@@ -56,5 +56,12 @@ inline void require_shape(const shape& got, const shape& expected, const char* w
     throw shape_error(std::string(what) + " has shape " + got.to_string() + ", expected " + expected.to_string());
 }
 
+/// An output buffer must hold exactly the elements written into it (any shape).
+inline void require_numel(std::int64_t got, std::int64_t expected, const char* what) {
+  if (got != expected)
+    throw shape_error(std::string(what) + " has " + std::to_string(got) + " elements, expected " +
+                      std::to_string(expected));
+}
+
 }  // namespace detail
 QUANTO_END_NAMESPACE

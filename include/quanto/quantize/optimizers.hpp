@@ -120,11 +120,13 @@ struct pow_tail_map {
 
 /// `torch_sum_all(x, n, order, threads)`, with the AVX2 order's lane sums in registers when the
 /// vector code is on (the same additions in the same order: bit-identical).
-inline float fast_sum_all(const float* x, std::int64_t n, torch_sum_order order, int threads) {
+/// `x` may be of a model dtype, summed as its float values (only with the vector code on).
+template <class T = float>
+inline float fast_sum_all(const T* x, std::int64_t n, torch_sum_order order, int threads) {
 #if QUANTO_HAS_AVX2
   namespace qd = kernels::quantize_dispatch;
   if (qd::compiled && qd::enabled() && order == torch_sum_order::avx2) {
-    const auto sum = [](const float* p, std::int64_t m) { return kernels::quantize_avx2::sum_lanes8(p, m); };
+    const auto sum = []<class U>(const U* p, std::int64_t m) { return kernels::quantize_avx2::sum_lanes8(p, m); };
     const std::int64_t chunk = torch_chunk_size(n, threads);
     if (chunk >= n) return sum(x, n);
     std::vector<float> slots(static_cast<std::size_t>(threads), 0.0f);
@@ -133,7 +135,13 @@ inline float fast_sum_all(const float* x, std::int64_t n, torch_sum_order order,
     return 0.0f + sum(slots.data(), threads);
   }
 #endif
-  return torch_sum_all(x, n, order, threads);
+  if constexpr (std::is_same_v<T, float>) {
+    return torch_sum_all(x, n, order, threads);
+  } else {
+    std::vector<float> wide(static_cast<std::size_t>(n));
+    for (std::size_t i = 0; i < wide.size(); ++i) wide[i] = widen(x[i]);
+    return torch_sum_all(wide.data(), n, order, threads);
+  }
 }
 
 /// `float(torch.abs(a - b).mean())`, PyTorch running with `threads` threads.
@@ -160,6 +168,126 @@ double mean_abs_error(std::span<const T> a, std::span<const T> b, torch_sum_orde
   return static_cast<double>(widen(narrow<T>(sum / static_cast<float>(d.size()))));
 }
 
+#if QUANTO_HAS_AVX2
+/// HQQ with one shift per row (quanto's axis-0 groups), PyTorch's AVX2 sum order and the vector
+/// code on: each iteration is one pass over the rows, every row computed whole from the cache:
+/// target (its dequantized values recomputed from the codes, |err|^(p-1) by table for 16-bit T),
+/// row sum, new shift, new codes and |base - dequantized| in T; then the full sum of those errors.
+/// The same values, rounding by rounding and sum by sum, as the reference loop, with no tensor per
+/// iteration (the codes and the errors live in two buffers each).
+template <LowBitQType Q, ModelFloat T>
+void hqq_rows(const hqq_optimizer& opt, tensor_view<const T> base, scale_shift<T>& best, const param_map& pm,
+              kernels::parallel_options par) {
+  namespace qd = kernels::quantize_dispatch;
+  namespace v = kernels::quantize_avx2;
+  const auto cols = static_cast<std::size_t>(pm.cols);
+  const std::size_t n = base.size();
+  const tensor_view<const T> scale = best.scale.view();
+  const T exponent = narrow<T>(static_cast<float>(opt.lp_norm - 1.0));
+  std::vector<float> pow_table;
+  if constexpr (!std::is_same_v<T, float>) {
+    // |err| is a non-negative T: the reference's t_pow of each of them, once
+    pow_table.resize(0x8000);
+    for (std::uint32_t u = 0; u < 0x8000; ++u)
+      pow_table[u] = widen(t_pow(T::from_bits(static_cast<std::uint16_t>(u)), exponent));
+  }
+  // float32: the elements PyTorch's pow leaves to std::pow (the last of each of its chunks)
+  std::vector<std::pair<std::size_t, std::size_t>> pow_tails;
+  const pow_tail_map<T> in_pow_tail(n, opt.sum_order, opt.torch_threads);
+  if constexpr (std::is_same_v<T, float>)
+    for (std::size_t c0 = 0; in_pow_tail.chunk > 0 && c0 < n; c0 += in_pow_tail.chunk) {
+      const std::size_t len = std::min(in_pow_tail.chunk, n - c0);
+      pow_tails.emplace_back(c0 + pow_tail_begin<T>(len, opt.sum_order), c0 + len);
+    }
+  const std::int64_t grain = std::max<std::int64_t>(1, qd::elements_per_task / std::max<std::int64_t>(1, pm.cols));
+  std::vector<std::uint8_t> codes(n), codes2(n);
+  std::vector<T> err(n);
+
+  // A row whose Max scale and shift are finite is finite (min and max propagate NaN and inf); with
+  // them far from overflow every step of the row is a number (|err| = 0 gives pow = inf, whose
+  // shrinkage is -inf, cut to 0), so the vector code may skip the NaN rule of its roundings.
+  const auto numbers = [](T s, T sh) {
+    constexpr float limit = 0x1p-8f * static_cast<float>(std::numeric_limits<T>::max());
+    const float a = std::abs(widen(s)), c = std::abs(widen(sh));
+    return a < limit && c < limit;
+  };
+  std::vector<unsigned char> finite_row(static_cast<std::size_t>(pm.rows));  // from Max's scale and shift = -min
+  for (std::size_t r = 0; r < finite_row.size(); ++r) finite_row[r] = numbers(scale[r], best.shift[r]) ? 1 : 0;
+  // codes and |base - dequantized| for `shift`, row r
+  const auto requantize_row = [&](std::size_t r, T sh, std::uint8_t* c, T* d) {
+    const T* x = base.data() + r * cols;
+    const T s = scale[r];
+    const bool safe = finite_row[r] && numbers(s, sh);
+    std::size_t k =
+        safe && widen(s) != 0.0f
+            ? v::quantize_affine_run<T, Q::bits, false, true>(x, c, cols, widen(s), widen(sh), nullptr, nullptr)
+            : v::quantize_affine_run<T, Q::bits, false>(x, c, cols, widen(s), widen(sh), nullptr, nullptr);
+    for (; k < cols; ++k) c[k] = quantize_affine_value(x[k], s, sh, Q::bits);
+    k = safe ? v::dequantize_abs_error_run<T, true>(x, c, d, cols, widen(s), widen(sh))
+             : v::dequantize_abs_error_run<T, false>(x, c, d, cols, widen(s), widen(sh));
+    for (; k < cols; ++k) d[k] = t_abs(t_sub(x[k], dequantize_affine_value(c[k], s, sh)));
+  };
+  const auto mean_error = [&] {
+    const float sum = fast_sum_all(err.data(), static_cast<std::int64_t>(n), opt.sum_order, opt.torch_threads);
+    return static_cast<double>(widen(narrow<T>(sum / static_cast<float>(n))));
+  };
+  kernels::parallel_for(
+      0, pm.rows, grain,
+      [&](std::int64_t lo, std::int64_t hi) {
+        for (auto r = static_cast<std::size_t>(lo); r < static_cast<std::size_t>(hi); ++r)
+          requantize_row(r, best.shift[r], codes.data() + r * cols, err.data() + r * cols);
+      },
+      par);
+  double best_error = mean_error();
+
+  double b = opt.beta;
+  tensor<T> shift(scale.shape());
+  for (int it = 0; it < opt.iters; ++it) {
+    const float inv_beta = static_cast<float>(1.0 / b);
+    kernels::parallel_for(
+        0, pm.rows, grain,
+        [&](std::int64_t lo, std::int64_t hi) {
+          std::vector<float> target(cols);
+          for (auto r = static_cast<std::size_t>(lo); r < static_cast<std::size_t>(hi); ++r) {
+            const T* x = base.data() + r * cols;
+            const std::uint8_t* c = codes.data() + r * cols;
+            const T s = scale[r], sh = best.shift[r];
+            // the reference's element (optimizers.hpp, the loop below) with dq recomputed
+            const auto element = [&](std::size_t k) {
+              const T e = t_sub(x[k], dequantize_affine_value(c[k], s, sh));
+              const T a = t_abs(e);
+              const std::size_t i = r * cols + k;
+              const float p = in_pow_tail(i) ? t_pow_tail(widen(a), opt.lp_norm - 1.0) : widen(t_pow(a, exponent));
+              const T shrunk = t_sub(a, narrow<T>(inv_beta * p));
+              const T rr = widen(shrunk) > 0.0f ? shrunk : T(0.0f);
+              const float ev = widen(e) > 0.0f ? widen(rr) : widen(e) < 0.0f ? -widen(rr) : 0.0f;
+              const T qs = narrow<T>(static_cast<float>(c[k]) * widen(s));
+              target[k] = widen(t_sub(qs, t_sub(x[k], narrow<T>(ev))));
+            };
+            std::size_t k = finite_row[r] && numbers(s, sh)
+                                ? v::hqq_target_row<T, true>(x, c, target.data(), cols, widen(s), widen(sh),
+                                                             widen(exponent), inv_beta, pow_table.data())
+                                : v::hqq_target_row<T, false>(x, c, target.data(), cols, widen(s), widen(sh),
+                                                              widen(exponent), inv_beta, pow_table.data());
+            for (; k < cols; ++k) element(k);
+            for (const auto& [t0, t1] : pow_tails)  // float32 only
+              for (std::size_t i = std::max(t0, r * cols); i < std::min(t1, (r + 1) * cols); ++i) element(i - r * cols);
+            const float sum = fast_sum_all(target.data(), static_cast<std::int64_t>(cols), opt.sum_order, 1);
+            shift[r] = narrow<T>(sum / static_cast<float>(cols));
+            requantize_row(r, shift[r], codes2.data() + r * cols, err.data() + r * cols);
+          }
+        },
+        par);
+    const double err2 = mean_error();
+    if (!(err2 < best_error)) break;
+    best_error = err2;
+    std::swap(best.shift, shift);
+    codes.swap(codes2);
+    b *= opt.kappa;
+  }
+}
+#endif
+
 }  // namespace detail
 
 template <LowBitQType Q, ModelFloat T>
@@ -171,6 +299,16 @@ scale_shift<T> hqq_optimizer::operator()(tensor_view<const T> base, qaxis axis, 
   // quanto cannot run HQQ along a single row or column (its quantize_weight rejects axis=None);
   // Max's per-column parameters already reproduce such a tensor exactly, so keep them.
   if (axis == qaxis::none) return best;
+#if QUANTO_HAS_AVX2
+  if constexpr (qd::compiled) {
+    const param_map rows = broadcast_params(base.shape(), best.scale.shape());
+    if (qd::enabled() && rows.k == param_map::kind::per_row && sum_order == torch_sum_order::avx2 &&
+        qd::pow_uses_sleef(widen(narrow<T>(static_cast<float>(lp_norm - 1.0))))) {
+      hqq_rows<Q>(*this, base, best, rows, par);
+      return best;
+    }
+  }
+#endif
 
   const tensor_view<const T> scale = best.scale.view();
   tensor<std::uint8_t> codes = quantize_affine<Q>(base, scale, best.shift.view(), par);

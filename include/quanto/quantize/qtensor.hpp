@@ -4,6 +4,7 @@
 // `quantize_weight` / `quantize_activation` entry points.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -63,6 +64,10 @@ struct basic_qbytes_weight {
   tensor<T> dequantize(kernels::parallel_options par = {}) const {
     return dequantize_symmetric<Q, T>(detail::as_view(data), axis, detail::as_view(scale), par);
   }
+  /// The same values written into `out` (the weight's element count; no allocation).
+  void dequantize_into(tensor_view<T> out, kernels::parallel_options par = {}) const {
+    dequantize_symmetric_into<Q, T>(detail::as_view(data), axis, detail::as_view(scale), out, par);
+  }
   /// A non-owning view of this weight.
   basic_qbytes_weight<Q, T, borrowed> view() const { return {detail::as_view(data), detail::as_view(scale), axis}; }
 };
@@ -108,14 +113,25 @@ struct basic_qbits_weight {
   tensor<std::uint8_t> unpack() const { return quanto::unpack(detail::as_view(packed), Q::bits, codes_shape()); }
   /// `scale * q - shift` (or `scale * (q - zero_point)`), ungrouped to the weight's shape.
   tensor<T> dequantize(kernels::parallel_options par = {}) const {
-    const tensor<std::uint8_t> codes = unpack();
-    tensor<T> dq = dequantize_affine<T>(codes.view(), detail::as_view(scale), detail::as_view(shift), par);
-    if (!group_size) return dq;
-    if (axis == qaxis::first) {  // axis-0 groups are a plain reshape: no copy
-      dq.reshape(original_shape);
-      return dq;
+    tensor<T> dq(original_shape);
+    dequantize_into(dq.mutable_view(), par);
+    return dq;
+  }
+  /// The same values written into `out` (the weight's element count, in its flat order; no
+  /// allocation unless the groups run along the last axis, which need a regrouping copy).
+  void dequantize_into(tensor_view<T> out, kernels::parallel_options par = {}) const {
+    const quanto::shape cs = codes_shape();
+    if (!group_size || axis == qaxis::first) {  // axis-0 groups are a plain reshape of the weight
+      dequantize_packed_into<T, Shift>(detail::as_view(packed), Q::bits, cs, detail::as_view(scale),
+                                       detail::as_view(shift), out, par);
+      return;
     }
-    return ungroup(dq.view(), axis, *group_size, original_shape);
+    detail::require_numel(out.numel(), original_shape.numel(), "the dequantized output");
+    tensor<T> dq(cs);
+    dequantize_packed_into<T, Shift>(detail::as_view(packed), Q::bits, cs, detail::as_view(scale),
+                                     detail::as_view(shift), dq.mutable_view(), par);
+    const tensor<T> w = ungroup(dq.view(), axis, *group_size, original_shape);
+    std::copy(w.begin(), w.end(), out.begin());
   }
   basic_qbits_weight<Q, T, borrowed, Shift> view() const {
     return {detail::as_view(packed), detail::as_view(scale), detail::as_view(shift), original_shape, axis, group_size};
@@ -224,6 +240,17 @@ qweight_t<Q, T, S> quantize_weight(tensor_view<const T> w, const S& scheme = {},
     };
     if constexpr (ByteQType<Q>) {
       const qaxis axis = effective_axis(w.shape(), scheme.axis);
+      if constexpr (std::is_same_v<Optimizer, absmax_optimizer>) {
+        // per row with the vector code on: scale and codes in one pass (the scalar reference keeps
+        // the two quanto calls below)
+        if (axis == qaxis::first && kernels::quantize_dispatch::enabled()) {
+          qbytes_weight<Q, T> q;
+          q.axis = axis;
+          quantize_absmax_rows<Q>(w, q.scale, q.data, options.parallel);
+          check_scale(q.scale);
+          return q;
+        }
+      }
       tensor<T> scale = optimizer.template operator()<Q>(w, axis, options.parallel);
       check_scale(scale);
       tensor<typename Q::storage> data = quantize_symmetric<Q>(w, axis, scale.view(), options.parallel);

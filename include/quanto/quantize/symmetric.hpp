@@ -55,6 +55,27 @@ constexpr typename Q::storage quantize_symmetric_value(T x, T s) noexcept {
   }
 }
 
+/// max |x| over a run with the reference's rule (amax propagates NaN: the last one's bits), by
+/// the vector code while no NaN is seen.
+template <ModelFloat T>
+float run_absmax(const T* x, std::size_t n, bool simd) noexcept {
+  float m = 0.0f;
+  std::size_t k = 0;
+#if QUANTO_HAS_AVX2
+  if constexpr (kernels::quantize_dispatch::compiled) {
+    bool nan = false;
+    if (simd) k = kernels::quantize_avx2::absmax_bits_run(x, n, m, nan);
+    if (nan) k = 0, m = 0.0f;
+  }
+#endif
+  (void)simd;
+  for (; k < n; ++k) {
+    const float a = widen(t_abs(x[k]));
+    if (is_nan_bits(a) || (!is_nan_bits(m) && a > m)) m = a;
+  }
+  return m;
+}
+
 /// One element of quanto's symmetric dequantization: `scale * data`, one rounding to T.
 template <ByteQType Q, ModelFloat T>
 constexpr T dequantize_symmetric_value(typename Q::storage q, T s) noexcept {
@@ -147,6 +168,40 @@ tensor<T> absmax_scale(tensor_view<const T> base, qaxis axis, kernels::parallel_
   return scale;
 }
 
+/// absmax_scale(base, axis 0) and quantize_symmetric with it, one row at a time: the row is
+/// read from memory once and quantized from the cache. The same bits as the two calls.
+template <ByteQType Q, ModelFloat T>
+void quantize_absmax_rows(tensor_view<const T> base, tensor<T>& scale, tensor<typename Q::storage>& data,
+                          kernels::parallel_options par = {}) {
+  namespace qd = kernels::quantize_dispatch;
+  const param_map pm = map_params(base.shape(), qaxis::first);
+  scale = tensor<T>(pm.param_shape);
+  data = tensor<typename Q::storage>(base.shape());
+  const bool simd = qd::enabled();
+  qd::for_each_run(pm, par, [&](std::size_t b, std::size_t n, std::size_t r) {
+    const T* x = base.data() + b;
+    typename Q::storage* out = data.data() + b;
+    const float m = detail::run_absmax(x, n, simd);
+    const T s = model_arith::t_div_scalar(model_arith::narrow<T>(m), static_cast<float>(Q::qmax));
+    scale[r] = s;
+    std::size_t k = 0;
+#if QUANTO_HAS_AVX2
+    if constexpr (qd::compiled) {
+      namespace v = kernels::quantize_avx2;
+      const float sf = model_arith::widen(s);
+      // finite x over a positive scale with max |x| / s < 2^20: every quotient is a number that
+      // converts to int32 exactly
+      if (simd && sf > 0.0f && m < 0x1p127f && m / sf < 0x1p20f)
+        k = v::quantize_symmetric_bounded_run<Q, T>(x, out, n, sf,
+                                                    r + 1 < static_cast<std::size_t>(pm.rows) ? x + n : nullptr);
+      else if (simd)
+        k = v::quantize_symmetric_run<Q, T, false>(x, out, n, sf, nullptr);
+    }
+#endif
+    for (; k < n; ++k) out[k] = detail::quantize_symmetric_value<Q>(x[k], s);
+  });
+}
+
 /// quanto's `quantize_symmetric(base, dtype, axis, scale)`: `scale` must have the keepdim shape
 /// that `absmax_scale` returns for this axis.
 template <ByteQType Q, ModelFloat T>
@@ -176,14 +231,15 @@ tensor<typename Q::storage> quantize_symmetric(tensor_view<const T> base, qaxis 
   return out;
 }
 
-/// `scale * data` in the model dtype, in the data's shape.
+/// `scale * data` in the model dtype into `out`, a buffer of the data's element count (any shape;
+/// written in the data's flat order).
 template <ByteQType Q, ModelFloat T>
-tensor<T> dequantize_symmetric(tensor_view<const typename Q::storage> data, qaxis axis, tensor_view<const T> scale,
-                               kernels::parallel_options par = {}) {
+void dequantize_symmetric_into(tensor_view<const typename Q::storage> data, qaxis axis, tensor_view<const T> scale,
+                               tensor_view<T> out, kernels::parallel_options par = {}) {
   namespace qd = kernels::quantize_dispatch;
   const param_map pm = map_params(data.shape(), axis);
   detail::require_shape(scale.shape(), pm.param_shape, "the scale");
-  tensor<T> out(data.shape());
+  detail::require_numel(out.numel(), data.numel(), "the dequantized output");
   const bool per_column = pm.k == param_map::kind::per_column;
   const bool simd = qd::enabled();
   qd::for_each_run(pm, par, [&](std::size_t b, std::size_t n, std::size_t j) {
@@ -201,6 +257,14 @@ tensor<T> dequantize_symmetric(tensor_view<const typename Q::storage> data, qaxi
     for (; k < n; ++k) out[b + k] = detail::dequantize_symmetric_value<Q>(data[b + k], scale[per_column ? k : j]);
   });
   (void)simd;
+}
+
+/// `scale * data` in the model dtype, in the data's shape.
+template <ByteQType Q, ModelFloat T>
+tensor<T> dequantize_symmetric(tensor_view<const typename Q::storage> data, qaxis axis, tensor_view<const T> scale,
+                               kernels::parallel_options par = {}) {
+  tensor<T> out(data.shape());
+  dequantize_symmetric_into<Q, T>(data, axis, scale, out.mutable_view(), par);
   return out;
 }
 

@@ -114,6 +114,23 @@ QUANTO_ALWAYS_INLINE void store8(T* p, __m256 v) noexcept {
   }
 }
 
+/// `store8` for values known not to be NaN (finite parameters over finite or integer data): the
+/// same bits without the NaN rule.
+template <class T>
+QUANTO_ALWAYS_INLINE void store8_number(T* p, __m256 v) noexcept {
+  if constexpr (std::is_same_v<T, float>) {
+    _mm256_storeu_ps(p, v);
+  } else if constexpr (std::is_same_v<T, bfloat16>) {
+    const __m256i u = bits(v);
+    const __m256i odd = _mm256_and_si256(_mm256_srli_epi32(u, 16), splat(1));
+    const __m256i r = _mm256_srli_epi32(_mm256_add_epi32(_mm256_add_epi32(u, splat(0x7FFFu)), odd), 16);
+    const __m128i packed = _mm_packus_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(p), packed);
+  } else {
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+  }
+}
+
 /// Four vectors of 8 int32 (each in [-128, 255]) to 32 bytes in order; `Signed` saturates as int8.
 template <bool Signed>
 QUANTO_ALWAYS_INLINE __m256i pack32(__m256i a, __m256i b, __m256i c, __m256i d) noexcept {
@@ -190,9 +207,9 @@ inline std::size_t absmax_cols(const T* x, std::size_t rows, std::size_t cols, f
 }
 
 /// The codes of 8 quotients `q` (already rounded to T) as int32 lanes, Q's storage bits.
-template <class Q>
+template <class Q, bool MaybeNaN = true>
 QUANTO_ALWAYS_INLINE __m256i symmetric_codes8(__m256 q) noexcept {
-  const __m256i nan = nan_mask(q);
+  const __m256i nan = MaybeNaN ? nan_mask(q) : _mm256_setzero_si256();
   if constexpr (!Q::is_floating_point) {
     const __m256 r = _mm256_min_ps(_mm256_max_ps(round_even8(q), splatf(-128.0f)), splatf(127.0f));
     return _mm256_andnot_si256(nan, _mm256_cvttps_epi32(r));
@@ -246,6 +263,142 @@ inline std::size_t quantize_symmetric_run(const T* x, typename Q::storage* out, 
   return i;
 }
 
+/// `narrow8` for values known not to be NaN.
+template <class T>
+QUANTO_ALWAYS_INLINE __m256 narrow8_number(__m256 v) noexcept {
+  if constexpr (std::is_same_v<T, bfloat16>) {
+    const __m256i u = bits(v);
+    const __m256i odd = _mm256_and_si256(_mm256_srli_epi32(u, 16), splat(1));
+    return flt(_mm256_and_si256(_mm256_add_epi32(_mm256_add_epi32(u, splat(0x7FFFu)), odd), splat(0xFFFF0000u)));
+  } else {
+    return narrow8<T>(v);
+  }
+}
+
+/// max |x| over the whole vectors of a run as a float, by integer maxima of the magnitude bits
+/// (for non-negative floats their order; a NaN's bits exceed every number's), and whether a NaN is
+/// among them (then the caller redoes the run with the reference). Returns the elements covered.
+template <class T>
+inline std::size_t absmax_bits_run(const T* x, std::size_t n, float& max_out, bool& nan_out) noexcept {
+  std::size_t i = 0;
+  if constexpr (std::is_same_v<T, float>) {
+    const __m256i mag = splat(0x7FFFFFFFu);
+    __m256i m0 = _mm256_setzero_si256(), m1 = m0;
+    for (; i + 16 <= n; i += 16) {
+      m0 = _mm256_max_epi32(m0, _mm256_and_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + i)), mag));
+      m1 = _mm256_max_epi32(m1, _mm256_and_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + i + 8)), mag));
+    }
+    alignas(32) std::uint32_t l[8];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(l), _mm256_max_epi32(m0, m1));
+    std::uint32_t m = 0;
+    for (std::uint32_t v : l) m = v > m ? v : m;
+    nan_out = m > 0x7F800000u;
+    max_out = bits_to_float(m);
+  } else {
+    const __m256i mag = _mm256_set1_epi16(0x7FFF);
+    __m256i m0 = _mm256_setzero_si256(), m1 = m0;
+    for (; i + 32 <= n; i += 32) {
+      m0 = _mm256_max_epu16(m0, _mm256_and_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + i)), mag));
+      m1 =
+          _mm256_max_epu16(m1, _mm256_and_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + i + 16)), mag));
+    }
+    alignas(32) std::uint16_t l[16];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(l), _mm256_max_epu16(m0, m1));
+    std::uint16_t m = 0;
+    for (std::uint16_t v : l) m = v > m ? v : m;
+    const T t = T::from_bits(m);
+    nan_out = t.is_nan();
+    max_out = nan_out ? 0.0f : static_cast<float>(t);
+  }
+  return i;
+}
+
+/// Float8 codes of Q for 16 values of T (bfloat16 or float16) given as their bits in 16-bit lanes,
+/// none NaN: clamped to +-qmax, re-biased and rounded to nearest even on T's own encoding (exact
+/// values, so the same code as from the float). Lanes below Q's smallest normal are flagged in
+/// `sub` (their rounding grid is not T's) unless T and Q share the exponent bias (float16 and e5m2),
+/// where T's encoding rounds straight to Q's, subnormals included.
+template <class Q, class T>
+QUANTO_ALWAYS_INLINE __m256i float8_codes16(__m256i h, __m256i& sub) noexcept {
+  using F = typename Q::storage::format;
+  constexpr bool bf = std::is_same_v<T, bfloat16>;
+  constexpr int mt = bf ? 7 : 10, bias_t = bf ? 127 : 15;
+  constexpr int m = F::mantissa_bits, bias = F::bias, sh = mt - m;
+  static_assert(sh > 0 && bias_t >= bias);
+  const auto set = [](unsigned v) { return _mm256_set1_epi16(static_cast<short>(v)); };
+  const __m256i sign = _mm256_srli_epi16(_mm256_and_si256(h, set(0x8000u)), 8);
+  const __m256i a = _mm256_min_epu16(_mm256_and_si256(h, set(0x7FFFu)), set(T(Q::qmax).to_bits()));
+  const __m256i v = _mm256_sub_epi16(a, set(static_cast<unsigned>(bias_t - bias) << mt));
+  const __m256i odd = _mm256_and_si256(_mm256_srli_epi16(v, sh), set(1));
+  const __m256i code = _mm256_srli_epi16(_mm256_add_epi16(_mm256_add_epi16(v, set((1u << (sh - 1)) - 1u)), odd), sh);
+  if constexpr (bias_t != bias)
+    sub = _mm256_or_si256(sub, _mm256_cmpgt_epi16(set(static_cast<unsigned>(bias_t - bias + 1) << mt), a));
+  if constexpr (F::has_negative_zero) {
+    return _mm256_or_si256(sign, code);
+  } else {
+    const __m256i zero = _mm256_cmpeq_epi16(code, _mm256_setzero_si256());
+    return _mm256_andnot_si256(zero, _mm256_or_si256(sign, code));
+  }
+}
+
+/// quantize_symmetric over a run whose quotients are known to be numbers of magnitude < 2^20 (a
+/// normal scale `s` and max |x| / s below that, checked by the caller): the same codes as
+/// `quantize_symmetric_run` without its NaN rule; qint8 clamps by the saturating packs.
+/// `ahead`, when not null, is prefetched alongside (the next run: its load overlaps this one's
+/// arithmetic; a prefetch never faults).
+template <class Q, class T>
+inline std::size_t quantize_symmetric_bounded_run(const T* x, typename Q::storage* out, std::size_t n, float s,
+                                                  const T* ahead) noexcept {
+  const __m256 sv = splatf(s);
+  std::size_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    if (ahead != nullptr) {
+      _mm_prefetch(reinterpret_cast<const char*>(ahead + i), _MM_HINT_T0);
+      if constexpr (sizeof(T) == 4) _mm_prefetch(reinterpret_cast<const char*>(ahead + i + 16), _MM_HINT_T0);
+    }
+    if constexpr (Q::is_floating_point && !std::is_same_v<T, float>) {
+      // float8 from 16-bit T: the quotients rounded to T, packed to 16-bit lanes, encoded 16 at once
+      __m256 q[4];
+      for (int k = 0; k < 4; ++k) q[k] = _mm256_div_ps(load8(x + i + 8 * k), sv);
+      __m256i h01, h23;
+      if constexpr (std::is_same_v<T, bfloat16>) {
+        __m256i r[4];
+        for (int k = 0; k < 4; ++k) r[k] = _mm256_srli_epi32(bits(narrow8_number<T>(q[k])), 16);
+        h01 = _mm256_packus_epi32(r[0], r[1]);  // [0-3, 8-11 | 4-7, 12-15]
+        h23 = _mm256_packus_epi32(r[2], r[3]);
+      } else {
+        constexpr int rn = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+        h01 = _mm256_setr_m128i(_mm256_cvtps_ph(q[0], rn), _mm256_cvtps_ph(q[1], rn));
+        h23 = _mm256_setr_m128i(_mm256_cvtps_ph(q[2], rn), _mm256_cvtps_ph(q[3], rn));
+      }
+      __m256i sub = _mm256_setzero_si256();
+      const __m256i c01 = float8_codes16<Q, T>(h01, sub), c23 = float8_codes16<Q, T>(h23, sub);
+      __m256i b;
+      if (!_mm256_testz_si256(sub, sub)) {  // a small quotient: the per-float encoding
+        __m256i c[4];
+        for (int k = 0; k < 4; ++k) c[k] = symmetric_codes8<Q, false>(narrow8_number<T>(q[k]));
+        b = pack32<false>(c[0], c[1], c[2], c[3]);
+      } else if constexpr (std::is_same_v<T, bfloat16>) {
+        b = _mm256_permutevar8x32_epi32(_mm256_packus_epi16(c01, c23), _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+      } else {
+        b = _mm256_permute4x64_epi64(_mm256_packus_epi16(c01, c23), 0xD8);
+      }
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i), b);
+      continue;
+    }
+    __m256i c[4];
+    for (int k = 0; k < 4; ++k) {
+      const __m256 q = narrow8_number<T>(_mm256_div_ps(load8(x + i + 8 * k), sv));
+      if constexpr (Q::is_floating_point)
+        c[k] = symmetric_codes8<Q, false>(q);
+      else
+        c[k] = _mm256_cvttps_epi32(round_even8(q));
+    }
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i), pack32<!Q::is_floating_point>(c[0], c[1], c[2], c[3]));
+  }
+  return i;
+}
+
 /// The float values of 8 codes of Q (exact; NaN codes give the bits the reference decodes to).
 template <class Q>
 QUANTO_ALWAYS_INLINE __m256 code_values8(const typename Q::storage* q) noexcept {
@@ -281,12 +434,66 @@ QUANTO_ALWAYS_INLINE __m256 code_values8(const typename Q::storage* q) noexcept 
   }
 }
 
-/// dequantize_symmetric over a run: `out[i] = T(s * q[i])`. Returns the elements done.
+/// All-ones bytes where a float8 code of Q is a NaN or an infinity (32 codes at once).
+template <class Q>
+QUANTO_ALWAYS_INLINE __m256i float8_special32(__m256i b) noexcept {
+  using F = typename Q::storage::format;
+  if constexpr (F::nan_encoding == float8_nan_encoding::negative_zero) {
+    return _mm256_cmpeq_epi8(b, _mm256_set1_epi8(static_cast<char>(0x80)));
+  } else {
+    // all_ones: 0x7F / 0xFF; ieee: every code whose exponent field is all ones
+    constexpr auto key = static_cast<char>(
+        F::nan_encoding == float8_nan_encoding::all_ones ? 0x7Fu : ((1u << F::exponent_bits) - 1u) << F::mantissa_bits);
+    return _mm256_cmpeq_epi8(_mm256_and_si256(b, _mm256_set1_epi8(key)), _mm256_set1_epi8(key));
+  }
+}
+
+/// The values of 8 float8 codes none of which is a NaN or an infinity (code_values8 without the
+/// special encodings).
+template <class Q>
+QUANTO_ALWAYS_INLINE __m256 float8_numbers8(__m128i b) noexcept {
+  using F = typename Q::storage::format;
+  constexpr int m = F::mantissa_bits, bias = F::bias;
+  const __m256i u = _mm256_cvtepu8_epi32(b);
+  const __m256i sign = _mm256_slli_epi32(_mm256_and_si256(u, splat(0x80u)), 24);
+  const __m256i code = _mm256_and_si256(u, splat(0x7Fu));
+  const __m256 mag =
+      _mm256_mul_ps(flt(_mm256_slli_epi32(code, 23 - m)), flt(splat(static_cast<std::uint32_t>(254 - bias) << 23)));
+  return flt(_mm256_or_si256(sign, bits(mag)));
+}
+
+/// dequantize_symmetric over a run: `out[i] = T(s * q[i])`. Returns the elements done. Without
+/// PerColumn, qint8 codes under a finite `s` give no NaN, so the NaN rule of the store is skipped.
 template <class Q, class T, bool PerColumn>
 inline std::size_t dequantize_symmetric_run(const typename Q::storage* q, T* out, std::size_t n, float s,
                                             const T* scale) noexcept {
   const __m256 sv = splatf(s);
   std::size_t i = 0;
+  if constexpr (!PerColumn && !Q::is_floating_point) {
+    if (is_finite_bits(s)) {
+      for (; i + 16 <= n; i += 16) {
+        store8_number(out + i, _mm256_mul_ps(sv, code_values8<Q>(q + i)));
+        store8_number(out + i + 8, _mm256_mul_ps(sv, code_values8<Q>(q + i + 8)));
+      }
+    }
+  } else if constexpr (!PerColumn) {
+    // float8: blocks of 32 codes without a NaN / inf code take the plain path
+    if (is_finite_bits(s)) {
+      for (; i + 32 <= n; i += 32) {
+        const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + i));
+        const __m256i sp = float8_special32<Q>(b);
+        if (!_mm256_testz_si256(sp, sp)) {
+          for (std::size_t k = i; k < i + 32; k += 8) store8(out + k, _mm256_mul_ps(sv, code_values8<Q>(q + k)));
+          continue;
+        }
+        const __m128i lo = _mm256_castsi256_si128(b), hi = _mm256_extracti128_si256(b, 1);
+        store8_number(out + i, _mm256_mul_ps(sv, float8_numbers8<Q>(lo)));
+        store8_number(out + i + 8, _mm256_mul_ps(sv, float8_numbers8<Q>(_mm_unpackhi_epi64(lo, lo))));
+        store8_number(out + i + 16, _mm256_mul_ps(sv, float8_numbers8<Q>(hi)));
+        store8_number(out + i + 24, _mm256_mul_ps(sv, float8_numbers8<Q>(_mm_unpackhi_epi64(hi, hi))));
+      }
+    }
+  }
   for (; i + 8 <= n; i += 8) {
     const __m256 d = PerColumn ? load8(scale + i) : sv;
     store8(out + i, _mm256_mul_ps(d, code_values8<Q>(q + i)));
@@ -333,9 +540,12 @@ QUANTO_ALWAYS_INLINE __m256i affine_codes8(__m256 q) noexcept {
 
 /// quantize_affine with a float shift over a run: `round((x + shift) / scale)` (T roundings),
 /// parameters one value each or (PerColumn) arrays parallel to x. Returns the elements done.
-template <class T, int Bits, bool PerColumn>
+/// `Numbers`: the caller knows that no sum or quotient is NaN (finite x, shift and a nonzero scale
+/// far from overflow), so the roundings skip the NaN rule (max_ps already sends a NaN to code 0).
+template <class T, int Bits, bool PerColumn, bool Numbers = false>
 inline std::size_t quantize_affine_run(const T* x, std::uint8_t* out, std::size_t n, float scale, float shift,
                                        const T* scales, const T* shifts) noexcept {
+  const auto nr = [](__m256 v) { return Numbers ? narrow8_number<T>(v) : narrow8<T>(v); };
   const __m256 sc = splatf(scale), sh = splatf(shift);
   std::size_t i = 0;
   for (; i + 32 <= n; i += 32) {
@@ -343,8 +553,8 @@ inline std::size_t quantize_affine_run(const T* x, std::uint8_t* out, std::size_
     for (int k = 0; k < 4; ++k) {
       const std::size_t j = i + 8 * static_cast<std::size_t>(k);
       const __m256 a = PerColumn ? load8(scales + j) : sc, b = PerColumn ? load8(shifts + j) : sh;
-      const __m256 sum = narrow8<T>(_mm256_add_ps(load8(x + j), b));
-      c[k] = affine_codes8<Bits>(round_even8(narrow8<T>(_mm256_div_ps(sum, a))));
+      const __m256 sum = nr(_mm256_add_ps(load8(x + j), b));
+      c[k] = affine_codes8<Bits>(round_even8(nr(_mm256_div_ps(sum, a))));
     }
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i), pack32<false>(c[0], c[1], c[2], c[3]));
   }
@@ -409,6 +619,48 @@ inline std::size_t dequantize_affine_zp_run(const std::uint8_t* q, T* out, std::
   return i;
 }
 
+/// Dequantizes a run of 2/4-bit codes straight from packed bytes, `code = (src[k] >> shift) & mask`,
+/// by table: `table` holds the run's 16 outputs, `table[c]` the reference's value for code c (the
+/// caller computes it, so every bit, NaN included, is the reference's). Returns the elements done.
+template <class T>
+inline std::size_t dequantize_table_run(const std::uint8_t* src, int shift, std::uint8_t mask, const T* table, T* out,
+                                        std::size_t n) noexcept {
+  const __m128i sh = _mm_cvtsi32_si128(shift);
+  std::size_t i = 0;
+  if constexpr (std::is_same_v<T, float>) {
+    const __m256i lo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(table));
+    const __m256i hi = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(table + 8));
+    const __m256i m = splat(mask);
+    for (; i + 8 <= n; i += 8) {
+      const __m256i b = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(src + i)));
+      const __m256i c = _mm256_and_si256(_mm256_srl_epi32(b, sh), m);
+      const __m256i v0 = _mm256_permutevar8x32_epi32(lo, c), v1 = _mm256_permutevar8x32_epi32(hi, c);
+      // codes 8..15 have bit 3 set: moved to the sign bit, it picks the upper table
+      const __m256i v = selecti(_mm256_srai_epi32(_mm256_slli_epi32(c, 28), 31), v1, v0);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i), v);
+    }
+  } else {
+    // 16-bit outputs: the low and the high bytes of the 16 entries as two pshufb tables.
+    const __m256i t = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(table));
+    const __m256i split = _mm256_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15, 0, 2, 4, 6, 8, 10, 12,
+                                           14, 1, 3, 5, 7, 9, 11, 13, 15);
+    // [lo 0-7, hi 0-7 | lo 8-15, hi 8-15] -> [lo 0-15 | hi 0-15]
+    const __m256i s = _mm256_permute4x64_epi64(_mm256_shuffle_epi8(t, split), 0xD8);
+    const __m256i tlo = _mm256_permute2x128_si256(s, s, 0x00), thi = _mm256_permute2x128_si256(s, s, 0x11);
+    const __m256i m = _mm256_set1_epi8(static_cast<char>(mask));
+    for (; i + 32 <= n; i += 32) {
+      const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + i));
+      // 16-bit shifts move bits across bytes; the mask keeps each code's own bits
+      const __m256i c = _mm256_and_si256(_mm256_srl_epi16(b, sh), m);
+      const __m256i l = _mm256_shuffle_epi8(tlo, c), h = _mm256_shuffle_epi8(thi, c);
+      const __m256i a = _mm256_unpacklo_epi8(l, h), z = _mm256_unpackhi_epi8(l, h);  // [0-7, 16-23], [8-15, 24-31]
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i), _mm256_permute2x128_si256(a, z, 0x20));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i + 16), _mm256_permute2x128_si256(a, z, 0x31));
+    }
+  }
+  return i;
+}
+
 // ---- packing ----------------------------------------------------------------------------------------
 
 /// `out[k] |= src[k] << shift` for k < n, and whether some src[k] exceeds `mask`. Returns done.
@@ -455,16 +707,23 @@ struct lanes8 {
 };
 
 /// `detail::inner_sum_lanes<8>(x, n)` (torch_sum.hpp), bit for bit: the same cascade over the same
-/// lane-wise partial sums, each lane a register lane.
-inline float sum_lanes8(const float* x, std::int64_t n) {
-  if (n < 8) return quanto::detail::row_sum<float>(n, [&](std::int64_t i) { return x[i]; });
+/// lane-wise partial sums, each lane a register lane. `x` may be of a model dtype: the sum is of
+/// its values widened to float (exact), as PyTorch's float accumulation of a float copy.
+template <class T>
+inline float sum_lanes8(const T* x, std::int64_t n) {
+  const auto at = [&](std::int64_t i) {
+    if constexpr (std::is_same_v<T, float>)
+      return x[i];
+    else
+      return static_cast<float>(x[i]);
+  };
+  if (n < 8) return quanto::detail::row_sum<float>(n, at);
   const std::int64_t nvec = n / 8;
-  const lanes8 acc =
-      quanto::detail::row_sum<lanes8>(nvec, [&](std::int64_t i) { return lanes8{_mm256_loadu_ps(x + i * 8)}; });
+  const lanes8 acc = quanto::detail::row_sum<lanes8>(nvec, [&](std::int64_t i) { return lanes8{load8(x + i * 8)}; });
   alignas(32) float l[8];
   _mm256_store_ps(l, acc.v);
   float total = 0.0f;
-  for (std::int64_t k = nvec * 8; k < n; ++k) total += x[k];
+  for (std::int64_t k = nvec * 8; k < n; ++k) total += at(k);
   for (int k = 0; k < 8; ++k) total += l[k];
   return total;
 }
@@ -651,6 +910,60 @@ inline std::size_t hqq_target_run(const T* base, const T* dq, const std::uint8_t
     const __m256 qs = narrow8<T>(opaque8(_mm256_mul_ps(u8_values8(codes + i), s)));
     const __m256 inner = narrow8<T>(_mm256_sub_ps(x, narrow8<T>(ev)));
     _mm256_storeu_ps(target + i, narrow8<T>(_mm256_sub_ps(qs, inner)));
+  }
+  return i;
+}
+
+/// The HQQ target of one row whose dequantized values are recomputed from its codes
+/// (`dequantize_affine_value(code, scale, shift)`, what quanto's `dequantize` holds): as
+/// `hqq_target_run`, with |err|^(p-1) read from `pow_table` (indexed by the bits of |err| in T:
+/// the reference's `t_pow` of every non-negative T) when T is 16-bit, SLEEF's vector pow for float.
+/// `Numbers`: the caller knows that no NaN arises (finite row, parameters far from overflow), so
+/// the roundings to T skip the NaN rule.
+template <class T, bool Numbers>
+inline std::size_t hqq_target_row(const T* base, const std::uint8_t* codes, float* target, std::size_t n, float scale,
+                                  float shift, float exponent, float inv_beta, const float* pow_table) noexcept {
+  const auto nr = [](__m256 v) { return Numbers ? narrow8_number<T>(v) : narrow8<T>(v); };
+  const __m256 sc = splatf(scale), sh = splatf(shift), ib = splatf(inv_beta);
+  const __m256 zero = _mm256_setzero_ps();
+  std::size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 x = load8(base + i);
+    const __m256 qs = nr(opaque8(_mm256_mul_ps(sc, u8_values8(codes + i))));
+    const __m256 dq = nr(_mm256_sub_ps(qs, sh));
+    const __m256 err = nr(_mm256_sub_ps(x, dq));
+    const __m256 a = abs8(err);
+    __m256 p;
+    if constexpr (std::is_same_v<T, float>) {
+      (void)pow_table;
+      p = sleef_powf8(a, exponent);
+    } else if constexpr (std::is_same_v<T, bfloat16>) {
+      p = _mm256_i32gather_ps(pow_table, _mm256_srli_epi32(bits(a), 16), 4);
+    } else {
+      const __m128i h = _mm256_cvtps_ph(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);  // exact
+      p = _mm256_i32gather_ps(pow_table, _mm256_cvtepu16_epi32(h), 4);
+    }
+    const __m256 shrunk = nr(_mm256_sub_ps(a, nr(opaque8(_mm256_mul_ps(ib, p)))));
+    const __m256 r = _mm256_and_ps(_mm256_cmp_ps(shrunk, zero, _CMP_GT_OQ), shrunk);
+    const __m256 pos = _mm256_cmp_ps(err, zero, _CMP_GT_OQ), negm = _mm256_cmp_ps(err, zero, _CMP_LT_OQ);
+    const __m256 ev = _mm256_or_ps(_mm256_and_ps(pos, r), _mm256_and_ps(negm, pow8::neg(r)));
+    const __m256 inner = nr(_mm256_sub_ps(x, nr(ev)));
+    _mm256_storeu_ps(target + i, nr(_mm256_sub_ps(qs, inner)));
+  }
+  return i;
+}
+
+/// `t_abs(t_sub(x[i], dequantize_affine_value(codes[i], scale, shift)))` into d (T), over a run.
+template <class T, bool Numbers>
+inline std::size_t dequantize_abs_error_run(const T* x, const std::uint8_t* codes, T* d, std::size_t n, float scale,
+                                            float shift) noexcept {
+  const auto nr = [](__m256 v) { return Numbers ? narrow8_number<T>(v) : narrow8<T>(v); };
+  const __m256 sc = splatf(scale), sh = splatf(shift);
+  std::size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 p = nr(opaque8(_mm256_mul_ps(sc, u8_values8(codes + i))));
+    const __m256 dq = nr(_mm256_sub_ps(p, sh));
+    (Numbers ? store8_number<T> : store8<T>)(d + i, abs8(nr(_mm256_sub_ps(load8(x + i), dq))));
   }
   return i;
 }
