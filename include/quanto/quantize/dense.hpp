@@ -76,62 +76,97 @@ struct strided {
   const R& operator()(std::int64_t p, std::int64_t i) const noexcept { return a[p * sp + i * si]; }
 };
 
-/// One tile of `C += alpha · Aᵀ·B`: MR rows, two vectors of columns, over k.
-template <class R, int MR>
-QUANTO_ALWAYS_INLINE void tile(std::int64_t k, R alpha, strided<R> a, std::int64_t i0, const R* b, std::int64_t ldb,
-                               R* c, std::int64_t ldc) noexcept {
-  constexpr std::int64_t L = vec<R>::lanes;
+/// The micro-kernel: an MR × NR tile of `alpha · Aᵀ·B` over k from packed panels (`a`: k × MR,
+/// `b`: k × NR, both contiguous), added to C (the whole tile when `rows`/`cols` are full, else
+/// through a scratch tile).
+template <class R>
+inline constexpr int gemm_mr = 6;
+template <class R>
+inline constexpr std::int64_t gemm_nr = 2 * vec<R>::lanes;
+
+template <class R>
+QUANTO_ALWAYS_INLINE void micro_tile(std::int64_t k, R alpha, const R* a, const R* b, R* c, std::int64_t ldc,
+                                     std::int64_t rows, std::int64_t cols) noexcept {
+  constexpr int MR = gemm_mr<R>;
+  constexpr std::int64_t L = vec<R>::lanes, NR = gemm_nr<R>;
   vec_t<R> acc[MR][2] = {};
   for (std::int64_t p = 0; p < k; ++p) {
-    const vec_t<R> b0 = load(b + p * ldb), b1 = load(b + p * ldb + L);
+    const vec_t<R> b0 = load(b + p * NR), b1 = load(b + p * NR + L);
     QUANTO_UNROLL
     for (int r = 0; r < MR; ++r) {
-      const R av = a(p, i0 + r);
+      const R av = a[p * MR + r];
       acc[r][0] += av * b0;
       acc[r][1] += av * b1;
     }
   }
-  QUANTO_UNROLL
-  for (int r = 0; r < MR; ++r) {
-    R* cr = c + r * ldc;
-    store(cr, load(cr) + alpha * acc[r][0]);
-    store(cr + L, load(cr + L) + alpha * acc[r][1]);
+  if (rows == MR && cols == NR) {
+    QUANTO_UNROLL
+    for (int r = 0; r < MR; ++r) {
+      R* cr = c + r * ldc;
+      store(cr, load(cr) + alpha * acc[r][0]);
+      store(cr + L, load(cr + L) + alpha * acc[r][1]);
+    }
+    return;
   }
+  R t[MR][NR];
+  for (int r = 0; r < MR; ++r) {
+    store(t[r], acc[r][0]);
+    store(t[r] + L, acc[r][1]);
+  }
+  for (std::int64_t r = 0; r < rows; ++r)
+    for (std::int64_t j = 0; j < cols; ++j) c[r * ldc + j] += alpha * t[r][j];
 }
 
 /// `C(i, j) += alpha · Σ_p A(p, i)·B(p, j)` for i < m, j < n, p < k; B and C row-major
-/// (`ldb`, `ldc`). Tiles of columns run on `par`'s threads; each element's sum has one order.
+/// (`ldb`, `ldc`). Blocked as GotoBLAS: panels of k (KC) and of C's columns (NC) and rows (MC)
+/// are packed contiguous, then micro-tiles run over them; tiles of columns run on `par`'s
+/// threads. Each element's sum has one order, whatever the threads.
 template <class R>
 void gemm_tn(std::int64_t m, std::int64_t n, std::int64_t k, R alpha, strided<R> a, const R* b, std::int64_t ldb, R* c,
              std::int64_t ldc, kernels::parallel_options par = {}) {
   if (m <= 0 || n <= 0 || k <= 0) return;
-  constexpr std::int64_t NR = 2 * vec<R>::lanes, MR = 4, KC = 256;
-  const std::int64_t full = n / NR;
-  const std::int64_t grain = std::max<std::int64_t>(1, (std::int64_t{1} << 20) / std::max<std::int64_t>(1, m * k * NR));
+  constexpr std::int64_t MR = gemm_mr<R>, NR = gemm_nr<R>, KC = 256, MC = 120, NC = 2048;
+  std::vector<R> ap(static_cast<std::size_t>(MC * KC)), bp(static_cast<std::size_t>(KC * NC));
   for (std::int64_t p0 = 0; p0 < k; p0 += KC) {
     const std::int64_t kc = std::min(KC, k - p0);
-    const strided<R> ap{a.a + p0 * a.sp, a.sp, a.si};
-    const R* bp = b + p0 * ldb;
-    kernels::parallel_for(
-        0, full + 1, grain,
-        [&](std::int64_t t0, std::int64_t t1) {
-          for (std::int64_t t = t0; t < t1; ++t) {
-            if (t < full) {
-              const std::int64_t j0 = t * NR;
-              std::int64_t i = 0;
-              for (; i + MR <= m; i += MR) tile<R, MR>(kc, alpha, ap, i, bp + j0, ldb, c + i * ldc + j0, ldc);
-              for (; i < m; ++i) tile<R, 1>(kc, alpha, ap, i, bp + j0, ldb, c + i * ldc + j0, ldc);
-            } else {  // the last n % NR columns
-              for (std::int64_t i = 0; i < m; ++i)
-                for (std::int64_t j = full * NR; j < n; ++j) {
-                  R s = 0;
-                  for (std::int64_t p = 0; p < kc; ++p) s += ap(p, i) * bp[p * ldb + j];
-                  c[i * ldc + j] += alpha * s;
-                }
-            }
+    for (std::int64_t j0 = 0; j0 < n; j0 += NC) {
+      const std::int64_t nc = std::min(NC, n - j0), jtiles = (nc + NR - 1) / NR;
+      for (std::int64_t jt = 0; jt < jtiles; ++jt) {  // B panel: jtiles × kc × NR, zero-padded
+        const std::int64_t cols = std::min(NR, nc - jt * NR);
+        R* dst = bp.data() + jt * kc * NR;
+        for (std::int64_t p = 0; p < kc; ++p) {
+          const R* src = b + (p0 + p) * ldb + j0 + jt * NR;
+          std::int64_t j = 0;
+          for (; j < cols; ++j) dst[p * NR + j] = src[j];
+          for (; j < NR; ++j) dst[p * NR + j] = R(0);
+        }
+      }
+      for (std::int64_t i0 = 0; i0 < m; i0 += MC) {
+        const std::int64_t mc = std::min(MC, m - i0), itiles = (mc + MR - 1) / MR;
+        for (std::int64_t it = 0; it < itiles; ++it) {  // A panel: itiles × kc × MR, zero-padded
+          const std::int64_t rows = std::min(MR, mc - it * MR);
+          R* dst = ap.data() + it * kc * MR;
+          for (std::int64_t p = 0; p < kc; ++p) {
+            std::int64_t r = 0;
+            for (; r < rows; ++r) dst[p * MR + r] = a(p0 + p, i0 + it * MR + r);
+            for (; r < MR; ++r) dst[p * MR + r] = R(0);
           }
-        },
-        par);
+        }
+        const std::int64_t grain =
+            std::max<std::int64_t>(1, (std::int64_t{1} << 21) / std::max<std::int64_t>(1, mc * kc * NR));
+        kernels::parallel_for(
+            0, jtiles, grain,
+            [&](std::int64_t t0, std::int64_t t1) {
+              for (std::int64_t jt = t0; jt < t1; ++jt) {
+                const std::int64_t cols = std::min(NR, nc - jt * NR);
+                for (std::int64_t it = 0; it < itiles; ++it)
+                  micro_tile<R>(kc, alpha, ap.data() + it * kc * MR, bp.data() + jt * kc * NR,
+                                c + (i0 + it * MR) * ldc + j0 + jt * NR, ldc, std::min(MR, mc - it * MR), cols);
+              }
+            },
+            par);
+      }
+    }
   }
 }
 
