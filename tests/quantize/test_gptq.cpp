@@ -202,6 +202,28 @@ TEST(Gptq, BeatsRoundToNearestOnCorrelatedInputs) {
   }
 }
 
+TEST(Gptq, ClipSearchKeepsMaxAtOneStepAndHelpsAtTwoBits) {
+  std::mt19937 rng(12);
+  const std::int64_t k = 256, out = 32, n = 1024;
+  const std::vector<float> x = correlated_inputs(2 * n, k, rng);
+  const std::vector<float> calib(x.begin(), x.begin() + n * k), held(x.begin() + n * k, x.end());
+  const tensor<float> w = random_weight(out, k, rng);
+  gptq_hessian h(k);
+  h.add(calib.data(), n);
+  for (const bool act_order : {false, true}) {
+    gptq_options plain, one, clip;
+    plain.act_order = one.act_order = clip.act_order = act_order;
+    one.clip_steps = 1;  // the grid is {1}: MaxOptimizer's parameters exactly
+    clip.clip_steps = 20;
+    const auto a = gptq_quantize<qint2>(w.view(), h, group_affine<>{.group_size = 64}, plain);
+    const auto b = gptq_quantize<qint2>(w.view(), h, group_affine<>{.group_size = 64}, one);
+    const auto c = gptq_quantize<qint2>(w.view(), h, group_affine<>{.group_size = 64}, clip);
+    for (std::size_t i = 0; i < a.dequantized.size(); ++i) ASSERT_EQ(a.dequantized[i], b.dequantized[i]) << i;
+    EXPECT_LT(output_error(held, n, w, c.dequantized), 0.9 * output_error(held, n, w, a.dequantized))
+        << "act_order " << act_order;
+  }
+}
+
 TEST(Gptq, LazyBatchUpdateEqualsUnblockedRun) {
   // Blocks of 32 (three lazy rank-32 updates) against one block of all 128 columns (none): the same
   // algorithm up to float32 reassociation, so nearly every code agrees.
@@ -251,6 +273,9 @@ void expect_dequantizes_to_loop_values() {
     same(q2.weight.dequantize(), q2.dequantized);
     const auto q8 = gptq_quantize<qint8>(w.view(), h, symmetric{}, opt);
     same(q8.weight.dequantize(), q8.dequantized);
+    opt.clip_steps = 8;
+    const auto c2 = gptq_quantize<qint2>(w.view(), h, group_affine<>{.group_size = 64}, opt);
+    same(c2.weight.dequantize(), c2.dequantized);
   }
 }
 TEST(Gptq, StoredWeightDequantizesToTheLoopsValuesFloat32) { expect_dequantizes_to_loop_values<float>(); }

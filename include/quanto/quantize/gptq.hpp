@@ -148,6 +148,13 @@ struct gptq_options {
   /// Group parameters from the original weights before the loop, instead of from the updated ones
   /// when the loop reaches each group.
   bool static_groups = false;
+  /// qint2/qint4 only. 0: each group's scale and shift are quanto's MaxOptimizer's (min/max). n > 0:
+  /// also try the range shrunk to p·[min, max] for n - 1 more factors p evenly down to
+  /// 1 - clip_shrink, and keep the one with the lowest Σ H_ee·(x_e − x̂_e)² over the group (the
+  /// output error for a diagonal H). The codes still go through quanto's quantizer; the
+  /// parameters are then no longer MaxOptimizer's, but any scale/shift is a valid quanto weight.
+  int clip_steps = 0;
+  double clip_shrink = 0.5;
   kernels::parallel_options parallel = {};
 };
 
@@ -167,6 +174,38 @@ namespace detail {
 inline std::int64_t gptq_block(std::int64_t block, std::int64_t group) {
   if (block <= 0) throw value_error("gptq: the block size must be positive, got " + std::to_string(block));
   return group >= block ? group : block - block % group;
+}
+
+/// A group's scale and shift from its `n` values `x` (model dtype): quanto's MaxOptimizer formula
+/// (`(max - min) / (2^bits - 1)`, `-min`) on the range p·[min, max], for the p of the clip grid
+/// (see gptq_options::clip_steps) with the lowest Σ h_e·(x_e − x̂_e)².
+template <LowBitQType Q, ModelFloat T>
+void clipped_affine_params(const T* x, std::int64_t n, const double* h, int steps, double shrink, T& scale, T& shift) {
+  float lo = model_arith::widen(x[0]), hi = lo;
+  for (std::int64_t e = 1; e < n; ++e) {
+    const float v = model_arith::widen(x[e]);
+    lo = std::min(lo, v);
+    hi = std::max(hi, v);
+  }
+  const float levels = code_max(Q::bits);
+  double best = -1.0;
+  for (int i = 0; i < std::max(1, steps); ++i) {
+    const float p = steps <= 1 ? 1.0f : static_cast<float>(1.0 - shrink * i / (steps - 1));
+    const T rmin = model_arith::narrow<T>(lo * p), rmax = model_arith::narrow<T>(hi * p);
+    const T sc = model_arith::t_div_scalar(model_arith::t_sub(rmax, rmin), levels), sh = model_arith::t_neg(rmin);
+    double err = 0.0;
+    for (std::int64_t e = 0; e < n; ++e) {
+      const T v = x[e];
+      const T d = dequantize_affine_value(quantize_affine_value(v, sc, sh, Q::bits), sc, sh);
+      const double diff = static_cast<double>(model_arith::widen(v)) - model_arith::widen(d);
+      err += h[e] * diff * diff;
+    }
+    if (best < 0.0 || err < best) {
+      best = err;
+      scale = sc;
+      shift = sh;
+    }
+  }
 }
 
 /// U, the upper Cholesky factor of (H + damp)⁻¹, in float32 (see the file comment for how).
@@ -307,7 +346,16 @@ gptq_result<Q, T> gptq_quantize(tensor_view<const T> w, std::span<const double> 
     shift.resize(scale.size());
     const quanto::shape base_shape = gs ? grouped_shape(w.shape(), qaxis::first, group) : w.shape();
     param_shape = map_params(base_shape, qaxis::first).param_shape;
-    if (!dynamic) {
+    if (!dynamic && opt.clip_steps > 0) {
+      std::vector<double> hd(static_cast<std::size_t>(group));
+      for (std::int64_t r = 0; r < rows; ++r)
+        for (std::int64_t g = 0; g < groups; ++g) {
+          for (std::int64_t e = 0; e < group; ++e) hd[static_cast<std::size_t>(e)] = diag(g * group + e);
+          const auto p = static_cast<std::size_t>(r * groups + g);
+          detail::clipped_affine_params<Q, T>(original.data() + r * cols + g * group, group, hd.data(), opt.clip_steps,
+                                              opt.clip_shrink, scale[p], shift[p]);
+        }
+    } else if (!dynamic) {
       const scale_shift<T> ss = max_scale_shift<Q>(original.view().reshape(base_shape), qaxis::first, par);
       std::copy(ss.scale.span().begin(), ss.scale.span().end(), scale.begin());
       std::copy(ss.shift.span().begin(), ss.shift.span().end(), shift.begin());
@@ -330,6 +378,7 @@ gptq_result<Q, T> gptq_quantize(tensor_view<const T> w, std::span<const double> 
         0, (rows + RC - 1) / RC, 1,
         [&](std::int64_t t0, std::int64_t t1) {
           std::vector<T> buf;
+          std::vector<double> hd;
           for (std::int64_t t = t0; t < t1; ++t) {
             const std::int64_t r0 = t * RC, r1 = std::min(rows, r0 + RC), nr = r1 - r0;
             for (std::int64_t i = i1; i < i2; ++i) {
@@ -341,11 +390,21 @@ gptq_result<Q, T> gptq_quantize(tensor_view<const T> w, std::span<const double> 
                     for (std::int64_t e = 0; e < group; ++e)
                       buf[static_cast<std::size_t>(r * group + e)] =
                           model_arith::narrow<T>(wt[static_cast<std::size_t>((i + e) * rows + r0 + r)]);
-                  const scale_shift<T> ss = max_scale_shift<Q>(
-                      tensor_view<const T>(std::span<const T>(buf), quanto::shape{nr, group}), qaxis::first, {1});
-                  for (std::int64_t r = 0; r < nr; ++r) {
-                    scale[static_cast<std::size_t>((r0 + r) * groups + g)] = ss.scale[static_cast<std::size_t>(r)];
-                    shift[static_cast<std::size_t>((r0 + r) * groups + g)] = ss.shift[static_cast<std::size_t>(r)];
+                  if (opt.clip_steps > 0) {
+                    hd.resize(static_cast<std::size_t>(group));
+                    for (std::int64_t e = 0; e < group; ++e) hd[static_cast<std::size_t>(e)] = diag(oc + e);
+                    for (std::int64_t r = 0; r < nr; ++r) {
+                      const auto p = static_cast<std::size_t>((r0 + r) * groups + g);
+                      detail::clipped_affine_params<Q, T>(buf.data() + r * group, group, hd.data(), opt.clip_steps,
+                                                          opt.clip_shrink, scale[p], shift[p]);
+                    }
+                  } else {
+                    const scale_shift<T> ss = max_scale_shift<Q>(
+                        tensor_view<const T>(std::span<const T>(buf), quanto::shape{nr, group}), qaxis::first, {1});
+                    for (std::int64_t r = 0; r < nr; ++r) {
+                      scale[static_cast<std::size_t>((r0 + r) * groups + g)] = ss.scale[static_cast<std::size_t>(r)];
+                      shift[static_cast<std::size_t>((r0 + r) * groups + g)] = ss.shift[static_cast<std::size_t>(r)];
+                    }
                   }
                 }
               }
