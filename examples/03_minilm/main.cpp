@@ -77,6 +77,8 @@ const std::vector<run_config> configs = {
     {"w2gptq", "qint2", "none", "gptq", true},
     {"w4gptqao", "qint4", "none", "gptq-ao", true},  // act-order with static groups
     {"w2gptqao", "qint2", "none", "gptq-ao", true},
+    {"w4gptqac", "qint4", "none", "gptq-ao-clip", true},  // act-order and the clip search of each group
+    {"w2gptqac", "qint2", "none", "gptq-ao-clip", true},
 };
 
 double cosine(const float* a, const float* b, std::int64_t d);
@@ -438,7 +440,8 @@ int main(int argc, char** argv) {
         // 32 at a time; the pooler, which sentence embeddings never run, is quantized as quanto does.
         if (gptq_calib.empty()) throw quanto::value_error("no GPTQ calibration sentences (--gptq-calibration)");
         quanto::nn::gptq method;
-        method.options.act_order = rc.optimizer == "gptq-ao";
+        method.options.act_order = rc.optimizer.starts_with("gptq-ao");
+        if (rc.optimizer.ends_with("-clip")) method.options.clip_steps = 20;
         gptq_report =
             quanto::nn::quantize_calibrated(*model, {.weights = rc.weights, .method = method, .exclude = "pooler.*"},
                                             [&] { (void)embed_all(*model, gptq_calib, 32); });
