@@ -4,9 +4,11 @@
 What it writes (in examples/03_minilm/data/ unless --out-dir)
     sentences.txt             the evaluation set: N (default 256) distinct sentences, one a line
     calibration.txt           8 further sentences for activation calibration, none in sentences.txt
+    gptq_calibration.txt      128 further sentences for calibrated weight quantization (GPTQ),
+                              in neither of the two above
     sentences.sources.txt     line i: the Debian package, its version and the file sentence i of
                               sentences.txt came from (after a '#' comment header)
-    calibration.sources.txt   the same for calibration.txt
+    calibration.sources.txt   the same for calibration.txt (gptq_calibration.sources.txt likewise)
 Only the chosen sentences are committed, never the documents they come from.
 
 Where the sentences come from
@@ -25,7 +27,8 @@ Which sentences qualify
 How the selection is deterministic
     Qualifying sentences are ordered by the SHA-256 of their text (independent of the order the
     files are read in) and taken greedily with at most 3 sentences per document and 16 per
-    package, for variety. The first 8 taken form calibration.txt, the next N sentences.txt.
+    package, for variety. The first 8 taken form calibration.txt, the next N sentences.txt, the
+    next 128 gptq_calibration.txt (greedy, so adding that set changed neither of the first two).
     The same installed documentation gives the same files byte for byte; another machine with
     other packages (or other versions) gives another selection, hence --check.
 
@@ -49,6 +52,7 @@ REPO = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = REPO / "examples" / "03_minilm" / "data"
 DEFAULT_COUNT = 256
 CALIBRATION_COUNT = 8
+GPTQ_CALIBRATION_COUNT = 128
 PER_FILE = 3
 PER_PACKAGE = 16
 MIN_WORDS, MAX_WORDS = 6, 40
@@ -271,17 +275,22 @@ def main():
     if not args.doc_root.is_dir():
         sys.exit(f"error: {args.doc_root} does not exist (not a Debian-like system?)")
     found, n_files = collect(args.doc_root)
-    chosen = select(found, CALIBRATION_COUNT + args.count)
-    if len(chosen) < CALIBRATION_COUNT + args.count:
+    total = CALIBRATION_COUNT + args.count + GPTQ_CALIBRATION_COUNT
+    chosen = select(found, total)
+    if len(chosen) < total:
         sys.exit(f"error: only {len(chosen)} qualifying sentences under {args.doc_root} "
-                 f"({len(found)} before the per-file/per-package caps); need {CALIBRATION_COUNT + args.count}. "
+                 f"({len(found)} before the per-file/per-package caps); need {total}. "
                  "This machine's documentation lacks prose; install documentation packages or lower --count.")
-    calibration, evaluation = chosen[:CALIBRATION_COUNT], chosen[CALIBRATION_COUNT:]
+    calibration = chosen[:CALIBRATION_COUNT]
+    evaluation = chosen[CALIBRATION_COUNT:CALIBRATION_COUNT + args.count]
+    gptq_calibration = chosen[CALIBRATION_COUNT + args.count:]
     owners = owning_packages([p for _, _, p in chosen])
     sent_txt, sent_src = render(evaluation, owners, args.doc_root, "sentences.txt")
     cal_txt, cal_src = render(calibration, owners, args.doc_root, "calibration.txt")
+    gptq_txt, gptq_src = render(gptq_calibration, owners, args.doc_root, "gptq_calibration.txt")
     outputs = {"sentences.txt": sent_txt, "sentences.sources.txt": sent_src,
-               "calibration.txt": cal_txt, "calibration.sources.txt": cal_src}
+               "calibration.txt": cal_txt, "calibration.sources.txt": cal_src,
+               "gptq_calibration.txt": gptq_txt, "gptq_calibration.sources.txt": gptq_src}
 
     if args.stats:
         pkgs = Counter(pkg for _, pkg, _ in chosen)
@@ -306,7 +315,8 @@ def main():
         with open(args.out_dir / name, "w", encoding="utf-8", newline="\n") as f:
             f.write(content)
     print(f"wrote {len(evaluation)} sentences to {args.out_dir / 'sentences.txt'} and "
-          f"{len(calibration)} to {args.out_dir / 'calibration.txt'} (+ .sources.txt sidecars)")
+          f"{len(calibration)} to {args.out_dir / 'calibration.txt'} and {len(gptq_calibration)} to "
+          f"{args.out_dir / 'gptq_calibration.txt'} (+ .sources.txt sidecars)")
 
 
 if __name__ == "__main__":

@@ -8,9 +8,12 @@
 // Options:
 //   --sentences FILE      evaluation sentences, one per line   (default: the example's data/sentences.txt)
 //   --calibration FILE    calibration sentences                (default: data/calibration.txt)
+//   --gptq-calibration FILE  sentences GPTQ calibrates on (default: data/gptq_calibration.txt, 128
+//                         sentences in neither of the two files above)
 //   --reference FILE      sentence-transformers' embeddings and Hugging Face's token ids
 //                         (default: MODEL_DIR/reference.safetensors; tools/minilm_reference.py writes it)
-//   --configs a,b,...     configurations to run (default: all; see `configs` below)
+//   --configs a,b,...     configurations to run (default: all but the calibrated-weight ones; see
+//                         `configs` below: w2max and the gptq ones run when named)
 //   --quanto-weights DIR  DIR/<config>/model.safetensors written by optimum-quanto: compare weights
 //   --quanto-threads N    the torch.set_num_threads that optimum-quanto quantized with (default 2, as
 //                         bench/minilm_optimum_quanto.py): HQQ reproduces PyTorch's sums for that count
@@ -25,6 +28,7 @@
 #include <quanto/io/safetensors.hpp>
 #include <quanto/io/state_dict.hpp>
 #include <quanto/nn.hpp>
+#include <quanto/nn/gptq.hpp>
 
 #include <nlohmann/json.hpp>
 
@@ -52,9 +56,12 @@ using namespace minilm;
 
 namespace {
 
-/// A configuration of the table: weights, activations and optimizer as quanto's names.
+/// A configuration of the table: weights, activations and optimizer as quanto's names ("gptq":
+/// the calibrated method, nn::quantize_calibrated). `on_request`: only run when --configs names it
+/// (optimum-quanto has no counterpart, so the two-sided table leaves it out).
 struct run_config {
   std::string name, weights, activations, optimizer;
+  bool on_request = false;
 };
 const std::vector<run_config> configs = {
     {"f32", "none", "none", ""},
@@ -65,7 +72,50 @@ const std::vector<run_config> configs = {
     {"w4max", "qint4", "none", "max"},
     {"w4hqq", "qint4", "none", "hqq"},
     {"w2hqq", "qint2", "none", "hqq"},
+    {"w2max", "qint2", "none", "max", true},
+    {"w4gptq", "qint4", "none", "gptq", true},
+    {"w2gptq", "qint2", "none", "gptq", true},
+    {"w4gptqao", "qint4", "none", "gptq-ao", true},  // act-order with static groups
+    {"w2gptqao", "qint2", "none", "gptq-ao", true},
+    {"w4gptqac", "qint4", "none", "gptq-ao-clip", true},  // act-order and the clip search of each group
+    {"w2gptqac", "qint2", "none", "gptq-ao-clip", true},
 };
+
+double cosine(const float* a, const float* b, std::int64_t d);
+
+/// Spearman's rank correlation between the pairwise cosine similarities of two embedding sets
+/// (all pairs i < j): how well the quantized model keeps the float model's ranking of pairs.
+double spearman_pairs(const tensor<float>& a, const tensor<float>& b) {
+  const std::int64_t n = a.shape()[0], d = a.shape()[1];
+  std::vector<double> x, y;
+  for (std::int64_t i = 0; i < n; ++i)
+    for (std::int64_t j = i + 1; j < n; ++j) {
+      x.push_back(cosine(a.data() + i * d, a.data() + j * d, d));
+      y.push_back(cosine(b.data() + i * d, b.data() + j * d, d));
+    }
+  const auto ranks = [](const std::vector<double>& v) {  // average ranks for ties
+    std::vector<std::size_t> idx(v.size());
+    std::iota(idx.begin(), idx.end(), std::size_t{0});
+    std::sort(idx.begin(), idx.end(), [&](std::size_t p, std::size_t q) { return v[p] < v[q]; });
+    std::vector<double> r(v.size());
+    for (std::size_t s = 0; s < idx.size();) {
+      std::size_t e = s;
+      while (e + 1 < idx.size() && v[idx[e + 1]] == v[idx[s]]) ++e;
+      for (std::size_t k = s; k <= e; ++k) r[idx[k]] = 0.5 * static_cast<double>(s + e);
+      s = e + 1;
+    }
+    return r;
+  };
+  const std::vector<double> rx = ranks(x), ry = ranks(y);
+  const double m = 0.5 * static_cast<double>(rx.size() - 1);
+  double sxy = 0, sxx = 0, syy = 0;
+  for (std::size_t i = 0; i < rx.size(); ++i) {
+    sxy += (rx[i] - m) * (ry[i] - m);
+    sxx += (rx[i] - m) * (rx[i] - m);
+    syy += (ry[i] - m) * (ry[i] - m);
+  }
+  return sxy / std::sqrt(sxx * syy);
+}
 
 std::vector<std::string> read_lines(const fs::path& path) {
   std::ifstream in(path);
@@ -261,6 +311,7 @@ std::string cpu_model() {
 int usage() {
   std::fprintf(stderr,
                "usage: minilm MODEL_DIR [--check] [--embed TEXT...] [--configs a,b] [--sentences F] [--calibration F]\n"
+               "              [--gptq-calibration F]\n"
                "              [--reference F] [--quanto-weights DIR] [--quanto-threads N] [--speed-sentences N] "
                "[--passes P] [--json F] [--quick]\n");
   return 2;
@@ -277,6 +328,7 @@ int main(int argc, char** argv) {
     const fs::path data = QUANTO_MINILM_DATA_DIR;
     const fs::path sentences_file = option(args, "--sentences", (data / "sentences.txt").string());
     const fs::path calibration_file = option(args, "--calibration", (data / "calibration.txt").string());
+    const fs::path gptq_calibration_file = option(args, "--gptq-calibration", (data / "gptq_calibration.txt").string());
     const fs::path reference_file = option(args, "--reference", (model_dir / "reference.safetensors").string());
     const std::string quanto_weights = option(args, "--quanto-weights");
     const int quanto_threads = std::stoi(option(args, "--quanto-threads", "2"));
@@ -320,9 +372,11 @@ int main(int argc, char** argv) {
     std::vector<std::string> sentences = read_lines(sentences_file);
     const std::vector<std::string> calibration = read_lines(calibration_file);
     if (quick) sentences.resize(std::min<std::size_t>(sentences.size(), 48));
-    std::vector<std::vector<std::int64_t>> seqs, calib;
+    std::vector<std::vector<std::int64_t>> seqs, calib, gptq_calib;
     for (const auto& s : sentences) seqs.push_back(tok.encode(s));
     for (const auto& s : calibration) calib.push_back(tok.encode(s));
+    if (fs::exists(gptq_calibration_file))
+      for (const auto& s : read_lines(gptq_calibration_file)) gptq_calib.push_back(tok.encode(s));
     if (speed_sentences == 0 || speed_sentences > seqs.size()) speed_sentences = seqs.size();
     const std::int64_t d = cfg.hidden;
 
@@ -367,17 +421,33 @@ int main(int argc, char** argv) {
     // ---- the table ------------------------------------------------------------------------------
     std::vector<run_config> chosen;
     for (const auto& c : configs)
-      if (config_list.empty() || ("," + config_list + ",").find("," + c.name + ",") != std::string::npos)
+      if ((config_list.empty() && !c.on_request) ||
+          ("," + config_list + ",").find("," + c.name + ",") != std::string::npos)
         chosen.push_back(c);
     if (chosen.empty()) throw quanto::value_error("--configs names no known configuration");
     const std::vector<std::int64_t> float_nn = nearest_neighbours(float_emb);
 
     nlohmann::json results = nlohmann::json::array();
-    std::printf("%-8s %-15s %-15s %-6s %12s %12s %8s %10s %10s %10s %s\n", "config", "weights", "activations", "opt",
-                "cos mean", "cos min", "top-1 %", "MB", "sent/s b1", "sent/s b32", "weights = quanto");
+    std::printf("%-8s %-15s %-15s %-6s %12s %12s %8s %9s %8s %10s %10s %10s %s\n", "config", "weights", "activations",
+                "opt", "cos mean", "cos min", "top-1 %", "spearman", "quant s", "MB", "sent/s b1", "sent/s b32",
+                "weights = quanto");
     for (const run_config& rc : chosen) {
       auto model = load_model(cfg, float_weights);
-      if (rc.weights != "none") {
+      const auto q0 = std::chrono::steady_clock::now();
+      std::optional<quanto::nn::calibrated_report> gptq_report;
+      if (rc.optimizer.starts_with("gptq")) {
+        // GPTQ on every encoder Linear, calibrated on sentences disjoint from the evaluation set,
+        // 32 at a time; the pooler, which sentence embeddings never run, is quantized as quanto does.
+        if (gptq_calib.empty()) throw quanto::value_error("no GPTQ calibration sentences (--gptq-calibration)");
+        quanto::nn::gptq method;
+        method.options.act_order = rc.optimizer.starts_with("gptq-ao");
+        if (rc.optimizer.ends_with("-clip")) method.options.clip_steps = 20;
+        gptq_report =
+            quanto::nn::quantize_calibrated(*model, {.weights = rc.weights, .method = method, .exclude = "pooler.*"},
+                                            [&] { (void)embed_all(*model, gptq_calib, 32); });
+        quanto::nn::quantize(*model, {.weights = rc.weights});
+        quanto::nn::freeze(*model);
+      } else if (rc.weights != "none") {
         quanto::nn::quantize_spec spec{.weights = rc.weights, .activations = rc.activations};
         if (rc.optimizer == "hqq")
           spec.optimizer = quanto::hqq_optimizer{.torch_threads = quanto_threads};
@@ -391,7 +461,9 @@ int main(int argc, char** argv) {
         }
         quanto::nn::freeze(*model);
       }
+      const double quantize_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - q0).count();
       const tensor<float> emb = embed_all(*model, seqs, 32);
+      const double spearman = spearman_pairs(float_emb, emb);
       double cmin = 1.0, csum = 0.0;
       for (std::int64_t s = 0; s < emb.shape()[0]; ++s) {
         const double c = cosine(emb.data() + s * d, float_emb.data() + s * d, d);
@@ -424,11 +496,21 @@ int main(int argc, char** argv) {
                             {"cosine_mean", csum / n},
                             {"cosine_min", cmin},
                             {"top1_agreement", 100.0 * static_cast<double>(agree) / n},
+                            {"spearman_pairs", spearman},
+                            {"quantize_seconds", quantize_seconds},
                             {"model_bytes", sd.nbytes()},
                             {"linear_weight_bytes", linear_bytes},
                             {"sps_batch1", t.batch1},
                             {"sps_batch32", t.batch32},
                             {"threads", quanto::kernels::thread_pool::global().size()}};
+      if (gptq_report) {
+        row["calibration_sentences"] = gptq_calib.size();
+        row["calibration_passes"] = gptq_report->calibration_passes;
+        double gptq_math = 0.0;
+        for (const auto& m : gptq_report->modules) gptq_math += m.seconds;
+        row["gptq_modules"] = gptq_report->modules.size();
+        row["gptq_math_seconds"] = gptq_math;
+      }
       if (cmp) {
         row["weights_equal_quanto"] = cmp->equal;
         row["weight_tensors_compared"] = cmp->tensors;
@@ -436,10 +518,10 @@ int main(int argc, char** argv) {
         if (rc.activations != "none") row["activation_scale_max_rel_diff"] = cmp->max_scale_rel;
       }
       results.push_back(row);
-      std::printf("%-8s %-15s %-15s %-6s %12.8f %12.8f %8.2f %10.2f %10.1f %10.1f %s\n", rc.name.c_str(),
+      std::printf("%-8s %-15s %-15s %-6s %12.8f %12.8f %8.2f %9.6f %8.2f %10.2f %10.1f %10.1f %s\n", rc.name.c_str(),
                   rc.weights.c_str(), rc.activations.c_str(), rc.optimizer.empty() ? "-" : rc.optimizer.c_str(),
-                  csum / n, cmin, 100.0 * static_cast<double>(agree) / n, static_cast<double>(sd.nbytes()) / 1e6,
-                  t.batch1, t.batch32,
+                  csum / n, cmin, 100.0 * static_cast<double>(agree) / n, spearman, quantize_seconds,
+                  static_cast<double>(sd.nbytes()) / 1e6, t.batch1, t.batch32,
                   cmp ? (cmp->equal ? ("yes (" + std::to_string(cmp->tensors) + " tensors)").c_str()
                                     : ("NO: " + cmp->first_difference).c_str())
                       : "-");
@@ -465,6 +547,7 @@ int main(int argc, char** argv) {
           {"passes", passes},
           {"n_sentences", seqs.size()},
           {"n_calibration", calib.size()},
+          {"n_gptq_calibration", gptq_calib.size()},
           {"speed_sentences", speed_sentences},
           {"speed_sentences_batch32", speed_sentences},
           {"accuracy_batch", 32},
