@@ -24,7 +24,7 @@
 #include "quanto/quantize/axis.hpp"
 
 #if QUANTO_HAS_AVX2
-#include "quanto/kernels/x86/avx2/quantize.hpp"
+#include "quanto/quantize/x86/avx2/quantize.hpp"
 #endif
 
 QUANTO_BEGIN_NAMESPACE
