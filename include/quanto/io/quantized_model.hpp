@@ -31,6 +31,24 @@ namespace io {
 /// A quantized model folder, as optimum-quanto's `save_pretrained` (or `quantize_model`) writes
 /// it: the checkpoint and its quanto_qmap.json.
 class quantized_model {
+ private:
+  // Declared before the public members: `weight` calls `copy<X>` from a generic lambda, and clang
+  // does not emit a member template first declared after such a use (-Wundefined-inline, link error).
+  quantized_model(checkpoint c, quantization_map_t q) : files_(std::move(c)), qmap_(std::move(q)) {}
+
+  template <class X>
+  tensor<X> copy(const std::string& name) const {
+    const checkpoint::entry& e = files_.at(name);
+    if (e.info->dtype != dtype_of<X>)
+      throw dtype_error(name + " has dtype " + std::string(to_string(e.info->dtype)) + ", expected " +
+                        std::string(to_string(dtype_of<X>)));
+    if (e.info->shape.size() > shape::max_rank) throw shape_error(name + " has too many dimensions");
+    tensor<X> t(shape(std::span<const std::int64_t>(e.info->shape)));
+    const auto b = files_.bytes(e);
+    if (!b.empty()) std::memcpy(t.data(), b.data(), b.size());
+    return t;
+  }
+
  public:
   /// Throws `file_error` when quanto_qmap.json is missing (as quanto's `from_pretrained` does),
   /// and the readers' typed errors.
@@ -104,21 +122,6 @@ class quantized_model {
   }
 
  private:
-  quantized_model(checkpoint c, quantization_map_t q) : files_(std::move(c)), qmap_(std::move(q)) {}
-
-  template <class X>
-  tensor<X> copy(const std::string& name) const {
-    const checkpoint::entry& e = files_.at(name);
-    if (e.info->dtype != dtype_of<X>)
-      throw dtype_error(name + " has dtype " + std::string(to_string(e.info->dtype)) + ", expected " +
-                        std::string(to_string(dtype_of<X>)));
-    if (e.info->shape.size() > shape::max_rank) throw shape_error(name + " has too many dimensions");
-    tensor<X> t(shape(std::span<const std::int64_t>(e.info->shape)));
-    const auto b = files_.bytes(e);
-    if (!b.empty()) std::memcpy(t.data(), b.data(), b.size());
-    return t;
-  }
-
   checkpoint files_;
   quantization_map_t qmap_;
 };
