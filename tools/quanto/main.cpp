@@ -4,6 +4,7 @@
 #include <quanto/io/model.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -502,9 +503,12 @@ int quantize(int argc, char** argv) {
     raise_after = std::strtoull(t, nullptr, 10);
     raise_signal = std::strstr(t, ":TERM") ? SIGTERM : SIGINT;
   }
-  o.progress = [&bar, raise_after, raise_signal](const io::quantize_progress& p) {
+  // Once only: the handlers reset themselves (SA_RESETHAND), so a second raise from a later progress
+  // call (another worker, before the writers reach their next check) would kill the process outright.
+  std::atomic<bool> raised{false};
+  o.progress = [&bar, &raised, raise_after, raise_signal](const io::quantize_progress& p) {
     bar(p);
-    if (raise_signal != 0 && p.tensors_done >= raise_after) ::raise(raise_signal);
+    if (raise_signal != 0 && p.tensors_done >= raise_after && !raised.exchange(true)) ::raise(raise_signal);
   };
   io::install_interrupt_handlers();  // Ctrl-C / SIGTERM: stop, remove the staging folder, exit 130 / 143
 
