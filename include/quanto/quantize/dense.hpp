@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "quanto/core/config.hpp"
-#include "quanto/kernels/parallel.hpp"
+#include "quanto/core/parallel.hpp"
 
 QUANTO_BEGIN_NAMESPACE
 namespace detail::dense {

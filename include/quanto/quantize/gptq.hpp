@@ -40,7 +40,7 @@
 #include "quanto/core/model_arith.hpp"
 #include "quanto/core/qtype.hpp"
 #include "quanto/core/tensor.hpp"
-#include "quanto/kernels/parallel.hpp"
+#include "quanto/core/parallel.hpp"
 #include "quanto/quantize/affine.hpp"
 #include "quanto/quantize/checks.hpp"
 #include "quanto/quantize/dense.hpp"
