@@ -17,6 +17,8 @@
 #include <quanto/nn.hpp>
 #include <quanto/quantize/gptq.hpp>
 
+#include "../tests/support/correlated_inputs.hpp"
+
 namespace {
 using namespace quanto;
 
@@ -37,20 +39,7 @@ const problem& get(std::int64_t k) {
   std::mt19937 rng(11);
   std::normal_distribution<float> nd;
   for (auto& v : p->w) v = 0.02f * nd(rng);
-  const std::int64_t factors = 32;
-  std::vector<float> mix(static_cast<std::size_t>(factors * k)), gain(static_cast<std::size_t>(k)),
-      z(static_cast<std::size_t>(factors));
-  for (auto& v : mix) v = nd(rng);
-  for (auto& v : gain) v = std::exp(nd(rng));
-  for (std::int64_t r = 0; r < tokens; ++r) {
-    for (auto& v : z) v = nd(rng);
-    for (std::int64_t j = 0; j < k; ++j) {
-      float s = 0.1f * nd(rng);
-      for (std::int64_t f = 0; f < factors; ++f)
-        s += z[static_cast<std::size_t>(f)] * mix[static_cast<std::size_t>(f * k + j)];
-      p->x[static_cast<std::size_t>(r * k + j)] = gain[static_cast<std::size_t>(j)] * s;
-    }
-  }
+  quanto_test::fill_correlated(p->x.data(), tokens, k, 32, 1.0f, rng, rng);
   cache.push_back(std::move(p));
   return *cache.back();
 }

@@ -17,32 +17,20 @@
 #include <quanto/io/state_dict.hpp>
 #include <quanto/nn/gptq.hpp>
 
+#include "../support/correlated_inputs.hpp"
 #include "nn_support.hpp"
 
 using namespace quanto;
 
 namespace {
 
-/// Rows with correlated features (a few latent factors, per-feature gains): where GPTQ helps.
+/// Rows with correlated features (6 latent factors): the mixing is the same for every call (one
+/// distribution), the rows come from `seed`.
 tensor<float> correlated(std::int64_t n, std::int64_t k, std::uint64_t seed) {
   std::mt19937 rng(static_cast<std::uint32_t>(seed));
-  std::mt19937 fixed(99);  // the same mixing for every call: one distribution
-  std::normal_distribution<float> nd;
-  const std::int64_t factors = 6;
-  std::vector<float> mix(static_cast<std::size_t>(factors * k)), gain(static_cast<std::size_t>(k));
-  for (auto& v : mix) v = nd(fixed);
-  for (auto& v : gain) v = std::exp(nd(fixed));
+  std::mt19937 fixed(99);
   tensor<float> x(shape{n, k});
-  std::vector<float> z(static_cast<std::size_t>(factors));
-  for (std::int64_t r = 0; r < n; ++r) {
-    for (auto& v : z) v = nd(rng);
-    for (std::int64_t j = 0; j < k; ++j) {
-      float s = 0.1f * nd(rng);
-      for (std::int64_t f = 0; f < factors; ++f)
-        s += z[static_cast<std::size_t>(f)] * mix[static_cast<std::size_t>(f * k + j)];
-      x[static_cast<std::size_t>(r * k + j)] = gain[static_cast<std::size_t>(j)] * s;
-    }
-  }
+  quanto_test::fill_correlated(x.data(), n, k, 6, 1.0f, fixed, rng);
   return x;
 }
 

@@ -11,6 +11,8 @@
 #include <quanto/quantize/gptq.hpp>
 #include <quanto/quanto.hpp>
 
+#include "../support/correlated_inputs.hpp"
+
 using namespace quanto;
 
 namespace {
@@ -29,25 +31,11 @@ std::vector<double> random_spd(std::int64_t n, std::mt19937& rng) {
   return a;
 }
 
-/// Calibration rows with strongly correlated features: a few latent factors, per-feature gains
-/// spanning two orders of magnitude, and a little noise.
+/// Calibration rows with strongly correlated features (8 latent factors, gains over two orders of
+/// magnitude), mixing and rows from one engine.
 std::vector<float> correlated_inputs(std::int64_t n, std::int64_t k, std::mt19937& rng) {
-  std::normal_distribution<float> nd;
-  const std::int64_t factors = 8;
-  std::vector<float> mix(static_cast<std::size_t>(factors * k)), gain(static_cast<std::size_t>(k));
-  for (auto& v : mix) v = nd(rng);
-  for (std::int64_t j = 0; j < k; ++j) gain[static_cast<std::size_t>(j)] = std::exp(1.5f * nd(rng));
   std::vector<float> x(static_cast<std::size_t>(n * k));
-  std::vector<float> z(static_cast<std::size_t>(factors));
-  for (std::int64_t r = 0; r < n; ++r) {
-    for (auto& v : z) v = nd(rng);
-    for (std::int64_t j = 0; j < k; ++j) {
-      float s = 0.1f * nd(rng);
-      for (std::int64_t f = 0; f < factors; ++f)
-        s += z[static_cast<std::size_t>(f)] * mix[static_cast<std::size_t>(f * k + j)];
-      x[static_cast<std::size_t>(r * k + j)] = gain[static_cast<std::size_t>(j)] * s;
-    }
-  }
+  quanto_test::fill_correlated(x.data(), n, k, 8, 1.5f, rng, rng);
   return x;
 }
 
