@@ -363,6 +363,29 @@ void read_json(std::string_view text, Schema& schema, const json_limits& limits 
 
 namespace detail {
 
+/// The two-character escape JSON has for `c` (", \, \b, \f, \n, \r, \t), or nullptr: serde_json and
+/// Python's json.dumps both use these, and write other characters they escape as \u codes.
+inline const char* json_short_escape(unsigned char c) noexcept {
+  switch (c) {
+    case '"':
+      return "\\\"";
+    case '\\':
+      return "\\\\";
+    case '\b':
+      return "\\b";
+    case '\f':
+      return "\\f";
+    case '\n':
+      return "\\n";
+    case '\r':
+      return "\\r";
+    case '\t':
+      return "\\t";
+    default:
+      return nullptr;
+  }
+}
+
 /// Appends `s` as a JSON string, escaped exactly as serde_json escapes (", \, \b \f \n \r \t,
 /// other control characters as \u00xx; nothing else).
 inline void append_json_string(std::string& out, std::string_view s) {
@@ -373,32 +396,11 @@ inline void append_json_string(std::string& out, std::string_view s) {
     if (c >= 0x20 && c != '"' && c != '\\') continue;
     out.append(s.data() + run, i - run);
     run = i + 1;
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\b':
-        out += "\\b";
-        break;
-      case '\f':
-        out += "\\f";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        out += "\\u00";
-        append_hex_byte(out, c);
-        break;
+    if (const char* e = json_short_escape(c)) {
+      out += e;
+    } else {
+      out += "\\u00";
+      append_hex_byte(out, c);
     }
   }
   out.append(s.data() + run, s.size() - run);
@@ -421,34 +423,12 @@ inline void append_python_json_string(std::string& out, std::string_view s) {
     const auto c = static_cast<unsigned char>(s[i]);
     if (c < 0x80) {
       ++i;
-      switch (c) {
-        case '"':
-          out += "\\\"";
-          break;
-        case '\\':
-          out += "\\\\";
-          break;
-        case '\b':
-          out += "\\b";
-          break;
-        case '\f':
-          out += "\\f";
-          break;
-        case '\n':
-          out += "\\n";
-          break;
-        case '\r':
-          out += "\\r";
-          break;
-        case '\t':
-          out += "\\t";
-          break;
-        default:
-          if (c < 0x20 || c == 0x7F)
-            u4(c);  // Python escapes everything outside ' '..'~'
-          else
-            out += static_cast<char>(c);
-      }
+      if (const char* e = json_short_escape(c))
+        out += e;
+      else if (c < 0x20 || c == 0x7F)
+        u4(c);  // Python escapes everything outside ' '..'~'
+      else
+        out += static_cast<char>(c);
       continue;
     }
     // A valid multi-byte sequence (checked above): decode its code point.
