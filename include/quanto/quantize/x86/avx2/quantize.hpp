@@ -400,6 +400,22 @@ inline std::size_t quantize_symmetric_bounded_run(const T* x, typename Q::storag
   return i;
 }
 
+/// The values of 8 float8 codes none of which is a NaN or an infinity (code_values8 without the
+/// special encodings; code_values8 starts from it).
+template <class Q>
+QUANTO_ALWAYS_INLINE __m256 float8_numbers8(__m128i b) noexcept {
+  using F = typename Q::storage::format;
+  constexpr int m = F::mantissa_bits, bias = F::bias;
+  const __m256i u = _mm256_cvtepu8_epi32(b);
+  const __m256i sign = _mm256_slli_epi32(_mm256_and_si256(u, splat(0x80u)), 24);
+  const __m256i code = _mm256_and_si256(u, splat(0x7Fu));
+  // The magnitude code in the float's exponent/mantissa position is the value times
+  // 2^(bias - 127) (a float subnormal for the format's subnormals): one exact product rescales it.
+  const __m256 mag =
+      _mm256_mul_ps(flt(_mm256_slli_epi32(code, 23 - m)), flt(splat(static_cast<std::uint32_t>(254 - bias) << 23)));
+  return flt(_mm256_or_si256(sign, bits(mag)));
+}
+
 /// The float values of 8 codes of Q (exact; NaN codes give the bits the reference decodes to).
 template <class Q>
 QUANTO_ALWAYS_INLINE __m256 code_values8(const typename Q::storage* q) noexcept {
@@ -408,15 +424,11 @@ QUANTO_ALWAYS_INLINE __m256 code_values8(const typename Q::storage* q) noexcept 
     return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(b));
   } else {
     using F = typename Q::storage::format;
-    constexpr int m = F::mantissa_bits, bias = F::bias;
+    constexpr int m = F::mantissa_bits;
+    __m256i out = bits(float8_numbers8<Q>(b));  // then the NaN / infinity codes over it
     const __m256i u = _mm256_cvtepu8_epi32(b);
     const __m256i sign = _mm256_slli_epi32(_mm256_and_si256(u, splat(0x80u)), 24);
     const __m256i code = _mm256_and_si256(u, splat(0x7Fu));
-    // The magnitude code in the float's exponent/mantissa position is the value times
-    // 2^(bias - 127) (a float subnormal for the format's subnormals): one exact product rescales it.
-    const __m256 mag =
-        _mm256_mul_ps(flt(_mm256_slli_epi32(code, 23 - m)), flt(splat(static_cast<std::uint32_t>(254 - bias) << 23)));
-    __m256i out = _mm256_or_si256(sign, bits(mag));
     if constexpr (F::nan_encoding == float8_nan_encoding::negative_zero) {
       out = selecti(_mm256_cmpeq_epi32(u, splat(0x80u)), splat(0x7F800001u), out);
     } else {
@@ -447,20 +459,6 @@ QUANTO_ALWAYS_INLINE __m256i float8_special32(__m256i b) noexcept {
         F::nan_encoding == float8_nan_encoding::all_ones ? 0x7Fu : ((1u << F::exponent_bits) - 1u) << F::mantissa_bits);
     return _mm256_cmpeq_epi8(_mm256_and_si256(b, _mm256_set1_epi8(key)), _mm256_set1_epi8(key));
   }
-}
-
-/// The values of 8 float8 codes none of which is a NaN or an infinity (code_values8 without the
-/// special encodings).
-template <class Q>
-QUANTO_ALWAYS_INLINE __m256 float8_numbers8(__m128i b) noexcept {
-  using F = typename Q::storage::format;
-  constexpr int m = F::mantissa_bits, bias = F::bias;
-  const __m256i u = _mm256_cvtepu8_epi32(b);
-  const __m256i sign = _mm256_slli_epi32(_mm256_and_si256(u, splat(0x80u)), 24);
-  const __m256i code = _mm256_and_si256(u, splat(0x7Fu));
-  const __m256 mag =
-      _mm256_mul_ps(flt(_mm256_slli_epi32(code, 23 - m)), flt(splat(static_cast<std::uint32_t>(254 - bias) << 23)));
-  return flt(_mm256_or_si256(sign, bits(mag)));
 }
 
 /// dequantize_symmetric over a run: `out[i] = T(s * q[i])`. Returns the elements done. Without
