@@ -28,18 +28,9 @@
 // mark (Python's json.load rejects it too), and nesting deeper than `max_qmap_depth`.
 #pragma once
 
-#include <algorithm>
-#include <array>
-#include <bit>
-#include <cerrno>
-#include <chrono>
 #include <cstddef>
 #include <cstdint>
-#include <cstdio>
-#include <cstring>
-#include <exception>
 #include <filesystem>
-#include <random>
 #include <set>
 #include <string>
 #include <string_view>
