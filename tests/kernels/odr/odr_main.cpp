@@ -30,9 +30,10 @@ TEST(IsaOdr, TwoTargetsLinkAndEachRunsItsOwnKernels) {
   }
 }
 
-// Quantizing and packing in each TU, then the dynamic matmul there: the baseline TU must not have
-// been handed the AVX2 TU's copies (it would crash on a CPU without AVX2, and the symbol checks in
-// CMakeLists.txt fail if the copies share a name). Both give the reference's numbers up to float32
+// Quantizing and packing in each TU, then the dynamic matmul there: pack_weight and the quantizers'
+// runs are compiled once per target (the symbol checks in CMakeLists.txt fail if the copies share a
+// name); the quantizers' front ends in quanto:: are not (docs/kernels.md, "ISAs"), so on an AVX2 CPU
+// this checks the numbers, not which copy ran. Both give the reference's numbers up to float32
 // rounding (the TUs' flags differ, so the compiler may contract the reference's a * b + c).
 TEST(IsaOdr, QuantizersAndPackingRunPerTarget) {
   using namespace kt;
