@@ -840,6 +840,22 @@ TEST(SafetensorsReference, ReadsAFileWrittenByPythonSafetensorsAndWritesItBackId
 // key, about 7x the header's bytes. A forked child opens such a header and reports its peak
 // resident growth per header byte.
 TEST(SafetensorsRead, DuplicateKeyDetectionStaysCompact) {
+#if defined(__SANITIZE_ADDRESS__)
+  constexpr bool address_sanitizer = true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+  constexpr bool address_sanitizer = true;
+#else
+  constexpr bool address_sanitizer = false;
+#endif
+#else
+  constexpr bool address_sanitizer = false;
+#endif
+  if (address_sanitizer) {
+    // ASan's redzones, quarantine and shadow pages make the resident size no measure of what the
+    // reader allocates; the plain build checks the bound.
+    GTEST_SKIP() << "peak resident size is not meaningful under AddressSanitizer";
+  }
   std::string header = R"({"t":{"dtype":"U8","shape":[0],"data_offsets":[0,0],"x":{)";
   constexpr int keys = 2'000'000;
   for (int i = 0; i < keys; ++i) {
