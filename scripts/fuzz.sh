@@ -4,8 +4,8 @@
 #   scripts/fuzz.sh [--merge] [fuzz_safetensors|fuzz_qmap|fuzz_shard_index ...]
 #
 # Configures tests/fuzz as a project of its own in $FUZZ_BUILD_DIR (default build-fuzz) with
-# clang++, builds only the fuzz targets, then runs each for $FUZZ_SECONDS seconds (default 30),
-# one after the other, from a copy of its committed corpus (tests/fuzz/corpus/<target>) so that
+# clang++, builds only the fuzz targets, then runs them all at the same time for $FUZZ_SECONDS seconds
+# (default 30), each from a copy of its committed corpus (tests/fuzz/corpus/<target>) so that
 # the corpus is left as it is; with --merge, the inputs that add coverage are merged back into it.
 # Fails (exit 1) when any target crashes, leaks, hits UB, times out (-timeout=10) or goes over
 # -rss_limit_mb=2048; the reproducer is kept in $FUZZ_BUILD_DIR/artifacts. Prints the executions
@@ -60,17 +60,31 @@ trap 'rm -rf "$work"' EXIT
 export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:${ASAN_OPTIONS:-}"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:${UBSAN_OPTIONS:-}"
 
+# One target's run: its log, its status in $work/$t.status. The targets run at the same time (each is
+# one process; on a 2-core machine three of them share the cores for the same wall time), so the step
+# takes FUZZ_SECONDS rather than FUZZ_SECONDS per target.
+fuzz_one() {
+  local t=$1 status=0
+  mkdir -p "$work/$t"
+  cp -R "tests/fuzz/corpus/$t/." "$work/$t/"
+  "$build/$t" -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
+    -dict="tests/fuzz/dict/$t.dict" -artifact_prefix="$artifacts/$t-" "$work/$t" >"$build/$t.log" 2>&1 || status=$?
+  echo "$status" >"$work/$t.status"
+}
+pids=()
+for t in "${targets[@]}"; do
+  echo "fuzz.sh: $t for $seconds s (log: $build/$t.log)"
+  fuzz_one "$t" &
+  pids+=($!)
+done
+wait "${pids[@]}" || true
+
 failed=()
 summary=()
 for t in "${targets[@]}"; do
   corpus="tests/fuzz/corpus/$t"
-  mkdir -p "$work/$t"
-  cp -R "$corpus/." "$work/$t/"
   log="$build/$t.log"
-  echo "fuzz.sh: $t for $seconds s (log: $log)"
-  status=0
-  "$build/$t" -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
-    -dict="tests/fuzz/dict/$t.dict" -artifact_prefix="$artifacts/$t-" "$work/$t" >"$log" 2>&1 || status=$?
+  status=$(cat "$work/$t.status" 2>/dev/null || echo 255)
   done_line=$(grep -E '^#[0-9]+[[:space:]]+DONE' "$log" | tail -n 1 || true)
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
   cov=$(echo "$done_line" | sed -n 's/.*cov: \([0-9]*\).*/\1/p')

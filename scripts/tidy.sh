@@ -21,6 +21,11 @@ flags=(-std=c++20 -Iinclude -I/usr/include/eigen3 ${TIDY_ARCH:--march=native})
 run() {  # clang-tidy's count of the warnings it suppressed (system headers, other checks) is noise
   "$tidy" --quiet --config-file=.clang-tidy "$@" 2> >(grep -v ' warnings generated\.$' >&2)
 }
-run "$work/all_headers.cpp" -- "${flags[@]}"
-run tools/quanto/main.cpp -- "${flags[@]}"
+# the two translation units at the same time (clang-tidy is one thread each)
+run "$work/all_headers.cpp" -- "${flags[@]}" &
+headers=$!
+status=0
+run tools/quanto/main.cpp -- "${flags[@]}" || status=$?
+wait "$headers" || status=$?
+[ "$status" -eq 0 ] || exit "$status"
 echo "tidy.sh: no findings"
