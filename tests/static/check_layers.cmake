@@ -4,6 +4,7 @@
 # naming each file and include, on any that runs back up.
 #   cmake -DINCLUDE_DIR=<repo>/include -P check_layers.cmake
 set(rank_core 0)
+set(rank_text 0)  # text/ uses core/ only (the tokenizer); io/ reads its files
 set(rank_quantize 1)
 set(rank_kernels 2)
 set(rank_nn 3)
