@@ -257,6 +257,7 @@ class tokenizer_reader {
     if (!seen_sequence) bad("the TemplateProcessing single template has no sequence");
   }
 
+  // NOLINTNEXTLINE(misc-no-recursion): as deep as the Sequence nesting, which the JSON reader's depth limit bounds
   void post_processor(const json& p, text::bpe_spec& spec, bool& templated) const {
     if (p.is_null()) return;
     const std::string type = type_of(p, "the post-processor");

@@ -261,7 +261,10 @@ class bpe_tokenizer {
     present_[id] = true;
     tokens_[id] = token;
     auto bytes = detail::byte_level_bytes(token);
-    bytes_of_[id] = bytes ? std::move(*bytes) : token;
+    if (bytes)
+      bytes_of_[id] = std::move(*bytes);
+    else
+      bytes_of_[id] = token;
   }
 
   void build(const bpe_spec& spec) {
@@ -369,6 +372,7 @@ class bpe_tokenizer {
 
   /// Matches the added tokens of one pass in text[begin, end); the stretches between go to the
   /// normalized pass (after the plain one) or to the pre-tokenizer.
+  // NOLINTBEGIN(misc-no-recursion): two levels at most (the plain pass calls the normalized one)
   void split_added(std::string_view text, std::size_t begin, std::size_t end, bool normalized, encoder& e) const {
     const trie& t = normalized ? normalized_ : plain_;
     const auto rest = [&](std::size_t a, std::size_t b) {
@@ -418,6 +422,7 @@ class bpe_tokenizer {
     }
     rest(done, end);
   }
+  // NOLINTEND(misc-no-recursion)
 
   /// The pre-tokenizer on one stretch between added tokens: Split, then ByteLevel.
   void pre_tokenize(std::string_view s, encoder& e) const {
