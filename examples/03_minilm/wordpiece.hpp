@@ -14,6 +14,8 @@
 // needed for them). `minilm --check` compares the ids with Hugging Face's on every sentence.
 #pragma once
 
+#include <quanto/text/utf8.hpp>
+
 #include <cstdint>
 #include <fstream>
 #include <stdexcept>
@@ -24,55 +26,26 @@
 
 namespace minilm {
 
-/// One Unicode scalar value per element; invalid UTF-8 bytes decode to U+FFFD (then dropped).
+/// One Unicode scalar value per element; each byte that does not start a well-formed sequence
+/// decodes to U+FFFD (then dropped). The UTF-8 rules are the library's (quanto/text/utf8.hpp).
 inline std::vector<char32_t> decode_utf8(std::string_view s) {
   std::vector<char32_t> out;
   out.reserve(s.size());
-  std::size_t i = 0;
-  while (i < s.size()) {
-    const auto b0 = static_cast<unsigned char>(s[i]);
-    int len = b0 < 0x80 ? 1 : (b0 >> 5) == 0x6 ? 2 : (b0 >> 4) == 0xE ? 3 : (b0 >> 3) == 0x1E ? 4 : 0;
-    char32_t cp = len == 1 ? b0 : len == 2 ? (b0 & 0x1F) : len == 3 ? (b0 & 0x0F) : (b0 & 0x07);
-    bool ok = len > 0 && i + static_cast<std::size_t>(len) <= s.size();
-    for (int k = 1; ok && k < len; ++k) {
-      const auto b = static_cast<unsigned char>(s[i + static_cast<std::size_t>(k)]);
-      if ((b & 0xC0) != 0x80)
-        ok = false;
-      else
-        cp = (cp << 6) | (b & 0x3F);
-    }
-    // overlong forms, surrogates and values past U+10FFFF are invalid too
-    if (ok && ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
-               (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF))
-      ok = false;
-    if (!ok) {
+  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+  for (std::size_t i = 0; i < s.size();) {
+    std::size_t len = quanto::text::utf8_sequence_length(s, i);
+    if (len == 0) {
       out.push_back(0xFFFD);
       ++i;
       continue;
     }
-    out.push_back(cp);
-    i += static_cast<std::size_t>(len);
+    out.push_back(quanto::text::decode_utf8(p, i, len));
+    i += len;
   }
   return out;
 }
 
-inline void append_utf8(std::string& out, char32_t cp) {
-  if (cp < 0x80) {
-    out += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    out += static_cast<char>(0xC0 | (cp >> 6));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    out += static_cast<char>(0xE0 | (cp >> 12));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else {
-    out += static_cast<char>(0xF0 | (cp >> 18));
-    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  }
-}
+using quanto::text::append_utf8;
 
 namespace unicode {
 

@@ -104,6 +104,19 @@ TEST(Utf8, LossyAsRust) {
   EXPECT_EQ(utf8_lossy("\xED\xA0\x80"), "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD");  // surrogate: three
 }
 
+TEST(Utf8, SequenceLength) {
+  using quanto::text::utf8_sequence_length;
+  EXPECT_EQ(utf8_sequence_length("a", 0), 1u);
+  EXPECT_EQ(utf8_sequence_length("\xC3\xA9", 0), 2u);           // é
+  EXPECT_EQ(utf8_sequence_length("\xE6\xBC\xA2", 0), 3u);       // 漢
+  EXPECT_EQ(utf8_sequence_length("x\xF0\x9F\x98\x80", 1), 4u);  // 😀 at offset 1
+  EXPECT_EQ(utf8_sequence_length("\xC3\xA9", 1), 0u);           // a continuation byte
+  EXPECT_EQ(utf8_sequence_length("\xC0\xAF", 0), 0u);           // overlong
+  EXPECT_EQ(utf8_sequence_length("\xED\xA0\x80", 0), 0u);       // surrogate
+  EXPECT_EQ(utf8_sequence_length("\xF4\x90\x80\x80", 0), 0u);   // above U+10FFFF
+  EXPECT_EQ(utf8_sequence_length("\xE6\xBC", 0), 0u);           // cut short
+}
+
 TEST(Unicode, Classes) {
   using quanto::text::char_class;
   using quanto::text::class_of;

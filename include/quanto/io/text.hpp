@@ -3,62 +3,21 @@
 #pragma once
 
 #include <cstddef>
-#include <cstdint>
-#include <cstring>
 #include <filesystem>
 #include <string>
 #include <string_view>
 
 #include "quanto/core/config.hpp"
+#include "quanto/text/utf8.hpp"
 
 QUANTO_BEGIN_NAMESPACE
 namespace io::detail {
 
 inline constexpr std::size_t npos = static_cast<std::size_t>(-1);
 
-/// Offset of the first byte that does not start a well-formed UTF-8 sequence (Unicode table 3-7:
-/// no overlongs, no surrogates, nothing above U+10FFFF), or npos if `s` is valid UTF-8.
-inline std::size_t utf8_error_offset(std::string_view s) noexcept {
-  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
-  const std::size_t n = s.size();
-  std::size_t i = 0;
-  while (i < n) {
-    for (std::uint64_t w; n - i >= 8; i += 8) {  // ASCII fast path, 8 bytes at a time
-      std::memcpy(&w, p + i, 8);
-      if ((w & 0x8080808080808080ull) != 0) break;
-    }
-    if (i == n) break;
-    const unsigned c = p[i];
-    if (c < 0x80) {
-      ++i;
-      continue;
-    }
-    std::size_t len = 0;
-    unsigned lo = 0x80, hi = 0xBF;  // range of the second byte
-    if (c >= 0xC2 && c <= 0xDF) {
-      len = 2;
-    } else if (c == 0xE0) {
-      len = 3, lo = 0xA0;
-    } else if ((c >= 0xE1 && c <= 0xEC) || c == 0xEE || c == 0xEF) {
-      len = 3;
-    } else if (c == 0xED) {
-      len = 3, hi = 0x9F;
-    } else if (c == 0xF0) {
-      len = 4, lo = 0x90;
-    } else if (c >= 0xF1 && c <= 0xF3) {
-      len = 4;
-    } else if (c == 0xF4) {
-      len = 4, hi = 0x8F;
-    } else {
-      return i;
-    }
-    if (n - i < len || p[i + 1] < lo || p[i + 1] > hi) return i;
-    for (std::size_t k = 2; k < len; ++k)
-      if ((p[i + k] & 0xC0u) != 0x80u) return i;
-    i += len;
-  }
-  return npos;
-}
+/// UTF-8 validation is the text layer's (text/utf8.hpp); its "valid" is this npos.
+using text::utf8_error_offset;
+static_assert(text::utf8_valid == npos);
 
 inline void append_hex_byte(std::string& out, unsigned char c) {
   constexpr char digits[] = "0123456789abcdef";

@@ -57,6 +57,13 @@ inline std::size_t utf8_sequence(const unsigned char* p, std::size_t n, std::siz
 
 }  // namespace detail
 
+/// The length (1 to 4) of the well-formed UTF-8 sequence that starts at `s[i]` (`i < s.size()`),
+/// or 0 when none starts there.
+inline std::size_t utf8_sequence_length(std::string_view s, std::size_t i) noexcept {
+  std::size_t bad = 0;
+  return detail::utf8_sequence(reinterpret_cast<const unsigned char*>(s.data()), s.size(), i, bad);
+}
+
 /// Offset of the first byte that does not start a well-formed UTF-8 sequence (Unicode table 3-7:
 /// no overlongs, no surrogates, nothing above U+10FFFF), or `utf8_valid`.
 inline std::size_t utf8_error_offset(std::string_view s) noexcept {
