@@ -1,6 +1,7 @@
 // quanto/io/json.hpp: the one strict JSON reader under every JSON format quanto::io reads from an
 // untrusted file: safetensors headers (io/safetensors_header.hpp), shard indexes
-// (io/shard_index.hpp) and quantization maps (io/qmap.hpp). Each format is a thin schema on it: a
+// (io/shard_index.hpp), quantization maps (io/qmap.hpp) and tokenizer.json (io/tokenizer.hpp, on
+// `json_tree_schema`). Each format is a thin schema on it: a
 // handler of the events below that checks its structure and builds its result; what they all need
 // is enforced here, once, for all of them:
 //   * the text: at most `max_bytes`; UTF-8 (Unicode table 3-7: no overlongs, no surrogates,
@@ -32,6 +33,7 @@
 #include <string>
 #include <string_view>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "quanto/core/config.hpp"
@@ -322,6 +324,58 @@ struct json_null_schema {
   void null() noexcept {}
 };
 
+/// Builds a nlohmann tree from the strict reader's events, for a format whose schema is easier
+/// to check on a tree than on events (io/tokenizer.hpp); the reader has already rejected
+/// duplicate keys, bad UTF-8 and too deep nesting.
+class json_tree_schema {
+ public:
+  nlohmann::json root;
+
+  json_action begin_object() {
+    nlohmann::json* p = place();
+    *p = nlohmann::json::object();
+    open_.push_back(p);
+    return json_action::enter;
+  }
+  json_action begin_array() {
+    nlohmann::json* p = place();
+    *p = nlohmann::json::array();
+    open_.push_back(p);
+    return json_action::enter;
+  }
+  void key(std::string& k) { key_ = std::move(k); }
+  void end_object() { open_.pop_back(); }
+  void end_array() { open_.pop_back(); }
+  void string(std::string& s) { *place() = std::move(s); }
+  void number(const json_number& n) {
+    switch (n.type) {
+      case json_number::kind::unsigned_integer:
+        *place() = n.u;
+        break;
+      case json_number::kind::negative_integer:
+        *place() = n.i;
+        break;
+      default:
+        *place() = n.real_value;
+    }
+  }
+  void boolean(bool b) { *place() = b; }
+  void null() { *place() = nullptr; }
+
+ private:
+  // The slot of the next value: the root, the pending key of the open object, or a new element of
+  // the open array (pointers into an array stay valid: only its last element is ever open).
+  nlohmann::json* place() {
+    if (open_.empty()) return &root;
+    nlohmann::json& top = *open_.back();
+    if (top.is_object()) return &top[key_];
+    top.push_back(nullptr);
+    return &top.back();
+  }
+  std::vector<nlohmann::json*> open_;
+  std::string key_;
+};
+
 template <class Schema, class Iterator>
 void sax_parse(Iterator first, Iterator last, json_reader<Schema, !std::is_pointer_v<Iterator>>& reader,
                std::size_t size) {
@@ -431,12 +485,9 @@ inline void append_python_json_string(std::string& out, std::string_view s) {
         out += static_cast<char>(c);
       continue;
     }
-    // A valid multi-byte sequence (checked above): decode its code point.
-    const int len = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : 2;
-    std::uint32_t cp = c & (len == 4 ? 0x07u : len == 3 ? 0x0Fu : 0x1Fu);
-    for (int k = 1; k < len; ++k)
-      cp = (cp << 6) | (static_cast<unsigned char>(s[i + static_cast<std::size_t>(k)]) & 0x3Fu);
-    i += static_cast<std::size_t>(len);
+    std::size_t len = 0;  // a valid multi-byte sequence (checked above)
+    const std::uint32_t cp = text::decode_utf8(reinterpret_cast<const unsigned char*>(s.data()), i, len);
+    i += len;
     if (cp < 0x10000) {
       u4(cp);
     } else {

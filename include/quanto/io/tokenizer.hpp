@@ -46,57 +46,6 @@ inline constexpr std::uint64_t max_tokenizer_size = 256'000'000;
 
 namespace detail {
 
-/// Builds a nlohmann tree from the strict reader's events (the reader has already rejected
-/// duplicate keys, bad UTF-8 and too deep nesting).
-class json_tree_schema {
- public:
-  nlohmann::json root;
-
-  json_action begin_object() {
-    nlohmann::json* p = place();
-    *p = nlohmann::json::object();
-    open_.push_back(p);
-    return json_action::enter;
-  }
-  json_action begin_array() {
-    nlohmann::json* p = place();
-    *p = nlohmann::json::array();
-    open_.push_back(p);
-    return json_action::enter;
-  }
-  void key(std::string& k) { key_ = std::move(k); }
-  void end_object() { open_.pop_back(); }
-  void end_array() { open_.pop_back(); }
-  void string(std::string& s) { *place() = std::move(s); }
-  void number(const json_number& n) {
-    switch (n.type) {
-      case json_number::kind::unsigned_integer:
-        *place() = n.u;
-        break;
-      case json_number::kind::negative_integer:
-        *place() = n.i;
-        break;
-      default:
-        *place() = n.real_value;
-    }
-  }
-  void boolean(bool b) { *place() = b; }
-  void null() { *place() = nullptr; }
-
- private:
-  // The slot of the next value: the root, the pending key of the open object, or a new element of
-  // the open array (pointers into an array stay valid: only its last element is ever open).
-  nlohmann::json* place() {
-    if (open_.empty()) return &root;
-    nlohmann::json& top = *open_.back();
-    if (top.is_object()) return &top[key_];
-    top.push_back(nullptr);
-    return &top.back();
-  }
-  std::vector<nlohmann::json*> open_;
-  std::string key_;
-};
-
 /// The checks of one tokenizer.json, with its name in every message.
 class tokenizer_reader {
  public:
@@ -303,7 +252,10 @@ class tokenizer_reader {
     try {
       return text::bpe_tokenizer(s);
     } catch (const text::tokenizer_error& e) {
-      bad(std::string(e.what()).substr(std::string_view("quanto: tokenizer: ").size()));
+      std::string_view what = e.what();  // "quanto: tokenizer: ..."; the file's name takes the place of the prefix
+      if (constexpr std::string_view prefix = "quanto: tokenizer: "; what.starts_with(prefix))
+        what.remove_prefix(prefix.size());
+      bad(std::string(what));
     }
   }
 
