@@ -25,12 +25,12 @@
 // every UTF-8 `s`.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <optional>
-#include <queue>
 #include <span>
 #include <string>
 #include <string_view>
@@ -248,7 +248,8 @@ class bpe_tokenizer {
     return (static_cast<std::uint64_t>(a) << 32) | b;
   }
 
-  void set_token(std::uint32_t id, const std::string& token) {
+  /// Records `token` as id `id`; returns its bytes when all its characters are byte-level ones.
+  std::optional<std::string> set_token(std::uint32_t id, const std::string& token) {
     if (id >= 0x7FFFFFFFu) fail("token id " + std::to_string(id) + " is too large");
     if (id >= tokens_.size()) {
       tokens_.resize(id + 1);
@@ -261,10 +262,8 @@ class bpe_tokenizer {
     present_[id] = true;
     tokens_[id] = token;
     auto bytes = detail::byte_level_bytes(token);
-    if (bytes)
-      bytes_of_[id] = std::move(*bytes);
-    else
-      bytes_of_[id] = token;
+    bytes_of_[id] = bytes ? *bytes : token;
+    return bytes;
   }
 
   void build(const bpe_spec& spec) {
@@ -272,8 +271,7 @@ class bpe_tokenizer {
       if (token.empty()) fail("the vocabulary has an empty token (id " + std::to_string(id) + ")");
       if (utf8_error_offset(token) != utf8_valid) fail("a token of the vocabulary is not UTF-8");
       if (!ids_.emplace(token, id).second) fail("the token '" + token + "' appears twice in the vocabulary");
-      set_token(id, token);
-      if (auto bytes = detail::byte_level_bytes(token)) {
+      if (auto bytes = set_token(id, token)) {
         if (bytes->size() == 1) byte_id_[static_cast<unsigned char>((*bytes)[0])] = id;
         by_bytes_.emplace(std::move(*bytes), id);
       }
@@ -318,10 +316,10 @@ class bpe_tokenizer {
       add_to_trie(t, a.content, static_cast<std::uint32_t>(added_.size()));
       added_.push_back(a);
     }
-    for (const std::uint32_t id : spec.template_prefix)
-      if (id >= tokens_.size() || !present_[id]) fail("the template's token id " + std::to_string(id) + " is unknown");
-    for (const std::uint32_t id : spec.template_suffix)
-      if (id >= tokens_.size() || !present_[id]) fail("the template's token id " + std::to_string(id) + " is unknown");
+    for (const auto* ids : {&spec.template_prefix, &spec.template_suffix})
+      for (const std::uint32_t id : *ids)
+        if (id >= tokens_.size() || !present_[id])
+          fail("the template's token id " + std::to_string(id) + " is unknown");
     template_prefix_ = spec.template_prefix;
     template_suffix_ = spec.template_suffix;
     fuse_unk_ = spec.fuse_unk;
