@@ -1,10 +1,13 @@
 # Checks docs/architecture.md's rule "each layer includes only the layers above it": every header
 # under include/quanto/<layer>/ may include quanto headers of its own layer and of the layers before
-# it in the order core, quantize, kernels, nn, io (interop and cuda sit on top, beside io). Fails,
+# it in the order core, quantize, kernels, nn, io (text sits after core and uses only core; interop
+# and cuda sit on top, beside io). Fails,
 # naming each file and include, on any that runs back up.
 #   cmake -DINCLUDE_DIR=<repo>/include -P check_layers.cmake
+cmake_policy(SET CMP0057 NEW)  # if(IN_LIST) in script mode
 set(rank_core 0)
-set(rank_text 0)  # text/ uses core/ only (the tokenizer); io/ reads its files
+set(rank_text 1)  # after core; beside quantize, kernels and nn, which it must not include:
+set(allowed_text core text)  # a folder with allowed_<folder> may include only those
 set(rank_quantize 1)
 set(rank_kernels 2)
 set(rank_nn 3)
@@ -29,6 +32,8 @@ foreach(h IN LISTS headers)
       list(APPEND bad "${h} includes ${inc}: folder '${to}' has no place in the layer order")
     elseif(rank_${to} GREATER rank_${from})
       list(APPEND bad "${h} (${from}) includes ${inc} (${to}), a later layer")
+    elseif(DEFINED allowed_${from} AND NOT to IN_LIST allowed_${from})
+      list(APPEND bad "${h} (${from}) includes ${inc} (${to}): ${from}/ may include only ${allowed_${from}}")
     endif()
     math(EXPR checked "${checked} + 1")
   endforeach()
